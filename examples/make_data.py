@@ -1,0 +1,52 @@
+"""Writes the example data sets from what ships with scikit-learn (``make examples``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.datasets import load_diabetes, load_iris
+
+
+def iris() -> pd.DataFrame:
+    data = load_iris(as_frame=True)
+    frame = data.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    frame["species"] = [data.target_names[i] for i in data.target]
+    return frame.drop(columns=["target"])
+
+
+def diabetes() -> pd.DataFrame:
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    return frame.rename(columns={"target": "progression"})
+
+
+def customers(rows: int = 600, seed: int = 7) -> pd.DataFrame:
+    """Churn-like data with categorical columns and missing values."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["basic", "standard", "premium"], rows, p=[0.5, 0.3, 0.2])
+    region = rng.choice(["north", "south", "east", "west"], rows)
+    tenure = rng.integers(1, 72, rows).astype(float)
+    monthly = np.round(rng.normal(50, 15, rows) + (plan == "premium") * 30, 2)
+    tickets = rng.poisson(1.5, rows).astype(float)
+    logit = -1.0 + 0.6 * tickets - 0.05 * tenure + 0.8 * (plan == "basic") + 0.02 * (monthly - 50)
+    churned = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    frame = pd.DataFrame(
+        {"plan": plan, "region": region, "tenure_months": tenure, "monthly_charge": monthly,
+         "support_tickets": tickets, "churned": churned}
+    )
+    for column, fraction in (("region", 0.08), ("tenure_months", 0.05), ("monthly_charge", 0.05)):
+        frame.loc[rng.random(rows) < fraction, column] = np.nan
+    return frame
+
+
+def main(out: str) -> None:
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("iris", iris()), ("diabetes", diabetes()), ("customers", customers())):
+        frame.to_csv(target / f"{name}.csv", index=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parent / "data"))

@@ -1,0 +1,664 @@
+"""Pydantic models of the MLPipeline v1alpha1 custom resource: the single source of truth.
+
+The CRD's OpenAPI schema in crds/ is generated from these models (``make crds``); the cross-field
+rules are written twice on purpose — once as a pydantic validator (``mlpipeline validate`` and the
+local runner) and once as CEL (``x-kubernetes-validations``, enforced by the API server) — and the
+tests check that both reject the same manifests.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "mlpipeline.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "MLPipeline"
+PLURAL = "mlpipelines"
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as ``30s``, ``1m30s`` or ``250ms``."""
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 5m, 250ms")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def cel(rule: str, message: str) -> dict[str, Any]:
+    """Marks a model with a CEL rule for the generated CRD."""
+    return {"rule": rule, "message": message}
+
+
+class Model(BaseModel):
+    """Base: camelCase on the wire, unknown fields are errors (typos must not pass silently)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True
+    )
+
+
+class Task(str, Enum):
+    classification = "classification"
+    regression = "regression"
+
+
+class DataFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+class ColumnType(str, Enum):
+    numeric = "numeric"
+    categorical = "categorical"
+
+
+class DataSpec(Model):
+    """Where the training data lives and what it must look like to be accepted."""
+
+    uri: str = Field(
+        min_length=1,
+        description="Data location: file://, s3://, http(s):// or a plain path (local runner).",
+    )
+    format: DataFormat | None = Field(
+        default=None, description="csv or parquet; inferred from the URI's extension when unset."
+    )
+    label: str = Field(min_length=1, description="Name of the column to predict.")
+    test_size: float = Field(
+        default=0.2, gt=0, lt=1, description="Fraction of rows held out for the evaluation gate."
+    )
+    seed: int = Field(default=42, ge=0, description="Seed of the split and of every random choice.")
+    min_rows: int = Field(default=20, ge=2, description="Fewer rows than this fail ingestion.")
+    max_null_fraction: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="A feature column with a larger fraction of missing values fails ingestion.",
+    )
+    min_class_count: int = Field(
+        default=2,
+        ge=1,
+        description="Classification: every class needs at least this many rows.",
+    )
+    columns: dict[str, ColumnType] = Field(
+        default_factory=dict,
+        description="Expected type per column; a column that does not parse as declared fails "
+        "ingestion. Undeclared columns are typed by inference.",
+    )
+
+
+class ImputeNumeric(str, Enum):
+    mean = "mean"
+    median = "median"
+    most_frequent = "most_frequent"
+    none = "none"
+
+
+class Scale(str, Enum):
+    standard = "standard"
+    minmax = "minmax"
+    none = "none"
+
+
+class ImputeCategorical(str, Enum):
+    most_frequent = "most_frequent"
+    constant = "constant"
+    none = "none"
+
+
+class Encode(str, Enum):
+    onehot = "onehot"
+    ordinal = "ordinal"
+
+
+class NumericPreprocess(Model):
+    impute: ImputeNumeric = Field(default=ImputeNumeric.median, description="Imputation strategy.")
+    scale: Scale = Field(default=Scale.standard, description="Scaling after imputation.")
+
+
+class CategoricalPreprocess(Model):
+    impute: ImputeCategorical = Field(
+        default=ImputeCategorical.most_frequent, description="Imputation strategy."
+    )
+    encode: Encode = Field(
+        default=Encode.onehot,
+        description="onehot (unknown categories at serving time become all zeros) or ordinal "
+        "(unknown categories become -1).",
+    )
+
+
+class PreprocessSpec(Model):
+    """Transforms fitted on the train split only and shipped with the model."""
+
+    numeric: NumericPreprocess = Field(default_factory=NumericPreprocess)
+    categorical: CategoricalPreprocess = Field(default_factory=CategoricalPreprocess)
+
+
+_SEARCH_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
+
+
+class SearchParam(Model):
+    """One hyperparameter's domain: exactly one of the fields below."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    " + ".join(f"(has(self.{k}) ? 1 : 0)" for k in _SEARCH_KINDS) + " == 1",
+                    "exactly one of choice, grid, uniform, loguniform, randint must be set",
+                )
+            ]
+        }
+    )
+
+    choice: list[Any] | None = Field(
+        default=None, min_length=1, max_length=100, description="Sample one of these values."
+    )
+    grid: list[Any] | None = Field(
+        default=None, min_length=1, max_length=100, description="Try every one of these values."
+    )
+    uniform: list[float] | None = Field(
+        default=None, min_length=2, max_length=2, description="[low, high], uniform."
+    )
+    loguniform: list[float] | None = Field(
+        default=None, min_length=2, max_length=2, description="[low, high], log-uniform; low > 0."
+    )
+    randint: list[int] | None = Field(
+        default=None, min_length=2, max_length=2, description="[low, high), integers."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchParam:
+        set_kinds = [k for k in _SEARCH_KINDS if getattr(self, k) is not None]
+        if len(set_kinds) != 1:
+            raise ValueError(
+                "exactly one of choice, grid, uniform, loguniform, randint must be set"
+                + (f" (got {', '.join(set_kinds)})" if set_kinds else "")
+            )
+        bounds = self.uniform or self.loguniform or self.randint
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"low must be below high, got {bounds}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform needs low > 0")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in _SEARCH_KINDS if getattr(self, k) is not None)
+
+    @property
+    def discrete(self) -> bool:
+        return self.choice is not None or self.grid is not None
+
+
+class Algorithm(str, Enum):
+    grid = "grid"
+    random = "random"
+    bayesian = "bayesian"
+
+
+class Scheduler(str, Enum):
+    none = "none"
+    asha = "asha"
+
+
+class Mode(str, Enum):
+    max = "max"
+    min = "min"
+
+
+CLASSIFICATION_METRICS = {"accuracy": "max", "f1_macro": "max", "roc_auc": "max", "log_loss": "min"}
+REGRESSION_METRICS = {"r2": "max", "rmse": "min", "mae": "min"}
+METRICS = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}
+
+
+class TuneSpec(Model):
+    """Hyperparameter search with Ray Tune."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.algorithm != 'grid' || self.searchSpace.all(k, "
+                    "has(self.searchSpace[k].choice) || has(self.searchSpace[k].grid))",
+                    "grid search needs discrete values (choice or grid) for every parameter",
+                ),
+                cel(
+                    "!has(self.maxConcurrent) || self.maxConcurrent <= self.trials",
+                    "maxConcurrent must not exceed trials",
+                ),
+            ]
+        }
+    )
+
+    algorithm: Algorithm = Field(
+        default=Algorithm.random,
+        description="grid (every combination), random, or bayesian (Optuna's TPE).",
+    )
+    scheduler: Scheduler = Field(
+        default=Scheduler.asha,
+        description="asha stops unpromising trials early (after each cross-validation fold); "
+        "none runs every trial to the end.",
+    )
+    trials: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Number of trials (random, bayesian); for grid, repetitions of the grid.",
+    )
+    max_concurrent: int | None = Field(
+        default=None, ge=1, le=256, description="Trials running at once; unset: as many as fit."
+    )
+    metric: str = Field(
+        default="accuracy",
+        description="Metric to optimise: accuracy, f1_macro, roc_auc, log_loss (classification); "
+        "r2, rmse, mae (regression).",
+    )
+    mode: Mode | None = Field(default=None, description="max or min; unset: the metric's natural one.")
+    folds: int = Field(default=3, ge=2, le=10, description="Cross-validation folds per trial.")
+    search_space: dict[str, SearchParam] = Field(
+        min_length=1,
+        max_length=32,
+        description="Hyperparameters of the model and their domains.",
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; known: {', '.join(METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_fields(self) -> TuneSpec:
+        if self.algorithm == Algorithm.grid.value:
+            ranged = [k for k, p in self.search_space.items() if not p.discrete]
+            if ranged:
+                raise ValueError(
+                    "grid search needs discrete values (choice or grid) for every parameter; "
+                    f"not discrete: {', '.join(ranged)}"
+                )
+        if self.max_concurrent is not None and self.max_concurrent > self.trials:
+            raise ValueError("maxConcurrent must not exceed trials")
+        return self
+
+    @property
+    def resolved_mode(self) -> str:
+        return str(self.mode or METRICS[self.metric])
+
+
+class Toleration(Model):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class Resources(Model):
+    """Resources of one training trial and of the tune Job's pod."""
+
+    cpu: str = Field(default="1", pattern=QUANTITY_PATTERN, description="CPU per trial, e.g. 1 or 500m.")
+    memory: str = Field(default="1Gi", pattern=QUANTITY_PATTERN, description="Memory of the pod.")
+    gpu: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="GPUs per trial; > 0 asks nvidia.com/gpu and places the tune Job on GPU nodes.",
+    )
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _number_to_quantity(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+class TrainSpec(Model):
+    """What to train and where."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.task != 'regression' || !(self.model in "
+                    "['logistic_regression'])",
+                    "logistic_regression is a classification model",
+                )
+            ]
+        }
+    )
+
+    task: Task = Field(default=Task.classification, description="classification or regression.")
+    model: str = Field(
+        default="random_forest",
+        pattern=r"^([a-z_]+|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)$",
+        description="Built-in: logistic_regression, random_forest, gradient_boosting (classification);"
+        " ridge, random_forest, gradient_boosting (regression). Or bring your own: "
+        "'package.module:function' returning a scikit-learn compatible estimator from the "
+        "hyperparameters as keyword arguments.",
+    )
+    image: str | None = Field(
+        default=None, description="Image of the step Jobs (bring-your-own code); default: the operator's."
+    )
+    tune: TuneSpec
+    resources: Resources = Field(default_factory=Resources)
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the tune Job must run on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations of the tune Job (GPU taints are added)."
+    )
+    priority_class_name: str | None = Field(default=None, description="PriorityClass of the tune Job.")
+    queue: str | None = Field(default=None, description="Kueue LocalQueue the Jobs are submitted to.")
+
+    @model_validator(mode="after")
+    def _model_fits_task(self) -> TrainSpec:
+        if ":" in self.model:
+            return self
+        from mlpipeline.steps.estimators import builtin_models  # the registry is the truth
+
+        known = builtin_models(self.task)
+        if self.model not in known:
+            raise ValueError(
+                f"unknown model {self.model!r} for {self.task}; built-in: {', '.join(known)}, "
+                "or 'module:function'"
+            )
+        metrics = CLASSIFICATION_METRICS if self.task == Task.classification.value else REGRESSION_METRICS
+        if self.tune.metric not in metrics:
+            raise ValueError(
+                f"metric {self.tune.metric!r} does not apply to {self.task}; use one of "
+                f"{', '.join(metrics)}"
+            )
+        return self
+
+
+class EvaluateSpec(Model):
+    """The gate a trained model must pass on the held-out split before anything is deployed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.min) || has(self.max)", "set min, max or both"),
+                cel(
+                    "!has(self.min) || !has(self.max) || self.min <= self.max",
+                    "min must not exceed max",
+                ),
+            ]
+        }
+    )
+
+    metric: str = Field(default="accuracy", description="Metric of the gate (same names as tune).")
+    min: float | None = Field(default=None, description="The model fails below this value.")
+    max: float | None = Field(default=None, description="The model fails above this value.")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        return TuneSpec._known_metric(value)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> EvaluateSpec:
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class NoDataPolicy(str, Enum):
+    hold = "hold"
+    fail = "fail"
+    pass_ = "pass"
+
+
+class AnalysisSpec(Model):
+    """Thresholds a canary is held to, each checked against Prometheus at every interval."""
+
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Share of 5xx answers.")
+    max_latency_p95: str = Field(
+        default="250ms", pattern=DURATION_PATTERN, description="95th percentile request latency."
+    )
+    max_prediction_shift: float = Field(
+        default=0.2, ge=0, description="PSI of canary predictions against stable predictions."
+    )
+    failure_threshold: int = Field(
+        default=2, ge=1, le=100, description="Consecutive failed intervals that roll back."
+    )
+    no_data: NoDataPolicy = Field(
+        default=NoDataPolicy.hold,
+        description="What an interval without traffic means: hold (wait, up to noDataDeadline), "
+        "fail, or pass.",
+    )
+    no_data_deadline: str = Field(
+        default="5m", pattern=DURATION_PATTERN, description="How long hold may wait for data."
+    )
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus to query; default: the operator's setting."
+    )
+
+
+class TrafficProvider(str, Enum):
+    auto = "auto"
+    gateway_api = "gatewayAPI"
+    replicas = "replicas"
+
+
+class CanarySpec(Model):
+    """How a new model version replaces the serving one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.steps.isSorted() && self.steps.all(x, self.steps.filter(y, y == x)"
+                    ".size() == 1)",
+                    "canary steps must be strictly increasing",
+                )
+            ]
+        }
+    )
+
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 25, 50],
+        min_length=1,
+        max_length=20,
+        description="Percent of traffic sent to the canary at each step, strictly increasing, "
+        "each 1..100.",
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 100}},
+    )
+    interval: str = Field(default="30s", pattern=DURATION_PATTERN, description="Time per step.")
+    traffic: TrafficProvider = Field(
+        default=TrafficProvider.auto,
+        description="gatewayAPI (HTTPRoute weights), replicas (pod ratio), or auto.",
+    )
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[int]) -> list[int]:
+        for value in steps:
+            if not 1 <= value <= 100:
+                raise ValueError(f"each canary step must be within 1..100, got {value}")
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"canary steps must be strictly increasing, got {steps}")
+        return steps
+
+
+class ServeSpec(Model):
+    """Serving of the model that passed its gate."""
+
+    enabled: bool = Field(default=True, description="false: the pipeline ends after packaging.")
+    replicas: int = Field(default=1, ge=0, le=100, description="Replicas of the stable version.")
+    port: int = Field(default=3000, ge=1, le=65535, description="HTTP port of the model server.")
+    canary: CanarySpec = Field(default_factory=CanarySpec)
+
+
+class DriftTrigger(Model):
+    threshold: float = Field(default=0.2, gt=0, description="PSI of a feature that triggers retraining.")
+
+
+class RetrainSpec(Model):
+    """When a new run starts by itself."""
+
+    schedule: str | None = Field(
+        default=None,
+        pattern=r"^(@(hourly|daily|weekly|monthly)|(\S+\s+){4}\S+)$",
+        description="Cron schedule, e.g. '0 3 * * *'.",
+    )
+    on_data_change: bool = Field(default=False, description="Retrain when the data changes.")
+    on_drift: DriftTrigger | None = Field(default=None, description="Retrain on feature drift.")
+
+
+class SecretRef(Model):
+    name: str = Field(min_length=1)
+
+
+class ArtifactsSpec(Model):
+    """Where step outputs (splits, transforms, trials, models) are stored."""
+
+    uri: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix or file:///mounted/path; default: the operator's setting.",
+    )
+    secret_ref: SecretRef | None = Field(
+        default=None, description="Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, endpoint."
+    )
+    pvc: str | None = Field(default=None, description="PersistentVolumeClaim mounted at /artifacts.")
+
+
+class StepPolicy(Model):
+    """Retries and deadlines of every step Job."""
+
+    retries: int = Field(default=1, ge=0, le=10, description="Job backoffLimit.")
+    timeout: str = Field(default="1h", pattern=DURATION_PATTERN, description="activeDeadlineSeconds.")
+    pending_timeout: str = Field(
+        default="10m",
+        pattern=DURATION_PATTERN,
+        description="A step pod that cannot start (unschedulable, image pull) fails after this.",
+    )
+
+
+class MLPipelineSpec(Model):
+    """The whole machine-learning cycle of one model."""
+
+    data: DataSpec
+    preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
+    train: TrainSpec
+    evaluate: EvaluateSpec
+    serve: ServeSpec = Field(default_factory=ServeSpec)
+    retrain: RetrainSpec = Field(default_factory=RetrainSpec)
+    artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
+    steps: StepPolicy = Field(default_factory=StepPolicy)
+
+    @model_validator(mode="after")
+    def _gate_metric_fits_task(self) -> MLPipelineSpec:
+        metrics = (
+            CLASSIFICATION_METRICS
+            if self.train.task == Task.classification.value
+            else REGRESSION_METRICS
+        )
+        if self.evaluate.metric not in metrics:
+            raise ValueError(
+                f"evaluate.metric {self.evaluate.metric!r} does not apply to {self.train.task}"
+            )
+        return self
+
+
+# ----------------------------------------------------------------------------------------- status
+
+
+class StepPhase(str, Enum):
+    pending = "Pending"
+    running = "Running"
+    succeeded = "Succeeded"
+    failed = "Failed"
+    cached = "Cached"
+
+
+class StepStatus(Model):
+    name: str
+    phase: StepPhase = StepPhase.pending
+    job: str | None = None
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    message: str | None = None
+
+
+class RunStatus(Model):
+    id: str
+    trigger: str = Field(description="What started the run: create, spec, rerun, schedule, data, drift.")
+    generation: int | None = None
+    steps: list[StepStatus] = Field(default_factory=list)
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = None
+
+
+class ModelStatus(Model):
+    version: str | None = None
+    metric: str | None = None
+    score: float | None = None
+    artifact: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnalysisCheck(Model):
+    name: str
+    query: str
+    value: float | None = None
+    threshold: float
+    verdict: Literal["pass", "fail", "nodata"]
+
+
+class ServingStatus(Model):
+    stable: str | None = None
+    canary: str | None = None
+    canary_weight: int = 0
+    checks: list[AnalysisCheck] = Field(default_factory=list)
+
+
+class MLPipelineStatus(Model):
+    model_config = ConfigDict(extra="allow")
+
+    phase: str | None = Field(default=None, description="Where the pipeline is in its cycle.")
+    message: str | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    run: RunStatus | None = None
+    model: ModelStatus | None = None
+    serving: ServingStatus | None = None
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class MLPipeline(BaseModel):
+    """A whole manifest: what ``kubectl apply`` and ``mlpipeline run`` read."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    api_version: Literal["mlpipeline.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["MLPipeline"]
+    metadata: Metadata
+    spec: MLPipelineSpec
+    status: MLPipelineStatus | None = None

@@ -1,0 +1,55 @@
+"""What a packaged model is: estimator + fitted preprocessing + label encoding + metadata, with the
+one prediction function both the BentoML service and the tests call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.steps.preprocess import as_object_categories
+
+
+@dataclass
+class ModelBundle:
+    estimator: Any
+    preprocessor: Any
+    schema: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[Any]:
+        return list(self.schema.get("classes", []))
+
+    @property
+    def features(self) -> dict[str, str]:
+        return dict(self.schema["features"])
+
+    def transform(self, records: list[dict[str, Any]]) -> np.ndarray:
+        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+        unknown = sorted(set(frame.columns) - set(self.features))
+        if unknown:
+            raise ValueError(f"unknown fields: {', '.join(map(str, unknown))}")
+        for column, kind in self.features.items():
+            if kind == "numeric" and column in frame.columns:
+                frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        return np.asarray(self.preprocessor.transform(as_object_categories(frame, self.features)), dtype=float)
+
+    def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not records:
+            return []
+        features = self.transform(records)
+        if self.schema["task"] != "classification":
+            return [{"prediction": float(v)} for v in self.estimator.predict(features)]
+        classes = self.classes
+        if hasattr(self.estimator, "predict_proba"):
+            proba = self.estimator.predict_proba(features)
+            columns = [classes[int(i)] for i in getattr(self.estimator, "classes_", range(len(classes)))]
+            answers = []
+            for row in proba:
+                probabilities = {str(c): float(p) for c, p in zip(columns, row, strict=True)}
+                answers.append({"label": columns[int(np.argmax(row))], "probabilities": probabilities})
+            return answers
+        return [{"label": classes[int(i)], "probabilities": {}} for i in self.estimator.predict(features)]

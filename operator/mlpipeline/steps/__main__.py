@@ -1,0 +1,100 @@
+"""``python -m mlpipeline.steps STEP ...``: the data-plane entrypoint of Job pods and the local runner.
+
+Exit codes: 0 done, 2 the step failed (the message is on stderr and in OUT/result.json),
+3 the evaluation gate refused the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from mlpipeline.api.manifest import ManifestError, parse_spec
+from mlpipeline.api.models import MLPipelineSpec
+from mlpipeline.steps import artifacts
+from mlpipeline.steps.artifacts import StepError
+
+EXIT_FAILED = 2
+EXIT_GATE = 3
+RESULT = "result.json"
+
+
+def _spec(args: argparse.Namespace) -> MLPipelineSpec:
+    if args.spec:
+        document = json.loads(artifacts.read_bytes(args.spec))
+    elif os.environ.get("MLPIPELINE_SPEC"):
+        document = json.loads(os.environ["MLPIPELINE_SPEC"])
+    else:
+        raise StepError("no spec: pass --spec URI or set MLPIPELINE_SPEC")
+    return parse_spec(document)
+
+
+def execute(args: argparse.Namespace) -> dict[str, Any]:
+    spec = _spec(args)
+    step = args.step
+    if step == "ingest":
+        from mlpipeline.steps import ingest
+
+        return ingest.run(spec, args.out)
+    if step == "preprocess":
+        from mlpipeline.steps import preprocess
+
+        return preprocess.run(spec.preprocess, args.data, args.out)
+    if step == "tune":
+        from mlpipeline.steps import tune
+
+        return tune.run(spec, args.data, args.preprocess, args.out)
+    if step == "evaluate":
+        from mlpipeline.steps import evaluate
+
+        return evaluate.run(spec, args.data, args.preprocess, args.tune, args.out)
+    from mlpipeline.steps import package
+
+    return package.run(args.pipeline, args.run, args.version, args.data, args.preprocess, args.evaluate, args.out)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mlpipeline.steps")
+    p.add_argument("step", choices=["ingest", "preprocess", "tune", "evaluate", "package"])
+    p.add_argument("--spec", help="URI of the spec as JSON (default: $MLPIPELINE_SPEC)")
+    p.add_argument("--out", required=True, help="URI this step writes to")
+    for name in ("data", "preprocess", "tune", "evaluate"):
+        p.add_argument(f"--{name}", help=f"URI of the {name} step's output")
+    p.add_argument("--pipeline", default="pipeline")
+    p.add_argument("--run", default="local")
+    p.add_argument("--version", default="0")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    started = time.time()
+    result: dict[str, Any]
+    code = 0
+    try:
+        result = {"ok": True, **execute(args)}
+    except ManifestError as exc:
+        result, code = {"ok": False, "message": str(exc)}, EXIT_FAILED
+    except StepError as exc:
+        from mlpipeline.steps.evaluate import GateFailed
+
+        code = EXIT_GATE if isinstance(exc, GateFailed) else EXIT_FAILED
+        result = {"ok": False, "message": str(exc), "gateFailed": code == EXIT_GATE}
+    result["seconds"] = round(time.time() - started, 3)
+    try:
+        artifacts.write_json(artifacts.join(args.out, RESULT), result)
+    except OSError as exc:
+        print(f"warning: cannot write {RESULT}: {exc}", file=sys.stderr)
+    if not result["ok"]:
+        print(f"error: {result['message']}", file=sys.stderr)
+    else:
+        print(result.get("summary", "done"))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

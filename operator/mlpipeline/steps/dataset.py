@@ -1,0 +1,35 @@
+"""The matrices steps train and score on: a split, transformed by the fitted preprocessor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mlpipeline.steps import artifacts
+from mlpipeline.steps.preprocess import PREPROCESSOR, as_object_categories
+
+
+@dataclass
+class Dataset:
+    schema: dict[str, Any]
+    preprocessor: Any
+
+    @classmethod
+    def load(cls, data_uri: str, preprocess_uri: str) -> Dataset:
+        return cls(
+            schema=artifacts.read_json(artifacts.join(data_uri, "schema.json")),
+            preprocessor=artifacts.read_object(artifacts.join(preprocess_uri, PREPROCESSOR)),
+        )
+
+    def target(self, values: Any) -> np.ndarray:
+        if self.schema["task"] != "classification":
+            return np.asarray(values, dtype=float)
+        index = {str(c): i for i, c in enumerate(self.schema["classes"])}
+        return np.asarray([index[str(v)] for v in values], dtype=int)
+
+    def split(self, data_uri: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+        frame = artifacts.read_table(artifacts.join(data_uri, f"{name}.parquet"))
+        features = self.preprocessor.transform(as_object_categories(frame, self.schema["features"]))
+        return np.asarray(features, dtype=float), self.target(frame[self.schema["label"]])

@@ -1,0 +1,57 @@
+"""Evaluate: refit the best configuration on the whole train split, score it on the held-out split,
+and apply the gate. A failed gate ends the pipeline: nothing is packaged or deployed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlpipeline.api.models import CLASSIFICATION_METRICS, MLPipelineSpec
+from mlpipeline.steps import artifacts
+from mlpipeline.steps.artifacts import StepError
+from mlpipeline.steps.dataset import Dataset
+from mlpipeline.steps.estimators import build_estimator
+from mlpipeline.steps.metrics import score
+
+MODEL = "model.joblib"
+
+
+class GateFailed(StepError):
+    """The model scored outside the gate of spec.evaluate."""
+
+
+def gate_verdict(value: float, minimum: float | None, maximum: float | None, metric: str) -> str | None:
+    """Why the value fails the gate, or None when it passes."""
+    if minimum is not None and value < minimum:
+        return f"{metric}={value:.4f} is below spec.evaluate.min={minimum}"
+    if maximum is not None and value > maximum:
+        return f"{metric}={value:.4f} is above spec.evaluate.max={maximum}"
+    return None
+
+
+def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, tune_uri: str, out: str) -> dict[str, Any]:
+    best = artifacts.read_json(artifacts.join(tune_uri, "best.json"))
+    dataset = Dataset.load(data_uri, preprocess_uri)
+    train_x, train_y = dataset.split(data_uri, "train")
+    test_x, test_y = dataset.split(data_uri, "test")
+    task = str(spec.train.task)
+    estimator = build_estimator(task, spec.train.model, best["config"], spec.data.seed)
+    estimator.fit(train_x, train_y)
+    names = list(CLASSIFICATION_METRICS) if task == "classification" else ["r2", "rmse", "mae"]
+    if task == "classification" and not hasattr(estimator, "predict_proba"):
+        names = ["accuracy", "f1_macro"]
+    metrics = {name: score(name, estimator, test_x, test_y) for name in names}
+    gate = spec.evaluate
+    if gate.metric not in metrics:
+        raise StepError(f"spec.evaluate.metric {gate.metric!r} cannot be computed for this model")
+    failure = gate_verdict(metrics[gate.metric], gate.min, gate.max, gate.metric)
+    report = {
+        "metrics": metrics,
+        "gate": {"metric": gate.metric, "min": gate.min, "max": gate.max, "passed": failure is None},
+        "params": best["config"],
+        "testRows": len(test_y),
+    }
+    artifacts.write_json(artifacts.join(out, "metrics.json"), report)
+    if failure:
+        raise GateFailed(f"evaluation gate failed: {failure}; nothing is deployed")
+    artifacts.write_object(artifacts.join(out, MODEL), estimator)
+    return {"summary": f"test {gate.metric}={metrics[gate.metric]:.4f} passed the gate", "metrics": metrics}

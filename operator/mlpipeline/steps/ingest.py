@@ -1,0 +1,120 @@
+"""Ingest: read the data, validate it against the spec, write a train/test split and a profile."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from mlpipeline.api.models import MLPipelineSpec
+from mlpipeline.monitoring.profile import profile_frame
+from mlpipeline.steps import artifacts
+from mlpipeline.steps.artifacts import StepError
+
+
+def data_format(uri: str, declared: str | None) -> str:
+    if declared:
+        return declared
+    lowered = uri.lower().split("?", 1)[0]
+    if lowered.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lowered.endswith((".csv", ".csv.gz", ".txt")):
+        return "csv"
+    raise StepError(f"spec.data.format: cannot infer the format of {uri}; set csv or parquet")
+
+
+def read_data(uri: str, fmt: str) -> pd.DataFrame:
+    raw = artifacts.read_bytes(uri)
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(io.BytesIO(raw))
+        compression = "gzip" if uri.lower().endswith(".gz") else None
+        return pd.read_csv(io.BytesIO(raw), compression=compression)
+    except pd.errors.EmptyDataError:
+        raise StepError(f"{uri}: the file is empty") from None
+    except pd.errors.ParserError as exc:
+        raise StepError(f"{uri}: malformed CSV: {exc}") from None
+    except (ValueError, OSError) as exc:
+        raise StepError(f"{uri}: cannot parse as {fmt}: {exc}") from None
+
+
+def infer_kinds(frame: pd.DataFrame, declared: dict[str, str], label: str) -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    for name in frame.columns:
+        if name == label:
+            continue
+        kind = declared.get(name)
+        if kind is None:
+            kind = "numeric" if pd.api.types.is_numeric_dtype(frame[name]) else "categorical"
+        elif kind == "numeric" and not pd.api.types.is_numeric_dtype(frame[name]):
+            converted = pd.to_numeric(frame[name], errors="coerce")
+            bad = frame[name][converted.isna() & frame[name].notna()]
+            if len(bad):
+                raise StepError(
+                    f"column {name!r} is declared numeric (spec.data.columns) but holds "
+                    f"{len(bad)} non-numeric values, e.g. {bad.iloc[0]!r}"
+                )
+            frame[name] = converted
+        kinds[str(name)] = kind
+    return kinds
+
+
+def validate(frame: pd.DataFrame, spec: MLPipelineSpec) -> dict[str, str]:
+    data = spec.data
+    missing = sorted(set(data.columns) - set(map(str, frame.columns)))
+    if data.label not in frame.columns:
+        columns = ", ".join(map(str, frame.columns[:20]))
+        raise StepError(f"label column {data.label!r} (spec.data.label) is not in the data; columns: {columns}")
+    if missing:
+        raise StepError(f"columns declared in spec.data.columns are missing from the data: {', '.join(missing)}")
+    if len(frame) < data.min_rows:
+        raise StepError(f"the data has {len(frame)} rows; spec.data.minRows asks for at least {data.min_rows}")
+    if frame[data.label].isna().any():
+        raise StepError(f"label column {data.label!r} has {int(frame[data.label].isna().sum())} missing values")
+    kinds = infer_kinds(frame, {k: str(v) for k, v in data.columns.items()}, data.label)
+    if not kinds:
+        raise StepError("the data has no feature columns besides the label")
+    too_sparse = {c: frame[c].isna().mean() for c in kinds if frame[c].isna().mean() > data.max_null_fraction}
+    if too_sparse:
+        detail = ", ".join(f"{c} ({f:.0%})" for c, f in too_sparse.items())
+        raise StepError(f"columns with more missing values than spec.data.maxNullFraction={data.max_null_fraction}: {detail}")
+    if spec.train.task == "classification":
+        counts = frame[data.label].value_counts()
+        rare = counts[counts < data.min_class_count]
+        if len(counts) < 2:
+            raise StepError(f"label column {data.label!r} has a single class; classification needs two or more")
+        if len(rare):
+            detail = ", ".join(f"{k!r}: {v}" for k, v in rare.items())
+            raise StepError(f"classes with fewer rows than spec.data.minClassCount={data.min_class_count}: {detail}")
+    elif not pd.api.types.is_numeric_dtype(frame[data.label]):
+        raise StepError(f"label column {data.label!r} must be numeric for regression")
+    return kinds
+
+
+def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
+    fmt = data_format(spec.data.uri, spec.data.format)
+    frame = read_data(spec.data.uri, fmt)
+    frame.columns = [str(c) for c in frame.columns]
+    kinds = validate(frame, spec)
+    label = spec.data.label
+    classification = spec.train.task == "classification"
+    stratify = frame[label] if classification else None
+    test_rows = max(int(round(len(frame) * spec.data.test_size)), frame[label].nunique() if classification else 1)
+    try:
+        train, test = train_test_split(frame, test_size=test_rows, random_state=spec.data.seed, stratify=stratify)
+    except ValueError as exc:
+        raise StepError(f"cannot split the data (spec.data.testSize={spec.data.test_size}): {exc}") from None
+    schema: dict[str, Any] = {"label": label, "task": spec.train.task, "features": kinds}
+    if classification:
+        schema["classes"] = sorted(frame[label].unique().tolist(), key=str)
+    profile = profile_frame(train, kinds)
+    artifacts.write_table(artifacts.join(out, "train.parquet"), train)
+    artifacts.write_table(artifacts.join(out, "test.parquet"), test)
+    artifacts.write_json(artifacts.join(out, "schema.json"), schema)
+    artifacts.write_json(artifacts.join(out, "profile.json"), profile)
+    summary = f"{len(frame)} rows, {len(kinds)} features"
+    if classification:
+        summary += f", {len(schema['classes'])} classes"
+    return {"summary": summary, "rows": len(frame), "train": len(train), "test": len(test)}
