@@ -33,8 +33,14 @@ def customers(rows: int = 600, seed: int = 7) -> pd.DataFrame:
     logit = -1.0 + 0.6 * tickets - 0.05 * tenure + 0.8 * (plan == "basic") + 0.02 * (monthly - 50)
     churned = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
     frame = pd.DataFrame(
-        {"plan": plan, "region": region, "tenure_months": tenure, "monthly_charge": monthly,
-         "support_tickets": tickets, "churned": churned}
+        {
+            "plan": plan,
+            "region": region,
+            "tenure_months": tenure,
+            "monthly_charge": monthly,
+            "support_tickets": tickets,
+            "churned": churned,
+        }
     )
     for column, fraction in (("region", 0.08), ("tenure_months", 0.05), ("monthly_charge", 0.05)):
         frame.loc[rng.random(rows) < fraction, column] = np.nan

@@ -1,1 +1,3 @@
-"""mlpipeline-operator."""
+"""mlpipeline-operator: one MLPipeline resource from data to a canary-served model."""
+
+__version__ = "0.1.0"

@@ -54,9 +54,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         out["additionalProperties"] = _structural(node["additionalProperties"], defs)
     if out.get("type") == "array" and "items" in out and out["items"] == {}:
         out["items"] = {"x-kubernetes-preserve-unknown-fields": True}
-    if not out.get("type") and "properties" not in out and "enum" not in out:
-        if "x-kubernetes-preserve-unknown-fields" not in out and "x-kubernetes-int-or-string" not in out:
-            out["x-kubernetes-preserve-unknown-fields"] = True
+    untyped = not out.get("type") and not {"properties", "enum"} & out.keys()
+    if untyped and not {"x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string"} & out.keys():
+        out["x-kubernetes-preserve-unknown-fields"] = True
     if "enum" in out and "type" not in out:
         out["type"] = "string"
     if "pattern" in out and "type" not in out:

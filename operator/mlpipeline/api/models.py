@@ -9,7 +9,8 @@ tests check that both reject the same manifests.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -47,17 +48,17 @@ class Model(BaseModel):
     )
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     classification = "classification"
     regression = "regression"
 
 
-class DataFormat(str, Enum):
+class DataFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
 
 
-class ColumnType(str, Enum):
+class ColumnType(StrEnum):
     numeric = "numeric"
     categorical = "categorical"
 
@@ -96,26 +97,26 @@ class DataSpec(Model):
     )
 
 
-class ImputeNumeric(str, Enum):
+class ImputeNumeric(StrEnum):
     mean = "mean"
     median = "median"
     most_frequent = "most_frequent"
     none = "none"
 
 
-class Scale(str, Enum):
+class Scale(StrEnum):
     standard = "standard"
     minmax = "minmax"
     none = "none"
 
 
-class ImputeCategorical(str, Enum):
+class ImputeCategorical(StrEnum):
     most_frequent = "most_frequent"
     constant = "constant"
     none = "none"
 
 
-class Encode(str, Enum):
+class Encode(StrEnum):
     onehot = "onehot"
     ordinal = "ordinal"
 
@@ -200,18 +201,18 @@ class SearchParam(Model):
         return self.choice is not None or self.grid is not None
 
 
-class Algorithm(str, Enum):
+class Algorithm(StrEnum):
     grid = "grid"
     random = "random"
     bayesian = "bayesian"
 
 
-class Scheduler(str, Enum):
+class Scheduler(StrEnum):
     none = "none"
     asha = "asha"
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     max = "max"
     min = "min"
 
@@ -328,8 +329,7 @@ class TrainSpec(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "self.task != 'regression' || !(self.model in "
-                    "['logistic_regression'])",
+                    "self.task != 'regression' || !(self.model in ['logistic_regression'])",
                     "logistic_regression is a classification model",
                 )
             ]
@@ -374,8 +374,7 @@ class TrainSpec(Model):
         metrics = CLASSIFICATION_METRICS if self.task == Task.classification.value else REGRESSION_METRICS
         if self.tune.metric not in metrics:
             raise ValueError(
-                f"metric {self.tune.metric!r} does not apply to {self.task}; use one of "
-                f"{', '.join(metrics)}"
+                f"metric {self.tune.metric!r} does not apply to {self.task}; use one of {', '.join(metrics)}"
             )
         return self
 
@@ -413,7 +412,7 @@ class EvaluateSpec(Model):
         return self
 
 
-class NoDataPolicy(str, Enum):
+class NoDataPolicy(StrEnum):
     hold = "hold"
     fail = "fail"
     pass_ = "pass"
@@ -445,7 +444,7 @@ class AnalysisSpec(Model):
     )
 
 
-class TrafficProvider(str, Enum):
+class TrafficProvider(StrEnum):
     auto = "auto"
     gateway_api = "gatewayAPI"
     replicas = "replicas"
@@ -458,8 +457,7 @@ class CanarySpec(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "self.steps.isSorted() && self.steps.all(x, self.steps.filter(y, y == x)"
-                    ".size() == 1)",
+                    "self.steps.isSorted() && self.steps.all(x, self.steps.filter(y, y == x).size() == 1)",
                     "canary steps must be strictly increasing",
                 )
             ]
@@ -470,8 +468,7 @@ class CanarySpec(Model):
         default_factory=lambda: [10, 25, 50],
         min_length=1,
         max_length=20,
-        description="Percent of traffic sent to the canary at each step, strictly increasing, "
-        "each 1..100.",
+        description="Percent of traffic sent to the canary at each step, strictly increasing, each 1..100.",
         json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 100}},
     )
     interval: str = Field(default="30s", pattern=DURATION_PATTERN, description="Time per step.")
@@ -487,7 +484,7 @@ class CanarySpec(Model):
         for value in steps:
             if not 1 <= value <= 100:
                 raise ValueError(f"each canary step must be within 1..100, got {value}")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(steps)):
             raise ValueError(f"canary steps must be strictly increasing, got {steps}")
         return steps
 
@@ -561,21 +558,17 @@ class MLPipelineSpec(Model):
     @model_validator(mode="after")
     def _gate_metric_fits_task(self) -> MLPipelineSpec:
         metrics = (
-            CLASSIFICATION_METRICS
-            if self.train.task == Task.classification.value
-            else REGRESSION_METRICS
+            CLASSIFICATION_METRICS if self.train.task == Task.classification.value else REGRESSION_METRICS
         )
         if self.evaluate.metric not in metrics:
-            raise ValueError(
-                f"evaluate.metric {self.evaluate.metric!r} does not apply to {self.train.task}"
-            )
+            raise ValueError(f"evaluate.metric {self.evaluate.metric!r} does not apply to {self.train.task}")
         return self
 
 
 # ----------------------------------------------------------------------------------------- status
 
 
-class StepPhase(str, Enum):
+class StepPhase(StrEnum):
     pending = "Pending"
     running = "Running"
     succeeded = "Succeeded"

@@ -52,7 +52,7 @@ def _bin_fractions(numbers: np.ndarray, edges: np.ndarray) -> list[float]:
 
 def profile_frame(frame: pd.DataFrame, kinds: dict[str, str]) -> dict[str, Any]:
     return {
-        "rows": int(len(frame)),
+        "rows": len(frame),
         "columns": {name: profile_column(frame[name], kind) for name, kind in kinds.items()},
     }
 

@@ -29,13 +29,12 @@ class ModelBundle:
 
     def transform(self, records: list[dict[str, Any]]) -> np.ndarray:
         frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-        unknown = sorted(set(frame.columns) - set(self.features))
-        if unknown:
-            raise ValueError(f"unknown fields: {', '.join(map(str, unknown))}")
         for column, kind in self.features.items():
             if kind == "numeric" and column in frame.columns:
                 frame[column] = pd.to_numeric(frame[column], errors="coerce")
-        return np.asarray(self.preprocessor.transform(as_object_categories(frame, self.features)), dtype=float)
+        return np.asarray(
+            self.preprocessor.transform(as_object_categories(frame, self.features)), dtype=float
+        )
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not records:

@@ -54,7 +54,9 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         return evaluate.run(spec, args.data, args.preprocess, args.tune, args.out)
     from mlpipeline.steps import package
 
-    return package.run(args.pipeline, args.run, args.version, args.data, args.preprocess, args.evaluate, args.out)
+    return package.run(
+        args.pipeline, args.run, args.version, args.data, args.preprocess, args.evaluate, args.out
+    )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -93,5 +93,9 @@ def fingerprint(uri: str) -> str:
         raise StepError(f"{uri}: no such file") from None
     except (OSError, ValueError) as exc:
         raise StepError(f"cannot read {uri}: {exc}") from None
-    key = info.get("ETag") or info.get("etag") or f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
+    key = (
+        info.get("ETag")
+        or info.get("etag")
+        or f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
+    )
     return hashlib.sha256(str(key).encode()).hexdigest()

@@ -66,28 +66,43 @@ def validate(frame: pd.DataFrame, spec: MLPipelineSpec) -> dict[str, str]:
     missing = sorted(set(data.columns) - set(map(str, frame.columns)))
     if data.label not in frame.columns:
         columns = ", ".join(map(str, frame.columns[:20]))
-        raise StepError(f"label column {data.label!r} (spec.data.label) is not in the data; columns: {columns}")
+        raise StepError(
+            f"label column {data.label!r} (spec.data.label) is not in the data; columns: {columns}"
+        )
     if missing:
-        raise StepError(f"columns declared in spec.data.columns are missing from the data: {', '.join(missing)}")
+        raise StepError(
+            f"columns declared in spec.data.columns are missing from the data: {', '.join(missing)}"
+        )
     if len(frame) < data.min_rows:
-        raise StepError(f"the data has {len(frame)} rows; spec.data.minRows asks for at least {data.min_rows}")
+        raise StepError(
+            f"the data has {len(frame)} rows; spec.data.minRows asks for at least {data.min_rows}"
+        )
     if frame[data.label].isna().any():
-        raise StepError(f"label column {data.label!r} has {int(frame[data.label].isna().sum())} missing values")
+        raise StepError(
+            f"label column {data.label!r} has {int(frame[data.label].isna().sum())} missing values"
+        )
     kinds = infer_kinds(frame, {k: str(v) for k, v in data.columns.items()}, data.label)
     if not kinds:
         raise StepError("the data has no feature columns besides the label")
     too_sparse = {c: frame[c].isna().mean() for c in kinds if frame[c].isna().mean() > data.max_null_fraction}
     if too_sparse:
         detail = ", ".join(f"{c} ({f:.0%})" for c, f in too_sparse.items())
-        raise StepError(f"columns with more missing values than spec.data.maxNullFraction={data.max_null_fraction}: {detail}")
+        raise StepError(
+            "columns with more missing values than "
+            f"spec.data.maxNullFraction={data.max_null_fraction}: {detail}"
+        )
     if spec.train.task == "classification":
         counts = frame[data.label].value_counts()
         rare = counts[counts < data.min_class_count]
         if len(counts) < 2:
-            raise StepError(f"label column {data.label!r} has a single class; classification needs two or more")
+            raise StepError(
+                f"label column {data.label!r} has a single class; classification needs two or more"
+            )
         if len(rare):
             detail = ", ".join(f"{k!r}: {v}" for k, v in rare.items())
-            raise StepError(f"classes with fewer rows than spec.data.minClassCount={data.min_class_count}: {detail}")
+            raise StepError(
+                f"classes with fewer rows than spec.data.minClassCount={data.min_class_count}: {detail}"
+            )
     elif not pd.api.types.is_numeric_dtype(frame[data.label]):
         raise StepError(f"label column {data.label!r} must be numeric for regression")
     return kinds
@@ -101,9 +116,11 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     label = spec.data.label
     classification = spec.train.task == "classification"
     stratify = frame[label] if classification else None
-    test_rows = max(int(round(len(frame) * spec.data.test_size)), frame[label].nunique() if classification else 1)
+    test_rows = max(round(len(frame) * spec.data.test_size), frame[label].nunique() if classification else 1)
     try:
-        train, test = train_test_split(frame, test_size=test_rows, random_state=spec.data.seed, stratify=stratify)
+        train, test = train_test_split(
+            frame, test_size=test_rows, random_state=spec.data.seed, stratify=stratify
+        )
     except ValueError as exc:
         raise StepError(f"cannot split the data (spec.data.testSize={spec.data.test_size}): {exc}") from None
     schema: dict[str, Any] = {"label": label, "task": spec.train.task, "features": kinds}

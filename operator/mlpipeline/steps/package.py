@@ -3,6 +3,7 @@ the local model store and exported to the artifact store so a serving pod can im
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,16 @@ def run(
 
     dataset = Dataset.load(data_uri, preprocess_uri)
     report = artifacts.read_json(artifacts.join(evaluate_uri, "metrics.json"))
-    metadata = without_nulls({
-        "pipeline": pipeline,
-        "run": run_id,
-        "metrics": report["metrics"],
-        "params": report["params"],
-        "gate": report["gate"],
-        "profile": artifacts.read_json(artifacts.join(data_uri, "profile.json")),
-    })
+    metadata = without_nulls(
+        {
+            "pipeline": pipeline,
+            "run": run_id,
+            "metrics": report["metrics"],
+            "params": report["params"],
+            "gate": report["gate"],
+            "profile": artifacts.read_json(artifacts.join(data_uri, "profile.json")),
+        }
+    )
     bundle = ModelBundle(
         estimator=artifacts.read_object(artifacts.join(evaluate_uri, MODEL)),
         preprocessor=dataset.preprocessor,
@@ -60,13 +63,9 @@ def run(
         metadata=metadata,
     )
     tag = f"{model_name(pipeline)}:{version}"
-    try:
+    with contextlib.suppress(bentoml.exceptions.NotFound):
         bentoml.models.delete(tag)  # a re-run of the same inputs replaces its own version
-    except bentoml.exceptions.NotFound:
-        pass
-    with bentoml.models.create(
-        tag, labels={"pipeline": pipeline, "run": run_id}, metadata=metadata
-    ) as model:
+    with bentoml.models.create(tag, labels={"pipeline": pipeline, "run": run_id}, metadata=metadata) as model:
         joblib.dump(bundle, model.path_of(BUNDLE))
     with tempfile.TemporaryDirectory() as tmp:
         exported = Path(tmp) / EXPORT

@@ -35,9 +35,7 @@ def build_preprocessor(spec: PreprocessSpec, features: dict[str, str]) -> Column
     if spec.categorical.encode == "onehot":
         cat_steps.append(("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)))
     else:
-        cat_steps.append(
-            ("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1))
-        )
+        cat_steps.append(("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)))
     transformers: list[tuple[str, Any, list[str]]] = []
     if numeric:
         transformers.append(("numeric", Pipeline(num_steps) if num_steps else "passthrough", numeric))

@@ -56,4 +56,4 @@ def scheduler(spec: TuneSpec) -> TrialScheduler:
             grace_period=1,
             reduction_factor=2,
         )
-    return FIFOScheduler()
+    return FIFOScheduler()  # type: ignore[no-untyped-call]

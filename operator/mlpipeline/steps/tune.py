@@ -80,7 +80,8 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
         ignore_reinit_error=True,
     )
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        gpus = int(resources.get("GPU", 0))
         if gpu > gpus:
             raise StepError(
                 f"spec.train.resources.gpu={gpu} but this node has {gpus} GPUs "
@@ -115,7 +116,7 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
             )
             results = tuner.fit()
             trials = []
-            for result in results:
+            for result in results:  # type: ignore[attr-defined]
                 if result.error is not None:
                     trials.append({"config": result.config, "error": str(result.error)[:500]})
                     continue
@@ -137,7 +138,7 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
         "config": best.config,
         "metric": tune_spec.metric,
         "mode": tune_spec.resolved_mode,
-        "score": best.metrics[tune_spec.metric],
+        "score": (best.metrics or {})[tune_spec.metric],
     }
     artifacts.write_json(artifacts.join(out, "trials.json"), trials)
     artifacts.write_json(artifacts.join(out, "best.json"), best_doc)

@@ -1,0 +1,75 @@
+# mlpipeline-operator. `make demo` trains and serves the example locally; `make test` runs everything.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CRD := crds/mlpipeline.dev_mlpipelines.yaml
+export MLP_CACHE ?= $(HOME)/.cache/mlpipeline
+export KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
+export RAY_USAGE_STATS_ENABLED := 0
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## create .venv with the package, its dependencies and the dev tools
+
+control-plane: ## build (once, cached) kube-apiserver, controller-manager, scheduler, etcd, kwok, helm
+	hack/build-control-plane.sh
+
+cluster: control-plane $(STAMP) ## start the local kwok cluster (kubeconfig in .cluster/)
+	hack/cluster.sh up
+
+cluster-down: ## stop the local kwok cluster
+	hack/cluster.sh down
+
+crds: $(STAMP) ## generate the CRD YAML from the API models
+	$(BIN)/mlpipeline crd -o $(CRD)
+
+crds-check: $(STAMP) ## fail when crds/ is stale
+	$(BIN)/mlpipeline crd | diff -u $(CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+
+examples: $(STAMP) ## regenerate the example data sets
+	$(BIN)/python examples/make_data.py examples/data
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check operator tests bench examples
+	$(BIN)/ruff format --check operator tests bench examples
+	$(BIN)/mypy operator/mlpipeline
+
+fmt: $(STAMP) ## format the code
+	$(BIN)/ruff format operator tests bench examples
+	$(BIN)/ruff check --fix operator tests bench examples
+
+demo: $(STAMP) ## train the iris example with Ray Tune and serve it with BentoML (Ctrl-C stops)
+	$(BIN)/mlpipeline run -f examples/iris.yaml --workdir .mlpipeline
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-workload: $(STAMP)
+	$(BIN)/pytest tests/workload
+
+test-cluster: control-plane $(STAMP)
+	$(BIN)/pytest tests/cluster
+
+test: lint crds-check control-plane ## lint, then unit, workload and cluster tests
+	$(BIN)/pytest tests
+
+run: $(STAMP) ## run the operator against $$KUBECONFIG (default: the local cluster)
+	$(BIN)/mlpipeline operator
+
+clean: ## remove the venv and local state (keeps the binary cache)
+	-hack/cluster.sh down
+	rm -rf $(VENV) .mlpipeline .cluster
+
+.PHONY: help install control-plane cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster run clean

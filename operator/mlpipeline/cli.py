@@ -1,0 +1,96 @@
+"""The ``mlpipeline`` command: run a manifest locally, validate it, render the CRD, run the operator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from mlpipeline.api.manifest import ManifestError, load_manifest
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    code = 0
+    for path in args.file:
+        try:
+            pipeline = load_manifest(path)
+        except ManifestError as exc:
+            print(exc, file=sys.stderr)
+            code = 1
+        else:
+            print(f"{path}: MLPipeline {pipeline.metadata.name} is valid")
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mlpipeline.local.runner import LocalRunner, summary_table
+    from mlpipeline.local.serve import serve_until_interrupted
+
+    console = Console(highlight=False)
+    try:
+        pipeline = load_manifest(args.file)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    workdir = Path(args.workdir)
+    runner = LocalRunner(pipeline, Path(args.file).resolve().parent, workdir, console, cpu_only=args.cpu_only)
+    console.print(f"[bold]MLPipeline {pipeline.metadata.name}[/] — workdir {runner.root}")
+    outcome = runner.run()
+    if not outcome.ok:
+        failed = outcome.steps[-1]
+        console.print(f"[red bold]{failed.step} failed:[/] {failed.message}")
+        return outcome.exit_code
+    serve = pipeline.spec.serve.enabled and not args.no_serve
+    url = f"http://127.0.0.1:{args.port or pipeline.spec.serve.port}" if serve else None
+    console.print(summary_table(outcome, url))
+    if not serve or outcome.model_tag is None:
+        return 0
+    return serve_until_interrupted(
+        outcome.model_tag,
+        runner.bentoml_home,
+        outcome.steps[0].out,
+        args.port or pipeline.spec.serve.port,
+        runner.root / "logs" / "serve.log",
+        console,
+    )
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from mlpipeline.api.crd import render_crd
+
+    text = render_crd()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlpipeline", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a manifest on this machine and serve the model")
+    run.add_argument("-f", "--file", required=True, help="MLPipeline manifest (YAML)")
+    run.add_argument("--workdir", default=".mlpipeline", help="where artifacts and the model store live")
+    run.add_argument("--no-serve", action="store_true", help="stop after packaging")
+    run.add_argument("--port", type=int, default=None, help="serving port (default: spec.serve.port)")
+    run.add_argument("--cpu-only", action="store_true", help="train on the CPU even if the spec asks GPUs")
+    run.set_defaults(func=cmd_run)
+    validate = sub.add_parser("validate", help="check manifests; every error with its field path")
+    validate.add_argument("-f", "--file", required=True, action="append", help="manifest (repeatable)")
+    validate.set_defaults(func=cmd_validate)
+    crd = sub.add_parser("crd", help="print the CustomResourceDefinition generated from the API models")
+    crd.add_argument("-o", "--output", help="write to this file instead of stdout")
+    crd.set_defaults(func=cmd_crd)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The pipeline's steps, what each consumes, and the content hash that identifies its output.
+
+Pure functions shared by the local runner and the operator: a step's fingerprint covers the spec
+sections it reads, the fingerprints of its inputs and the code version, so an unchanged step is
+reused (locally) and a run's Jobs get the same names after an operator restart (in a cluster).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mlpipeline import __version__
+from mlpipeline.api.models import MLPipelineSpec
+
+STEPS: tuple[str, ...] = ("ingest", "preprocess", "tune", "evaluate", "package")
+
+# input flag of the step command -> the step whose output it is
+INPUTS: dict[str, tuple[str, ...]] = {
+    "ingest": (),
+    "preprocess": ("ingest",),
+    "tune": ("ingest", "preprocess"),
+    "evaluate": ("ingest", "preprocess", "tune"),
+    "package": ("ingest", "preprocess", "evaluate"),
+}
+INPUT_FLAG = {"ingest": "--data", "preprocess": "--preprocess", "tune": "--tune", "evaluate": "--evaluate"}
+
+# the parts of the spec (by alias) each step reads
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "ingest": ("data", "train.task"),
+    "preprocess": ("preprocess",),
+    "tune": ("train", "data.seed"),
+    "evaluate": ("evaluate", "train", "data.seed"),
+    "package": (),
+}
+
+
+def _section(document: dict[str, Any], dotted: str) -> Any:
+    value: Any = document
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fingerprints(spec: MLPipelineSpec, data_fingerprint: str, pipeline: str) -> dict[str, str]:
+    """Fingerprint of every step, in order."""
+    document = spec.model_dump(by_alias=True, mode="json")
+    out: dict[str, str] = {}
+    for step in STEPS:
+        parts: dict[str, Any] = {
+            "step": step,
+            "code": __version__,
+            "spec": {s: _section(document, s) for s in SECTIONS[step]},
+            "inputs": [out[i] for i in INPUTS[step]],
+        }
+        if step == "ingest":
+            parts["data"] = data_fingerprint
+        if step == "package":
+            parts["pipeline"] = pipeline
+        out[step] = digest(parts)
+    return out
+
+
+@dataclass(frozen=True)
+class StepInvocation:
+    step: str
+    out: str
+    inputs: dict[str, str]
+    pipeline: str
+    run: str
+    version: str
+    spec_uri: str | None = None
+
+    def args(self) -> list[str]:
+        """Arguments of ``python -m mlpipeline.steps`` (Job container and local subprocess)."""
+        argv = [self.step, "--out", self.out]
+        if self.spec_uri:
+            argv += ["--spec", self.spec_uri]
+        for producer in INPUTS[self.step]:
+            argv += [INPUT_FLAG[producer], self.inputs[producer]]
+        if self.step == "package":
+            argv += ["--pipeline", self.pipeline, "--run", self.run, "--version", self.version]
+        return argv

@@ -1,0 +1,185 @@
+"""The local runner: the same manifest and the same step commands as in a cluster, run as
+subprocesses on this machine, with step caching by content hash and a BentoML server at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mlpipeline.api.models import MLPipeline
+from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints
+from mlpipeline.steps import artifacts
+from mlpipeline.steps.__main__ import EXIT_GATE, RESULT
+from mlpipeline.steps.artifacts import StepError
+from mlpipeline.steps.package import model_name
+
+SHORT = 12
+
+
+def resolve_data_uri(uri: str, manifest_dir: Path) -> str:
+    """A plain relative path in ``spec.data.uri`` is relative to the manifest's folder."""
+    if "://" in uri or Path(uri).is_absolute():
+        return uri
+    return str((manifest_dir / uri).resolve())
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    state: str  # done | cached | failed
+    seconds: float
+    out: str
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        return str(self.result.get("summary") or self.result.get("message") or "")
+
+
+@dataclass
+class RunOutcome:
+    pipeline: str
+    steps: list[StepOutcome]
+    workdir: Path
+    model_tag: str | None = None
+    exit_code: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def result(self, step: str) -> dict[str, Any]:
+        return next((s.result for s in self.steps if s.step == step), {})
+
+
+class LocalRunner:
+    def __init__(
+        self,
+        pipeline: MLPipeline,
+        manifest_dir: Path,
+        workdir: Path,
+        console: Console,
+        cpu_only: bool = False,
+    ):
+        spec = pipeline.spec.model_copy(deep=True)
+        spec.data.uri = resolve_data_uri(spec.data.uri, manifest_dir)
+        if cpu_only and spec.train.resources.gpu:
+            console.print(
+                f"[yellow]--cpu-only: training on the CPU instead of {spec.train.resources.gpu} GPU(s)[/]"
+            )
+            spec.train.resources.gpu = 0
+        self.name = pipeline.metadata.name
+        self.spec = spec
+        self.root = (workdir / self.name).resolve()
+        self.console = console
+        self.bentoml_home = workdir.resolve() / "bentoml"
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "BENTOML_HOME": str(self.bentoml_home), "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def run(self) -> RunOutcome:
+        self.root.mkdir(parents=True, exist_ok=True)
+        spec_json = json.dumps(self.spec.model_dump(by_alias=True, mode="json"), sort_keys=True)
+        spec_path = self.root / "spec.json"
+        spec_path.write_text(spec_json)
+        outcome = RunOutcome(self.name, [], self.root)
+        try:
+            data_fp = artifacts.fingerprint(self.spec.data.uri)
+        except StepError as exc:
+            outcome.steps.append(
+                StepOutcome("ingest", "failed", 0.0, "", {"message": f"spec.data.uri: {exc}"})
+            )
+            self._show(outcome.steps[-1])
+            outcome.exit_code = 2
+            return outcome
+        prints = fingerprints(self.spec, data_fp, self.name)
+        run_id = prints["package"][:SHORT]
+        outs = {step: str(self.root / "steps" / f"{step}-{prints[step][:SHORT]}") for step in STEPS}
+        for step in STEPS:
+            invocation = StepInvocation(
+                step, outs[step], outs, self.name, run_id, prints[step][:SHORT], str(spec_path)
+            )
+            result = self._cached(outs[step])
+            if result is not None:
+                outcome.steps.append(StepOutcome(step, "cached", 0.0, outs[step], result))
+            else:
+                step_outcome, code = self._execute(invocation)
+                outcome.steps.append(step_outcome)
+                if code:
+                    self._show(step_outcome)
+                    outcome.exit_code = code
+                    return outcome
+            self._show(outcome.steps[-1])
+        outcome.model_tag = f"{model_name(self.name)}:{prints['package'][:SHORT]}"
+        (self.root / "last-run.json").write_text(
+            json.dumps(
+                {"model": outcome.model_tag, "steps": {s.step: s.out for s in outcome.steps}}, indent=2
+            )
+        )
+        return outcome
+
+    @staticmethod
+    def _cached(out: str) -> dict[str, Any] | None:
+        path = Path(out) / RESULT
+        if not path.exists():
+            return None
+        result: dict[str, Any] = json.loads(path.read_text())
+        return result if result.get("ok") else None
+
+    def _execute(self, invocation: StepInvocation) -> tuple[StepOutcome, int]:
+        log_path = self.root / "logs" / f"{invocation.step}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with log_path.open("wb") as log, self.console.status(f"[bold]{invocation.step}[/] running…"):
+            code = subprocess.call(
+                [sys.executable, "-m", "mlpipeline.steps", *invocation.args()],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+            )
+        seconds = time.monotonic() - started
+        result_path = Path(invocation.out) / RESULT
+        if result_path.exists():
+            result = json.loads(result_path.read_text())
+        else:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            result = {"ok": False, "message": f"exited with {code}: " + " | ".join(tail)}
+        if code == 0 and not result.get("ok"):
+            code = 2
+        state = "done" if code == 0 else "failed"
+        outcome = StepOutcome(invocation.step, state, seconds, invocation.out, result)
+        if code:
+            outcome.result["log"] = str(log_path)
+        return outcome, code if code in (0, EXIT_GATE) else (code or 2)
+
+    def _show(self, step: StepOutcome) -> None:
+        mark = {"done": "[green]✓[/]", "cached": "[cyan]↺[/]", "failed": "[red]✗[/]"}[step.state]
+        timing = "cached" if step.state == "cached" else f"{step.seconds:5.1f}s"
+        self.console.print(f"{mark} {step.step:<11} {timing:>7}  {step.message}")
+        if step.state == "failed" and "log" in step.result:
+            self.console.print(f"  [dim]log: {step.result['log']}[/]")
+
+
+def summary_table(outcome: RunOutcome, serving_url: str | None = None) -> Table:
+    table = Table(title=f"MLPipeline {outcome.pipeline}", show_header=False)
+    best = outcome.result("tune").get("best", {})
+    metrics = outcome.result("evaluate").get("metrics", {})
+    table.add_row("best params", json.dumps(best.get("config", {}), sort_keys=True))
+    if best:
+        table.add_row(f"cv {best.get('metric')}", f"{best.get('score', 0):.4f}")
+    for name, value in metrics.items():
+        table.add_row(f"test {name}", f"{value:.4f}")
+    table.add_row("model version", outcome.model_tag or "-")
+    table.add_row("workdir", str(outcome.workdir))
+    if serving_url:
+        table.add_row("serving", serving_url)
+    return table

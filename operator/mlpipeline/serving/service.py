@@ -1,0 +1,81 @@
+"""The BentoML service of a packaged model: ``bentoml serve mlpipeline.serving.service:ModelService``.
+
+Configured by environment: MLP_MODEL_TAG (the BentoML model tag) and, in a cluster pod,
+MLP_MODEL_URI (the exported model in the artifact store, imported at start-up when the local
+model store lacks it). Requests are batched adaptively; /metrics has BentoML's request metrics plus
+predictions counted per class (regression: a histogram of predicted values).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import joblib
+
+from mlpipeline.serving.bundle import ModelBundle
+from mlpipeline.steps.package import BUNDLE
+
+MAX_BATCH_SIZE = int(os.environ.get("MLP_MAX_BATCH_SIZE", "128"))
+MAX_LATENCY_MS = int(os.environ.get("MLP_MAX_LATENCY_MS", "200"))
+
+predictions_total = bentoml.metrics.Counter(
+    name="mlpipeline_predictions_total",
+    documentation="Predictions made, by predicted class",
+    labelnames=["model_version", "predicted_class"],
+)
+prediction_values = bentoml.metrics.Histogram(
+    name="mlpipeline_prediction_value",
+    documentation="Predicted values of a regression model",
+    labelnames=["model_version"],
+    buckets=(-1e6, -1e3, -100, -10, -1, 0, 1, 10, 100, 1e3, 1e6),
+)
+
+
+def load_bundle(tag: str, uri: str | None = None) -> tuple[str, ModelBundle]:
+    try:
+        model = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        if not uri:
+            raise
+        from mlpipeline.steps import artifacts
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "model.bentomodel"
+            local.write_bytes(artifacts.read_bytes(uri))
+            model = bentoml.models.import_model(str(local))
+    return model.tag.version or "", joblib.load(model.path_of(BUNDLE))
+
+
+def count(version: str, bundle: ModelBundle, answers: list[dict[str, Any]]) -> None:
+    for answer in answers:
+        if "label" in answer:
+            predictions_total.labels(model_version=version, predicted_class=str(answer["label"])).inc()
+        else:
+            prediction_values.labels(model_version=version).observe(answer["prediction"])
+
+
+@bentoml.service(name="mlpipeline-model", traffic={"timeout": 30})
+class ModelService:
+    def __init__(self) -> None:
+        self.version, self.bundle = load_bundle(os.environ["MLP_MODEL_TAG"], os.environ.get("MLP_MODEL_URI"))
+
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)  # type: ignore[untyped-decorator]
+    def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Predicts one answer per record: label and class probabilities, or a value."""
+        answers = self.bundle.predict(records)
+        count(self.version, self.bundle, answers)
+        return answers
+
+    @bentoml.api  # type: ignore[untyped-decorator]
+    def metadata(self) -> dict[str, Any]:
+        """The model's version, metrics, parameters and expected features."""
+        return {
+            "version": self.version,
+            "features": self.bundle.features,
+            "classes": self.bundle.classes,
+            **{k: v for k, v in self.bundle.metadata.items() if k != "profile"},
+        }
