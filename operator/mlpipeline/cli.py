@@ -28,7 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mlpipeline.local.runner import LocalRunner, summary_table
     from mlpipeline.local.serve import serve_until_interrupted
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     try:
         pipeline = load_manifest(args.file)
     except ManifestError as exc:
@@ -39,8 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"[bold]MLPipeline {pipeline.metadata.name}[/] — workdir {runner.root}")
     outcome = runner.run()
     if not outcome.ok:
-        failed = outcome.steps[-1]
-        console.print(f"[red bold]{failed.step} failed:[/] {failed.message}")
+        console.print(f"[red bold]{outcome.steps[-1].step} failed[/]: nothing was deployed")
         return outcome.exit_code
     serve = pipeline.spec.serve.enabled and not args.no_serve
     url = f"http://127.0.0.1:{args.port or pipeline.spec.serve.port}" if serve else None

@@ -53,6 +53,14 @@ def cross_validate(
         tune.report({metric: float(np.mean(scores)), "fold": fold})
 
 
+def best_trial(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
+    """The best trial among those that ran every fold: a trial stopped early after a lucky first
+    fold must not win against full cross-validations."""
+    complete = [t for t in trials if not t["stoppedEarly"]] or trials
+    pick = max if mode == "max" else min
+    return pick(complete, key=lambda t: t[metric])
+
+
 def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> dict[str, Any]:
     import ray
     from ray import tune
@@ -131,14 +139,14 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
             ok = [t for t in trials if "error" not in t]
             if not ok:
                 raise StepError(f"every trial failed; first error: {trials[0]['error']}")
-            best = results.get_best_result(metric=tune_spec.metric, mode=tune_spec.resolved_mode)
     finally:
         ray.shutdown()
+    best = best_trial(ok, tune_spec.metric, tune_spec.resolved_mode)
     best_doc = {
-        "config": best.config,
+        "config": best["config"],
         "metric": tune_spec.metric,
         "mode": tune_spec.resolved_mode,
-        "score": (best.metrics or {})[tune_spec.metric],
+        "score": best[tune_spec.metric],
     }
     artifacts.write_json(artifacts.join(out, "trials.json"), trials)
     artifacts.write_json(artifacts.join(out, "best.json"), best_doc)

@@ -1,0 +1,132 @@
+"""The API models: examples parse, and every kind of bad input names its field and reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mlpipeline.api.manifest import ManifestError, load_manifest, parse_manifest
+from mlpipeline.api.models import parse_duration
+
+from tests.conftest import EXAMPLES, example, mlpipeline, write_manifest
+
+
+@pytest.mark.parametrize("name", ["iris", "diabetes", "customers"])
+def test_examples_are_valid(name: str) -> None:
+    pipeline = load_manifest(EXAMPLES / f"{name}.yaml")
+    assert pipeline.metadata.name == name
+    assert pipeline.spec.train.tune.search_space
+
+
+def test_defaults_fill_what_the_manifest_leaves_out() -> None:
+    spec = load_manifest(EXAMPLES / "diabetes.yaml").spec
+    assert spec.preprocess.numeric.impute == "median"
+    assert spec.serve.canary.steps == [10, 25, 50]
+    assert spec.serve.canary.analysis.no_data == "hold"
+    assert spec.train.tune.resolved_mode == "max"  # r2 is maximised
+
+
+def errors_of(document: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(document)
+    return {e.path: e.reason for e in caught.value.errors}
+
+
+def test_wrong_type_names_the_field() -> None:
+    doc = example("iris")
+    doc["spec"]["train"]["tune"]["trials"] = "many"
+    assert "valid integer" in errors_of(doc)["spec.train.tune.trials"]
+
+
+def test_unknown_algorithm_lists_the_known_ones() -> None:
+    doc = example("iris")
+    doc["spec"]["train"]["tune"]["algorithm"] = "genetic"
+    reason = errors_of(doc)["spec.train.tune.algorithm"]
+    assert "'grid', 'random' or 'bayesian'" in reason
+
+
+def test_empty_search_space_is_refused() -> None:
+    doc = example("iris")
+    doc["spec"]["train"]["tune"]["searchSpace"] = {}
+    assert "at least 1 item" in errors_of(doc)["spec.train.tune.searchSpace"]
+
+
+def test_search_param_needs_exactly_one_domain() -> None:
+    doc = example("iris")
+    doc["spec"]["train"]["tune"]["searchSpace"]["max_depth"] = {"choice": [1], "randint": [1, 3]}
+    reason = errors_of(doc)["spec.train.tune.searchSpace.max_depth"]
+    assert "exactly one of" in reason and "choice, randint" in reason
+
+
+def test_grid_search_refuses_ranges() -> None:
+    doc = example("iris")
+    doc["spec"]["train"]["tune"]["algorithm"] = "grid"
+    reason = errors_of(doc)["spec.train.tune"]
+    assert "n_estimators" in reason and "min_samples_leaf" in reason and "max_depth" not in reason
+
+
+def test_canary_steps_must_increase_within_100() -> None:
+    doc = example("iris")
+    doc["spec"]["serve"]["canary"]["steps"] = [10, 50, 25]
+    assert "strictly increasing" in errors_of(doc)["spec.serve.canary.steps"]
+    doc["spec"]["serve"]["canary"]["steps"] = [10, 150]
+    assert "1..100" in errors_of(doc)["spec.serve.canary.steps"]
+
+
+def test_unknown_field_is_an_error_not_silently_dropped() -> None:
+    doc = example("iris")
+    doc["spec"]["train"]["tune"]["trails"] = 4
+    assert errors_of(doc)["spec.train.tune.trails"] == "unknown field"
+
+
+def test_metric_must_fit_the_task() -> None:
+    doc = example("diabetes")
+    doc["spec"]["train"]["tune"]["metric"] = "accuracy"
+    assert "does not apply to regression" in errors_of(doc)["spec.train"]
+
+
+def test_unknown_model_lists_built_ins() -> None:
+    doc = example("iris")
+    doc["spec"]["train"]["model"] = "svm"
+    reason = errors_of(doc)["spec.train"]
+    assert "unknown model 'svm'" in reason and "logistic_regression" in reason
+
+
+def test_gate_needs_a_bound() -> None:
+    doc = example("iris")
+    doc["spec"]["evaluate"] = {"metric": "accuracy"}
+    assert errors_of(doc)["spec.evaluate"] == "set min, max or both"
+
+
+def test_every_error_is_reported_at_once() -> None:
+    doc = example("iris")
+    doc["spec"]["data"]["testSize"] = 2
+    doc["spec"]["train"]["tune"]["algorithm"] = "nope"
+    assert {"spec.data.testSize", "spec.train.tune.algorithm"} <= set(errors_of(doc))
+
+
+def test_durations() -> None:
+    assert parse_duration("1m30s") == 90
+    assert parse_duration("250ms") == 0.25
+    with pytest.raises(ValueError):
+        parse_duration("30 seconds")
+
+
+def test_validate_command_prints_paths_and_fails(tmp_path: Any) -> None:
+    doc = example("iris")
+    doc["spec"]["train"]["tune"]["algorithm"] = "genetic"
+    bad = write_manifest(tmp_path / "bad.yaml", doc)
+    result = mlpipeline("validate", "-f", str(bad), timeout=60)
+    assert result.returncode == 1
+    assert "spec.train.tune.algorithm:" in result.stderr
+    good = mlpipeline("validate", "-f", str(EXAMPLES / "iris.yaml"), timeout=60)
+    assert good.returncode == 0 and "is valid" in good.stdout
+
+
+def test_unreadable_manifest_file_is_a_clear_error(tmp_path: Any) -> None:
+    result = mlpipeline("validate", "-f", str(tmp_path / "missing.yaml"), timeout=60)
+    assert result.returncode == 1 and "No such file" in result.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("spec: [unclosed\n")
+    result = mlpipeline("validate", "-f", str(broken), timeout=60)
+    assert result.returncode == 1 and "(yaml)" in result.stderr
