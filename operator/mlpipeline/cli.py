@@ -67,6 +67,17 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    import os
+
+    from mlpipeline.controller.handlers import run_operator
+
+    if args.metrics_port is not None:
+        os.environ["MLP_METRICS_PORT"] = str(args.metrics_port)
+    run_operator(args.namespace)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlpipeline", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -83,6 +94,10 @@ def parser() -> argparse.ArgumentParser:
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition generated from the API models")
     crd.add_argument("-o", "--output", help="write to this file instead of stdout")
     crd.set_defaults(func=cmd_crd)
+    operator = sub.add_parser("operator", help="run the Kubernetes operator against the current kubeconfig")
+    operator.add_argument("-n", "--namespace", help="watch one namespace (default: all)")
+    operator.add_argument("--metrics-port", type=int, help="Prometheus metrics port (default 8080; 0: off)")
+    operator.set_defaults(func=cmd_operator)
     return p
 
 

@@ -541,6 +541,12 @@ class StepPolicy(Model):
         pattern=DURATION_PATTERN,
         description="A step pod that cannot start (unschedulable, image pull) fails after this.",
     )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to every step pod (e.g. cost allocation)."
+    )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations added to every step pod (e.g. sidecar injection)."
+    )
 
 
 class MLPipelineSpec(Model):

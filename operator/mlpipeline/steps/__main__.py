@@ -7,6 +7,7 @@ Exit codes: 0 done, 2 the step failed (the message is on stderr and in OUT/resul
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: cannot write {RESULT}: {exc}", file=sys.stderr)
     if not result["ok"]:
         print(f"error: {result['message']}", file=sys.stderr)
+        termination_log = os.environ.get("MLP_TERMINATION_LOG")
+        if termination_log:  # what Kubernetes shows as the container's termination message
+            with contextlib.suppress(OSError), open(termination_log, "w") as handle:
+                handle.write(str(result["message"])[:4000])
     else:
         print(result.get("summary", "done"))
     return code

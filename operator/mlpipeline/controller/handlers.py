@@ -1,0 +1,82 @@
+"""kopf handlers: every watched change of a pipeline, its Jobs or its pods leads to one reconciliation.
+No business logic here (see engine/reconcile.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from mlpipeline.api.models import GROUP, PLURAL, VERSION
+from mlpipeline.controller.reconciler import Reconciler
+from mlpipeline.kube.client import Kube, load_config
+from mlpipeline.kube.jobs import OperatorSettings
+
+PIPELINE_LABEL = "mlpipeline.dev/pipeline"
+_state: dict[str, Reconciler] = {}
+
+
+def settings_from_env() -> OperatorSettings:
+    defaults = OperatorSettings()
+    return OperatorSettings(
+        image=os.environ.get("MLP_STEP_IMAGE", defaults.image),
+        artifacts_uri=os.environ.get("MLP_ARTIFACTS_URI", defaults.artifacts_uri),
+        service_account=os.environ.get("MLP_STEP_SERVICE_ACCOUNT") or None,
+    )
+
+
+def reconciler() -> Reconciler:
+    return _state["reconciler"]
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Watch streams that go silent are the most reported kopf problem: bound every request.
+    settings.watching.server_timeout = int(os.environ.get("MLP_WATCH_SERVER_TIMEOUT", "60"))
+    settings.watching.client_timeout = settings.watching.server_timeout + 30
+    settings.watching.connect_timeout = 10
+    settings.posting.enabled = False  # our Events are posted explicitly, one per transition
+    settings.execution.max_workers = 8
+    load_config()
+    _state["reconciler"] = Reconciler(Kube(), settings_from_env())
+    port = int(os.environ.get("MLP_METRICS_PORT", "8080"))
+    if port:
+        start_http_server(port)
+        logging.getLogger("mlpipeline.operator").info("metrics on :%d/metrics", port)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def pipeline_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
+    assert namespace is not None  # MLPipeline is namespaced
+    if type == "DELETED":
+        reconciler().forget(namespace, name)
+        return
+    reconciler().reconcile(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={PIPELINE_LABEL: kopf.PRESENT})
+def job_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    assert namespace is not None
+    reconciler().reconcile(namespace, labels[PIPELINE_LABEL])
+
+
+@kopf.on.event("", "v1", "pods", labels={PIPELINE_LABEL: kopf.PRESENT})
+def pod_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    assert namespace is not None
+    reconciler().reconcile(namespace, labels[PIPELINE_LABEL])
+
+
+def run_operator(namespace: str | None = None) -> None:
+    """Runs the operator until interrupted (``mlpipeline operator``)."""
+    logging.basicConfig(
+        level=os.environ.get("MLP_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
+    )
+    kopf.run(
+        clusterwide=namespace is None,
+        namespaces=[namespace] if namespace else [],
+        standalone=True,
+    )

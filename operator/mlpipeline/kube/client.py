@@ -1,0 +1,102 @@
+"""The small adapter through which the operator reads and writes the Kubernetes API (plain dicts)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from mlpipeline.api.models import GROUP, PLURAL, VERSION
+from mlpipeline.engine.reconcile import Event
+
+
+def load_config() -> None:
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def _json(response: Any) -> Any:
+    return json.loads(response.data)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient | None = None, component: str = "mlpipeline-operator"):
+        self.api = api or client.ApiClient()
+        self.custom = client.CustomObjectsApi(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self.component = component
+
+    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(  # type: ignore[no-any-return]
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+
+    def list_jobs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
+        selector = f"mlpipeline.dev/pipeline={pipeline}"
+        response = self.batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False)
+        return list(_json(response)["items"])
+
+    def list_pods(self, namespace: str, pipeline: str, run: str) -> list[dict[str, Any]]:
+        selector = f"mlpipeline.dev/pipeline={pipeline},mlpipeline.dev/run={run}"
+        response = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
+        return list(_json(response)["items"])
+
+    def create_job(self, job: dict[str, Any]) -> bool:
+        """Creates the Job; False when it already exists (a restarted operator, a racing event)."""
+        try:
+            self.batch.create_namespaced_job(job["metadata"]["namespace"], job)  # type: ignore[arg-type]
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def post_event(self, pipeline: dict[str, Any], event: Event) -> None:
+        meta = pipeline["metadata"]
+        now = datetime.now(UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=pipeline["apiVersion"],
+                kind=pipeline["kind"],
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+                resource_version=meta.get("resourceVersion"),
+            ),
+            type=event.type,
+            reason=event.reason,
+            message=event.message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component=self.component),
+            reporting_component=self.component,
+            reporting_instance=self.component,
+        )
+        self.core.create_namespaced_event(meta["namespace"], body)

@@ -1,0 +1,164 @@
+"""Pure builders of the Kubernetes objects a pipeline run owns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mlpipeline.api.models import API_VERSION, KIND, MLPipelineSpec, parse_duration
+from mlpipeline.engine.plan import STEPS, StepInvocation
+from mlpipeline.engine.reconcile import job_name
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_NODE_LABEL = "nvidia.com/gpu.present"
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+SMALL_STEP = {"cpu": "500m", "memory": "512Mi"}
+# Exit codes of `python -m mlpipeline.steps` that retrying cannot fix: bad input, failed gate.
+PERMANENT_EXIT_CODES = [2, 3]
+TERMINATION_LOG = "/dev/termination-log"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    image: str = "ghcr.io/mlpipeline/mlpipeline:0.1.0"
+    artifacts_uri: str = "file:///artifacts"
+    service_account: str | None = None
+
+
+def labels(pipeline: str, run: str | None = None, step: str | None = None) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": "mlpipeline",
+        "app.kubernetes.io/instance": pipeline,
+        "app.kubernetes.io/managed-by": "mlpipeline-operator",
+        "mlpipeline.dev/pipeline": pipeline,
+    }
+    if run:
+        out["mlpipeline.dev/run"] = run
+    if step:
+        out["app.kubernetes.io/component"] = step
+        out["mlpipeline.dev/step"] = step
+    return out
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def step_outputs(
+    settings: OperatorSettings, spec: MLPipelineSpec, namespace: str, pipeline: str, run: str
+) -> dict[str, str]:
+    base = (spec.artifacts.uri or settings.artifacts_uri).rstrip("/")
+    return {step: f"{base}/{namespace}/{pipeline}/{run}/{step}" for step in STEPS}
+
+
+def _resources(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
+    if step != "tune":
+        return {"requests": dict(SMALL_STEP), "limits": {"memory": SMALL_STEP["memory"]}}
+    wanted = spec.train.resources
+    requests: dict[str, Any] = {"cpu": wanted.cpu, "memory": wanted.memory}
+    limits: dict[str, Any] = {"memory": wanted.memory}
+    if wanted.gpu:
+        requests[GPU_RESOURCE] = wanted.gpu
+        limits[GPU_RESOURCE] = wanted.gpu
+    return {"requests": requests, "limits": limits}
+
+
+def _placement(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
+    if step != "tune":
+        return {}
+    train = spec.train
+    placement: dict[str, Any] = {}
+    node_selector = dict(train.node_selector)
+    tolerations = [t.model_dump(exclude_none=True) for t in train.tolerations]
+    if train.resources.gpu:
+        node_selector = node_selector or {GPU_NODE_LABEL: "true"}
+        if not any(t.get("key") == GPU_RESOURCE for t in tolerations):
+            tolerations.append(dict(GPU_TOLERATION))
+    if node_selector:
+        placement["nodeSelector"] = node_selector
+    if tolerations:
+        placement["tolerations"] = tolerations
+    if train.priority_class_name:
+        placement["priorityClassName"] = train.priority_class_name
+    return placement
+
+
+def build_step_job(
+    *,
+    pipeline: str,
+    namespace: str,
+    uid: str,
+    spec: MLPipelineSpec,
+    run: str,
+    step: str,
+    settings: OperatorSettings,
+) -> dict[str, Any]:
+    """The Job that runs one step of one run."""
+    outputs = step_outputs(settings, spec, namespace, pipeline, run)
+    invocation = StepInvocation(step, outputs[step], outputs, pipeline, run, run)
+    step_labels = labels(pipeline, run, step)
+    pod_labels = {**step_labels, **spec.steps.pod_labels}
+    if spec.train.queue:
+        step_labels["kueue.x-k8s.io/queue-name"] = spec.train.queue
+    container: dict[str, Any] = {
+        "name": "step",
+        "image": spec.train.image or settings.image,
+        "command": ["python", "-m", "mlpipeline.steps"],
+        "args": invocation.args(),
+        "env": [
+            {"name": "MLPIPELINE_SPEC", "value": json.dumps(spec.model_dump(by_alias=True, mode="json"))},
+            {"name": "MLP_TERMINATION_LOG", "value": TERMINATION_LOG},
+            {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
+        ],
+        "resources": _resources(spec, step),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], **_placement(spec, step)}
+    if spec.artifacts.secret_ref:
+        container["envFrom"] = [{"secretRef": {"name": spec.artifacts.secret_ref.name}}]
+    if spec.artifacts.pvc:
+        container["volumeMounts"] = [{"name": "artifacts", "mountPath": "/artifacts"}]
+        pod_spec["volumes"] = [
+            {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.artifacts.pvc}}
+        ]
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(pipeline, run, step),
+            "namespace": namespace,
+            "labels": step_labels,
+            "ownerReferences": [owner_reference(pipeline, uid)],
+        },
+        "spec": {
+            "backoffLimit": spec.steps.retries,
+            "activeDeadlineSeconds": int(parse_duration(spec.steps.timeout)),
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "step",
+                            "operator": "In",
+                            "values": PERMANENT_EXIT_CODES,
+                        },
+                    }
+                ]
+            },
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": dict(spec.steps.pod_annotations)},
+                "spec": pod_spec,
+            },
+        },
+    }

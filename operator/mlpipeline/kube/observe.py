@@ -1,0 +1,88 @@
+"""Pure reading of Job and Pod objects into what the state machine needs to know."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mlpipeline.engine.reconcile import JobObservation
+
+STUCK_WAITING_REASONS = {
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+}
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _iso(value: Any) -> str | None:
+    moment = _time(value)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def pod_problem(pod: dict[str, Any]) -> str | None:
+    """Why a pod cannot start, in words a user can act on; None when nothing is wrong (yet)."""
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        unscheduled = condition.get("type") == "PodScheduled" and condition.get("status") == "False"
+        if unscheduled and condition.get("reason") == "Unschedulable":
+            return f"Unschedulable: {condition.get('message') or 'no node fits'}"
+    for container in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_WAITING_REASONS:
+            detail = f": {waiting['message']}" if waiting.get("message") else ""
+            return f"{waiting['reason']}{detail}"
+    return None
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            return dict(terminated)
+    return {}
+
+
+def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservation:
+    status = job.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    failed = conditions.get("Failed")
+    ordered = sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+    last_failed = next(
+        (p for p in reversed(ordered) if (p.get("status") or {}).get("phase") == "Failed"), None
+    )
+    terminated = _terminated(last_failed) if last_failed else {}
+    problem, pending_since = None, None
+    for pod in ordered:
+        if (pod.get("status") or {}).get("phase") == "Pending" and not (pod.get("metadata") or {}).get(
+            "deletionTimestamp"
+        ):
+            problem = pod_problem(pod) or problem
+            pending_since = pending_since or _time((pod.get("metadata") or {}).get("creationTimestamp"))
+    labels = (job.get("metadata") or {}).get("labels") or {}
+    return JobObservation(
+        name=job["metadata"]["name"],
+        run=labels.get("mlpipeline.dev/run", ""),
+        active=int(status.get("active") or 0),
+        succeeded=int(status.get("succeeded") or 0),
+        failed=int(status.get("failed") or 0),
+        complete="Complete" in conditions,
+        failed_reason=(failed.get("reason") or "Failed") if failed else None,
+        failed_message=failed.get("message") if failed else None,
+        started_at=_iso(status.get("startTime")),
+        finished_at=_iso(status.get("completionTime") or (failed or {}).get("lastTransitionTime")),
+        pod_problem=problem,
+        pending_since=pending_since,
+        termination_message=(terminated.get("message") or None) if failed else None,
+        exit_code=terminated.get("exitCode") if failed else None,
+    )
