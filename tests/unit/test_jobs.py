@@ -1,0 +1,153 @@
+"""The step Job builder and the reading of Jobs and pods."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlpipeline.api.manifest import load_manifest
+from mlpipeline.api.models import MLPipelineSpec
+from mlpipeline.kube.jobs import OperatorSettings, build_step_job
+from mlpipeline.kube.observe import observe_job, pod_problem
+
+from tests.conftest import EXAMPLES
+
+SETTINGS = OperatorSettings(image="registry.local/mlp:1", artifacts_uri="s3://bucket/mlp")
+
+
+def iris(**train: Any) -> MLPipelineSpec:
+    spec = load_manifest(EXAMPLES / "iris.yaml").spec
+    if train:
+        spec.train.resources = spec.train.resources.model_copy(update=train)
+    return spec
+
+
+def job(step: str, spec: MLPipelineSpec | None = None) -> dict[str, Any]:
+    return build_step_job(
+        pipeline="iris",
+        namespace="ml",
+        uid="u-1",
+        spec=spec or iris(),
+        run="r1234567",
+        step=step,
+        settings=SETTINGS,
+    )
+
+
+def test_names_labels_owner_and_command() -> None:
+    built = job("evaluate")
+    meta = built["metadata"]
+    assert meta["name"] == "iris-r1234567-evaluate" and meta["namespace"] == "ml"
+    assert (
+        meta["labels"]["mlpipeline.dev/step"] == "evaluate"
+        and meta["labels"]["mlpipeline.dev/run"] == "r1234567"
+    )
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "mlpipeline-operator"
+    assert meta["ownerReferences"][0] | {} == {
+        "apiVersion": "mlpipeline.dev/v1alpha1",
+        "kind": "MLPipeline",
+        "name": "iris",
+        "uid": "u-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    container = built["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.local/mlp:1"
+    assert container["args"][:3] == ["evaluate", "--out", "s3://bucket/mlp/ml/iris/r1234567/evaluate"]
+    assert "--tune" in container["args"]
+    spec_env = next(e for e in container["env"] if e["name"] == "MLPIPELINE_SPEC")
+    assert json.loads(spec_env["value"])["evaluate"]["min"] == 0.85
+    assert built["spec"]["template"]["metadata"]["labels"]["mlpipeline.dev/pipeline"] == "iris"
+
+
+def test_retries_timeout_and_permanent_exit_codes() -> None:
+    spec = iris()
+    spec.steps.retries, spec.steps.timeout = 3, "2h"
+    built = job("ingest", spec)["spec"]
+    assert built["backoffLimit"] == 3 and built["activeDeadlineSeconds"] == 7200
+    rule = built["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [2, 3]
+    assert built["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_gpu_tune_job_lands_on_gpu_nodes() -> None:
+    pod = job("tune", iris(gpu=2, cpu="4", memory="8Gi"))["spec"]["template"]["spec"]
+    resources = pod["containers"][0]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == 2 and resources["requests"]["cpu"] == "4"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+
+
+def test_explicit_placement_wins_and_other_steps_stay_small() -> None:
+    spec = iris(gpu=1)
+    spec.train.node_selector = {"pool": "a100"}
+    spec.train.priority_class_name = "batch-high"
+    pod = job("tune", spec)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "a100"} and pod["priorityClassName"] == "batch-high"
+    ingest = job("ingest", spec)["spec"]["template"]["spec"]
+    assert (
+        "nodeSelector" not in ingest
+        and "nvidia.com/gpu" not in ingest["containers"][0]["resources"]["limits"]
+    )
+
+
+def test_cpu_tune_job_has_no_gpu_placement() -> None:
+    pod = job("tune")["spec"]["template"]["spec"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+
+
+def test_pod_problems_in_words() -> None:
+    unschedulable = {
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/4 nodes are available",
+                }
+            ],
+        }
+    }
+    assert pod_problem(unschedulable) == "Unschedulable: 0/4 nodes are available"
+    pulling = {
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {"state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image x"}}}
+            ],
+        }
+    }
+    assert pod_problem(pulling) == "ImagePullBackOff: Back-off pulling image x"
+    assert pod_problem({"status": {"phase": "Pending"}}) is None
+
+
+def test_observe_a_failed_job_with_its_exit_code_and_message() -> None:
+    job_obj = {
+        "metadata": {"name": "iris-r-evaluate", "labels": {"mlpipeline.dev/run": "r"}},
+        "status": {
+            "failed": 1,
+            "startTime": "2026-11-24T10:00:00Z",
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "PodFailurePolicy",
+                    "lastTransitionTime": "2026-11-24T10:01:00Z",
+                }
+            ],
+        },
+    }
+    pod = {
+        "metadata": {"creationTimestamp": "2026-11-24T10:00:00Z"},
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [
+                {"state": {"terminated": {"exitCode": 3, "message": "evaluation gate failed"}}}
+            ],
+        },
+    }
+    seen = observe_job(job_obj, [pod])
+    assert seen.failed_reason == "PodFailurePolicy" and seen.exit_code == 3
+    assert seen.termination_message == "evaluation gate failed" and seen.finished_at == "2026-11-24T10:01:00Z"
