@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CRD := crds/mlpipeline.dev_mlpipelines.yaml
+CHART_CRD := charts/mlpipeline-operator/crds/mlpipeline.dev_mlpipelines.yaml
 export MLP_CACHE ?= $(HOME)/.cache/mlpipeline
 export KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 export RAY_USAGE_STATS_ENABLED := 0
@@ -34,9 +35,11 @@ cluster-down: ## stop the local kwok cluster
 
 crds: $(STAMP) ## generate the CRD YAML from the API models
 	$(BIN)/mlpipeline crd -o $(CRD)
+	cp $(CRD) $(CHART_CRD)
 
 crds-check: $(STAMP) ## fail when crds/ is stale
 	$(BIN)/mlpipeline crd | diff -u $(CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	diff -u $(CRD) $(CHART_CRD) || { echo "the chart's CRD is stale: run 'make crds'"; exit 1; }
 
 examples: $(STAMP) ## regenerate the example data sets
 	$(BIN)/python examples/make_data.py examples/data
