@@ -65,7 +65,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, interval
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Path]:
     up = subprocess.run(
-        [str(ROOT / "hack" / "cluster.sh"), "up"], capture_output=True, text=True, timeout=900
+        [str(ROOT / "hack" / "kwok-cluster.sh"), "up"], capture_output=True, text=True, timeout=900
     )
     assert up.returncode == 0, up.stdout + up.stderr
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))

@@ -41,6 +41,12 @@ def test_schema_is_structural() -> None:
                 assert typed, f"{path}.{name} has no type"
 
 
+def test_exclusive_bounds_use_openapi_v3_0_flags() -> None:
+    test_size = spec_schema()["properties"]["data"]["properties"]["testSize"]
+    assert test_size["minimum"] == 0 and test_size["exclusiveMinimum"] is True
+    assert test_size["maximum"] == 1 and test_size["exclusiveMaximum"] is True
+
+
 def test_enums_defaults_bounds_and_descriptions() -> None:
     tune = spec_schema()["properties"]["train"]["properties"]["tune"]
     props = tune["properties"]
@@ -59,7 +65,7 @@ def test_cross_field_rules_are_cel() -> None:
     ]
     assert any("isSorted()" in r for r in rules)  # canary steps
     assert any("self.algorithm != 'grid'" in r for r in rules)
-    assert any("has(self.choice)" in r for r in rules)
+    assert any("has(self.randint)" in r for r in rules)
 
 
 def test_names_columns_and_status_subresource() -> None:

@@ -73,7 +73,7 @@ def test_retries_timeout_and_permanent_exit_codes() -> None:
 def test_gpu_tune_job_lands_on_gpu_nodes() -> None:
     pod = job("tune", iris(gpu=2, cpu="4", memory="8Gi"))["spec"]["template"]["spec"]
     resources = pod["containers"][0]["resources"]
-    assert resources["limits"]["nvidia.com/gpu"] == 2 and resources["requests"]["cpu"] == "4"
+    assert resources["limits"]["nvidia.com/gpu"] == "2" and resources["requests"]["cpu"] == "4"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
 

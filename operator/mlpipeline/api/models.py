@@ -147,14 +147,19 @@ class PreprocessSpec(Model):
 _SEARCH_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 
 
+_RANGES = ("uniform", "loguniform", "randint")
+
+
 class SearchParam(Model):
     """One hyperparameter's domain: exactly one of the fields below."""
 
+    # CEL cannot see choice and grid (their values are untyped), so the API server checks the
+    # ranges only; the operator's own validation reports the rest in the status.
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    " + ".join(f"(has(self.{k}) ? 1 : 0)" for k in _SEARCH_KINDS) + " == 1",
+                    " + ".join(f"(has(self.{k}) ? 1 : 0)" for k in _RANGES) + " <= 1",
                     "exactly one of choice, grid, uniform, loguniform, randint must be set",
                 )
             ]
@@ -230,7 +235,8 @@ class TuneSpec(Model):
             "x-kubernetes-validations": [
                 cel(
                     "self.algorithm != 'grid' || self.searchSpace.all(k, "
-                    "has(self.searchSpace[k].choice) || has(self.searchSpace[k].grid))",
+                    + " && ".join(f"!has(self.searchSpace[k].{r})" for r in _RANGES)
+                    + ")",
                     "grid search needs discrete values (choice or grid) for every parameter",
                 ),
                 cel(

@@ -82,13 +82,14 @@ def _condition(
 
 
 def _failure_message(job: JobObservation) -> str:
+    """What the step said (its termination message) first, then how the Job ended."""
+    ending = f"{job.failed_reason or 'Failed'} after {job.failed} attempt(s)"
     if job.termination_message:
-        return job.termination_message.strip()
+        return f"{job.termination_message.strip()} ({ending})"
     if job.exit_code in EXIT_MESSAGES:
-        return f"{EXIT_MESSAGES[job.exit_code]} (exit code {job.exit_code})"
-    reason = job.failed_reason or "Failed"
+        return f"{EXIT_MESSAGES[job.exit_code]}, exit code {job.exit_code} ({ending})"
     detail = f": {job.failed_message}" if job.failed_message else ""
-    return f"{reason}{detail} after {job.failed} attempt(s)"
+    return f"{ending}{detail}"
 
 
 def decide(

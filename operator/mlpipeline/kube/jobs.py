@@ -66,8 +66,8 @@ def _resources(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
     requests: dict[str, Any] = {"cpu": wanted.cpu, "memory": wanted.memory}
     limits: dict[str, Any] = {"memory": wanted.memory}
     if wanted.gpu:
-        requests[GPU_RESOURCE] = wanted.gpu
-        limits[GPU_RESOURCE] = wanted.gpu
+        requests[GPU_RESOURCE] = str(wanted.gpu)
+        limits[GPU_RESOURCE] = str(wanted.gpu)
     return {"requests": requests, "limits": limits}
 
 
