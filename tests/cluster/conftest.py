@@ -64,13 +64,16 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, interval
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Path]:
-    up = subprocess.run(
-        [str(ROOT / "hack" / "kwok-cluster.sh"), "up"], capture_output=True, text=True, timeout=900
-    )
+    """The cluster of `make cluster` when it is up (and left up); else one for this session only."""
+    script = str(ROOT / "hack" / "kwok-cluster.sh")
+    already_up = subprocess.run([script, "status"], capture_output=True, timeout=60).returncode == 0
+    up = subprocess.run([script, "up"], capture_output=True, text=True, timeout=900)
     assert up.returncode == 0, up.stdout + up.stderr
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/mlpipelines.mlpipeline.dev", "--timeout=60s")
     yield KUBECONFIG
+    if not already_up:
+        subprocess.run([script, "down"], capture_output=True, timeout=120)
 
 
 @dataclass
