@@ -32,6 +32,15 @@ def test_missing_values_and_unseen_categories() -> None:
     assert out[1, 1:].tolist() == [0.0, 1.0]  # missing color imputed to the most frequent, red
 
 
+def test_none_and_nan_are_both_missing() -> None:
+    transformer = fitted()
+    with_none = pd.DataFrame({"x": [1.0, 2.0], "color": [None, "blue"]})
+    with_nan = pd.DataFrame({"x": [1.0, 2.0], "color": [np.nan, "blue"]})
+    one = transformer.transform(as_object_categories(with_none, FEATURES))
+    two = transformer.transform(as_object_categories(with_nan, FEATURES))
+    assert one.tolist() == two.tolist() and one[0, 1:].tolist() == [0.0, 1.0]  # imputed to red
+
+
 def test_ordinal_encoding_marks_unknown_as_minus_one() -> None:
     transformer = fitted({"categorical": {"encode": "ordinal"}, "numeric": {"scale": "none"}})
     out = transformer.transform(

@@ -72,7 +72,7 @@ def test_concurrent_requests_are_batched_and_answered_each_their_own(
         record = RECORDS[i % 3]
         return i, httpx.post(f"{server.url}/predict", json={"records": [record]}, timeout=30).json()
 
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
         for i, answer in pool.map(call, range(64)):
             assert answer == [expected[i % 3]]
 

@@ -435,7 +435,21 @@ class AnalysisSpec(Model):
         default=0.2, ge=0, description="PSI of canary predictions against stable predictions."
     )
     failure_threshold: int = Field(
-        default=2, ge=1, le=100, description="Consecutive failed intervals that roll back."
+        default=2, ge=1, le=100, description="Consecutive failed analyses that roll back."
+    )
+    interval: str = Field(
+        default="5s",
+        pattern=DURATION_PATTERN,
+        description="How often the checks run, independent of the traffic step interval, so a bad "
+        "canary is rolled back within failureThreshold x interval.",
+    )
+    window: str = Field(
+        default="30s", pattern=DURATION_PATTERN, description="Range of the PromQL rate() queries."
+    )
+    min_requests: int = Field(
+        default=10,
+        ge=1,
+        description="Fewer canary requests than this in the window count as no data, not as a pass.",
     )
     no_data: NoDataPolicy = Field(
         default=NoDataPolicy.hold,

@@ -50,15 +50,26 @@ class ModelServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def private_home(self) -> Path:
+        """BentoML keeps its Prometheus multiprocess files under BENTOML_HOME and clears them when a
+        server starts: servers side by side each get their own home, sharing the model store."""
+        home = self.log.parent / f"bentoml-{self.port}"
+        models = home / "models"
+        if not models.exists():
+            home.mkdir(parents=True, exist_ok=True)
+            (self.bentoml_home / "models").mkdir(parents=True, exist_ok=True)
+            models.symlink_to((self.bentoml_home / "models").resolve())
+        return home
+
     def start(self) -> ModelServer:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
-            "BENTOML_HOME": str(self.bentoml_home),
+            "BENTOML_HOME": str(self.private_home()),
             "MLP_MODEL_TAG": self.tag,
             **self.extra_env,
         }
         bentoml = Path(sys.executable).with_name("bentoml")
-        self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(bentoml), "serve", SERVICE, "--host", self.host, "--port", str(self.port)],

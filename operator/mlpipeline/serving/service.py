@@ -17,10 +17,11 @@ import bentoml
 import joblib
 
 from mlpipeline.serving.bundle import ModelBundle
+from mlpipeline.serving.chaos import Chaos
 from mlpipeline.steps.package import BUNDLE
 
 MAX_BATCH_SIZE = int(os.environ.get("MLP_MAX_BATCH_SIZE", "128"))
-MAX_LATENCY_MS = int(os.environ.get("MLP_MAX_LATENCY_MS", "200"))
+MAX_LATENCY_MS = int(os.environ.get("MLP_MAX_LATENCY_MS", "1000"))
 
 predictions_total = bentoml.metrics.Counter(
     name="mlpipeline_predictions_total",
@@ -62,11 +63,13 @@ def count(version: str, bundle: ModelBundle, answers: list[dict[str, Any]]) -> N
 class ModelService:
     def __init__(self) -> None:
         self.version, self.bundle = load_bundle(os.environ["MLP_MODEL_TAG"], os.environ.get("MLP_MODEL_URI"))
+        self.chaos = Chaos()
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)  # type: ignore[untyped-decorator]
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Predicts one answer per record: label and class probabilities, or a value."""
-        answers = self.bundle.predict(records)
+        self.chaos.before()
+        answers = self.chaos.after(self.bundle.predict(records), self.bundle.classes)
         count(self.version, self.bundle, answers)
         return answers
 

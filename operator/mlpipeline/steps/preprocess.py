@@ -45,14 +45,15 @@ def build_preprocessor(spec: PreprocessSpec, features: dict[str, str]) -> Column
 
 
 def as_object_categories(frame: Any, features: dict[str, str]) -> Any:
-    """Categorical columns as strings (NaN kept), so training and serving agree on types."""
+    """Categorical columns as strings with every kind of missing value (None, NaN) as NaN, which is
+    what the imputers recognise, so training and serving agree whatever JSON or pandas produced."""
     frame = frame.copy()
     for column, kind in features.items():
         if column not in frame.columns:
             frame[column] = np.nan
         if kind == "categorical":
             values = frame[column]
-            frame[column] = values.astype(object).where(values.isna(), values.astype(str))
+            frame[column] = values.astype(str).where(values.notna(), np.nan).astype(object)
     return frame[list(features)]
 
 

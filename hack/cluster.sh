@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The local test cluster, started by kwokctl's binary runtime from the binaries that
+# hack/build-control-plane.sh built (nothing is downloaded here):
+#   - the real etcd, kube-apiserver, kube-controller-manager (Job controller, garbage collector, ...)
+#     and kube-scheduler;
+#   - kwok standing in for kubelets of cpu-0, cpu-1 (8 cpu, 32Gi) and gpu-0, gpu-1 (8 fake
+#     nvidia.com/gpu each, tainted nvidia.com/gpu=present:NoSchedule): hack/kwok/nodes.yaml;
+#   - kwok Stages (hack/kwok/stages.yaml): pods Running ~1 s after binding, pods of Jobs Succeeded
+#     ~1 s later, or Failed with the exit code in annotation mlpipeline.dev/fake-exit-code.
+# State (kwokctl workdir, component logs, etcd data) and the kubeconfig live in .cluster/.
+#
+#   hack/cluster.sh up       create the cluster unless it is already up and healthy
+#   hack/cluster.sh down     delete the cluster and .cluster/
+#   hack/cluster.sh status   exit 0 and list the nodes when the cluster is up and healthy
+#
+# Environment: K8S_VERSION, ETCD_VERSION, KWOK_VERSION, MLP_CACHE (as hack/build-control-plane.sh),
+# MLP_CLUSTER_NAME (mlpipeline), MLP_CLUSTER_DIR (<repo>/.cluster), KUBECTL (<repo>/.venv/bin/kubectl),
+# MLP_CLUSTER_TIMEOUT (seconds to wait for readiness, 120).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+K8S_VERSION=${K8S_VERSION:-1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-3.6.16}
+KWOK_VERSION=${KWOK_VERSION:-0.8.0}
+BIN=${MLP_CACHE:-$HOME/.cache/mlpipeline}/bin
+NAME=${MLP_CLUSTER_NAME:-mlpipeline}
+STATE=${MLP_CLUSTER_DIR:-$ROOT/.cluster}
+TIMEOUT=${MLP_CLUSTER_TIMEOUT:-120}
+KUBECONFIG_FILE=$STATE/kubeconfig
+KUBECTL=${KUBECTL:-$ROOT/.venv/bin/kubectl}
+KWOKCTL=$BIN/kwokctl-v$KWOK_VERSION/kwokctl
+NODES_YAML=$ROOT/hack/kwok/nodes.yaml
+STAGES_YAML=$ROOT/hack/kwok/stages.yaml
+NODE_COUNT=4
+# kwokctl keeps every cluster under $KWOK_WORKDIR/clusters/<name> (default ~/.kwok).
+export KWOK_WORKDIR=$STATE/kwok
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+kctl() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --request-timeout 10s "$@"; }
+# fd 9 holds the `up` lock: close it, or the component daemons that kwokctl starts inherit it.
+kwokctl() { "$KWOKCTL" --name "$NAME" "$@" 9>&-; }
+
+check_binaries() {
+  local b
+  for b in "$KWOKCTL" "$BIN/kwok-v$KWOK_VERSION/kwok" "$BIN/etcd-v$ETCD_VERSION/etcd" \
+           "$BIN/k8s-v$K8S_VERSION/kube-apiserver" "$BIN/k8s-v$K8S_VERSION/kube-controller-manager" \
+           "$BIN/k8s-v$K8S_VERSION/kube-scheduler" "$KUBECTL"; do
+    [[ -x $b ]] || die "missing $b (run hack/build-control-plane.sh, or make control-plane)"
+  done
+}
+
+apiserver_ready() {
+  [[ -f $KUBECONFIG_FILE ]] && kctl get --raw /readyz >/dev/null 2>&1
+}
+
+ready_nodes() {
+  kctl get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null \
+    | grep -c '^True$' || true
+}
+
+nodes_ready() { (( $(ready_nodes) >= NODE_COUNT )); }
+
+# Ready: the API server answers /readyz, the nodes are Ready, the scheduler and the controller
+# manager hold their leader leases, and the controller manager has made the default service account
+# (without it no pod can be created).
+healthy() {
+  apiserver_ready || return 1
+  nodes_ready || return 1
+  kctl -n kube-system get lease kube-scheduler kube-controller-manager >/dev/null 2>&1 || return 1
+  kctl -n default get serviceaccount default >/dev/null 2>&1
+}
+
+wait_for() {  # description, command...
+  local what=$1; shift
+  local deadline=$((SECONDS + TIMEOUT))
+  until "$@"; do
+    (( SECONDS < deadline )) || return 1
+    sleep 0.5
+  done
+  log "$what ($SECONDS s)"
+}
+
+create() {
+  mkdir -p "$STATE"
+  # Leftovers of a cluster that is no longer healthy (e.g. processes gone after a reboot).
+  if [[ -d $KWOK_WORKDIR/clusters/$NAME ]]; then
+    log "removing the unhealthy cluster $NAME"
+    kwokctl delete cluster --kubeconfig "$KUBECONFIG_FILE" >>"$STATE/kwokctl.log" 2>&1 || true
+    rm -rf "${KWOK_WORKDIR:?}/clusters/$NAME" "$KUBECONFIG_FILE"
+  fi
+  log "creating cluster $NAME (kwokctl $KWOK_VERSION, kubernetes $K8S_VERSION, etcd $ETCD_VERSION) in $KWOK_WORKDIR"
+  # Every *-binary flag names a local file, which kwokctl copies into the cluster's bin/: no
+  # component is downloaded. A Stage in --config replaces all of kwokctl's default stages.
+  if ! kwokctl create cluster --runtime binary \
+      --kube-apiserver-binary "$BIN/k8s-v$K8S_VERSION/kube-apiserver" \
+      --kube-controller-manager-binary "$BIN/k8s-v$K8S_VERSION/kube-controller-manager" \
+      --kube-scheduler-binary "$BIN/k8s-v$K8S_VERSION/kube-scheduler" \
+      --etcd-binary "$BIN/etcd-v$ETCD_VERSION/etcd" \
+      --kwok-controller-binary "$BIN/kwok-v$KWOK_VERSION/kwok" \
+      --config "$STAGES_YAML" \
+      --disable-qps-limits \
+      --kubeconfig "$KUBECONFIG_FILE" \
+      --wait "${TIMEOUT}s" >>"$STATE/kwokctl.log" 2>&1; then
+    tail -n 20 "$STATE/kwokctl.log" >&2
+    die "kwokctl create cluster failed: see $STATE/kwokctl.log and $KWOK_WORKDIR/clusters/$NAME/logs/"
+  fi
+  # kwokctl added its context to $KUBECONFIG_FILE; write it afresh in case that file was lost.
+  [[ -s $KUBECONFIG_FILE ]] || kwokctl get kubeconfig >"$KUBECONFIG_FILE"
+  chmod 600 "$KUBECONFIG_FILE"
+}
+
+up() {
+  check_binaries
+  mkdir -p "$STATE"
+  # Serialise concurrent `up`s (e.g. parallel test workers).
+  if command -v flock >/dev/null; then
+    exec 9>"$STATE/.lock"
+    flock 9
+  fi
+  if healthy; then
+    log "cluster $NAME is already up"
+    echo "$KUBECONFIG_FILE"
+    return
+  fi
+  if ! apiserver_ready; then
+    create
+  fi
+  wait_for "API server ready" apiserver_ready || die "the API server did not become ready"
+  kctl apply -f "$NODES_YAML" >/dev/null
+  wait_for "$NODE_COUNT nodes Ready" nodes_ready \
+    || { kctl get nodes >&2 || true; die "the nodes did not become Ready"; }
+  wait_for "scheduler, controller manager and default service account up" healthy \
+    || die "kube-scheduler or kube-controller-manager did not start: see $KWOK_WORKDIR/clusters/$NAME/logs/"
+  log "cluster $NAME is up; export KUBECONFIG=$KUBECONFIG_FILE"
+  echo "$KUBECONFIG_FILE"
+}
+
+down() {
+  if [[ -x $KWOKCTL && -d $KWOK_WORKDIR/clusters/$NAME ]]; then
+    mkdir -p "$STATE"
+    kwokctl delete cluster --kubeconfig "$KUBECONFIG_FILE" >>"$STATE/kwokctl.log" 2>&1 \
+      || log "kwokctl delete cluster failed (see $STATE/kwokctl.log); removing the state anyway"
+  fi
+  rm -rf "${STATE:?}"
+  log "cluster $NAME is down"
+}
+
+status() {
+  if healthy; then
+    log "cluster $NAME is up; KUBECONFIG=$KUBECONFIG_FILE"
+    kctl get nodes -L nvidia.com/gpu.present,accelerator
+  else
+    log "cluster $NAME is not up (or not healthy)"
+    return 1
+  fi
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,83 @@
+"""A bounded load generator: POSTs prediction requests at a steady rate from a few threads and
+counts the answers; used by the local rollout (so the canary has traffic to be judged on), the
+tests and the benchmarks. Only ever aimed at servers on this machine."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class LoadStats:
+    ok: int = 0
+    failed: int = 0
+    latencies: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, ok: bool, seconds: float) -> None:
+        with self.lock:
+            if ok:
+                self.ok += 1
+            else:
+                self.failed += 1
+            self.latencies.append(seconds)
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.failed
+
+
+@dataclass
+class Load:
+    url: str
+    records: list[dict[str, Any]]
+    rate: float = 20.0  # requests per second, all threads together
+    threads: int = 4
+    max_seconds: float = 600.0
+    stats: LoadStats = field(default_factory=LoadStats)
+    on_answer: Callable[[int, float], None] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _workers: list[threading.Thread] = field(default_factory=list, repr=False)
+
+    def _work(self, index: int) -> None:
+        interval = self.threads / self.rate
+        deadline = time.monotonic() + self.max_seconds
+        next_at = time.monotonic() + index * interval / self.threads
+        with httpx.Client(timeout=30) as client:
+            i = index
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                pause = next_at - time.monotonic()
+                if pause > 0 and self._stop.wait(pause):
+                    break
+                next_at += interval
+                record = self.records[i % len(self.records)]
+                i += self.threads
+                started = time.monotonic()
+                try:
+                    status = client.post(self.url, json={"records": [record]}).status_code
+                except httpx.HTTPError:
+                    status = 599
+                took = time.monotonic() - started
+                self.stats.add(status < 500, took)
+                if self.on_answer:
+                    self.on_answer(status, took)
+
+    def start(self) -> Load:
+        self._workers = [
+            threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(self.threads)
+        ]
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def stop(self) -> LoadStats:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(35)
+        return self.stats

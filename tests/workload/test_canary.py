@@ -1,0 +1,149 @@
+"""Local canary rollouts with real processes: two BentoML servers, the weighted router, Debian's
+Prometheus scraping both, a load generator; the engine promotes or rolls back. Faults are injected
+into the canary server through MLP_CHAOS_FILE (errors, latency, shifted predictions)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mlpipeline.api.models import CanarySpec
+from mlpipeline.local.load import Load
+from mlpipeline.local.rollout import LocalRollout
+from mlpipeline.local.serve import sample_records
+from mlpipeline.local.server import free_port
+
+from tests.conftest import example
+from tests.workload.conftest import train
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("canary")
+    document = example("iris")
+    document["spec"]["train"]["tune"] |= {
+        "algorithm": "random",
+        "scheduler": "none",
+        "trials": 2,
+        "maxConcurrent": 2,
+    }
+    first = train(tmp, "iris", document)
+    document["spec"]["train"]["tune"]["trials"] = 3
+    second = train(tmp, "iris", document)
+    assert first["model"] != second["model"]
+    records = sample_records(first["steps"]["ingest"], rows=30)
+    return {
+        "stable": first["model"],
+        "canary": second["model"],
+        "home": tmp / "work" / "bentoml",
+        "records": records,
+    }
+
+
+SPEC = {
+    "steps": [20, 50],
+    "interval": "4s",
+    "analysis": {
+        "interval": "1s",
+        "window": "4s",
+        "failureThreshold": 2,
+        "minRequests": 5,
+        "maxErrorRate": 0.05,
+        "maxLatencyP95": "250ms",
+        "maxPredictionShift": 0.5,
+        "noDataDeadline": "10s",
+    },
+}
+
+
+@pytest.fixture
+def rollout(two_versions: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+    started: list[LocalRollout] = []
+
+    def make(faults: dict[str, Any] | None = None, **overrides: Any) -> LocalRollout:
+        chaos = tmp_path / "chaos.json"
+        chaos.write_text(json.dumps(faults or {}))
+        spec = CanarySpec.model_validate({**SPEC, **overrides})
+        rollout = LocalRollout(
+            two_versions["stable"], two_versions["canary"], spec, two_versions["home"], tmp_path / "rollout",
+            port=free_port(), canary_env={"MLP_CHAOS_FILE": str(chaos)},
+        )  # fmt: skip
+        started.append(rollout.start())
+        return rollout
+
+    yield make
+    for rollout in started:
+        rollout.stop()
+
+
+def run_with_load(
+    rollout: LocalRollout, records: list[dict[str, Any]], rate: float = 40
+) -> tuple[dict[str, Any], Any]:
+    assert rollout.router is not None
+    load = Load(f"{rollout.router.url}/predict", records, rate=rate, max_seconds=120).start()
+    try:
+        state = rollout.run()
+    finally:
+        stats = load.stop()
+    return state, stats
+
+
+def test_a_healthy_canary_is_promoted_through_every_step(rollout: Any, two_versions: dict[str, Any]) -> None:
+    running = rollout()
+    state, stats = run_with_load(running, two_versions["records"])
+    assert state["phase"] == "Promoted" and state["stable"] == two_versions["canary"], state["message"]
+    weights = [t.weight for t in running.ticks]
+    assert 20 in weights and 50 in weights and weights[-1] == 0
+    assert weights.index(50) > weights.index(20)
+    assert stats.failed == 0 and stats.ok > 100
+    checks = {c["name"]: c for c in state["checks"]}
+    assert set(checks) == {"errorRate", "latencyP95", "predictionShift"}
+    assert all(
+        c["verdict"] == "pass" and "bentoml_service_request" in checks["errorRate"]["query"]
+        for c in checks.values()
+    )
+    answer = httpx.post(
+        f"{running.router.url}/predict", json={"records": two_versions["records"][:1]}, timeout=10
+    )
+    assert answer.status_code == 200
+    assert list(running.servers) == [two_versions["canary"]]  # the old stable is gone
+
+
+@pytest.mark.parametrize(
+    ("faults", "failed_check"),
+    [
+        ({"errorRate": 0.3}, "errorRate"),
+        ({"latencyMs": 400}, "latencyP95"),
+        ({"shift": True}, "predictionShift"),
+    ],
+)
+def test_a_bad_canary_is_rolled_back(
+    rollout: Any, two_versions: dict[str, Any], faults: dict[str, Any], failed_check: str
+) -> None:
+    running = rollout(faults)
+    state, _ = run_with_load(running, two_versions["records"])
+    assert state["phase"] == "RolledBack" and state["stable"] == two_versions["stable"]
+    assert failed_check in state["message"] and "rolled back after 2 failed analyses" in state["message"]
+    failed = next(c for c in state["checks"] if c["name"] == failed_check)
+    assert failed["verdict"] == "fail" and failed["value"] > failed["threshold"]
+    assert list(running.servers) == [two_versions["stable"]]
+    assert running.ticks[-1].weight == 0
+
+
+def test_no_data_holds_then_rolls_back_at_the_deadline(rollout: Any, two_versions: dict[str, Any]) -> None:
+    running = rollout()
+    state = running.run()  # no traffic at all
+    held = [t for t in running.ticks if t.state.get("message", "").startswith("holding")]
+    assert held and all(t.weight == 20 for t in held)  # held at the first step, not advanced
+    assert state["phase"] == "RolledBack" and "no data for" in state["message"]
+    assert "noDataDeadline=10s" in state["message"]
+    assert {c["verdict"] for c in state["checks"]} == {"nodata"}
+
+
+def test_no_data_policy_pass_advances_without_traffic(rollout: Any, two_versions: dict[str, Any]) -> None:
+    running = rollout(analysis={**SPEC["analysis"], "noData": "pass"})
+    assert running.run()["phase"] == "Promoted"
