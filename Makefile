@@ -28,10 +28,10 @@ control-plane: ## build (once, cached) kube-apiserver, controller-manager, sched
 	hack/build-control-plane.sh
 
 cluster: control-plane $(STAMP) ## start the local kwok cluster (kubeconfig in .cluster/)
-	hack/kwok-cluster.sh up
+	hack/cluster.sh up
 
 cluster-down: ## stop the local kwok cluster
-	hack/kwok-cluster.sh down
+	hack/cluster.sh down
 
 crds: $(STAMP) ## generate the CRD YAML from the API models
 	$(BIN)/mlpipeline crd -o $(CRD)
@@ -72,7 +72,7 @@ run: $(STAMP) ## run the operator against $$KUBECONFIG (default: the local clust
 	$(BIN)/mlpipeline operator
 
 clean: ## remove the venv and local state (keeps the binary cache)
-	-hack/kwok-cluster.sh down
+	-hack/cluster.sh down
 	rm -rf $(VENV) .mlpipeline .cluster
 
 .PHONY: help install control-plane cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster run clean

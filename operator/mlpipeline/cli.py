@@ -26,7 +26,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mlpipeline.local.runner import LocalRunner, summary_table
-    from mlpipeline.local.serve import serve_until_interrupted
+    from mlpipeline.local.serve import (
+        remember_stable,
+        rollout_then_serve,
+        serve_until_interrupted,
+        stable_version,
+    )
 
     console = Console(highlight=False, soft_wrap=True)
     try:
@@ -46,14 +51,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(summary_table(outcome, url))
     if not serve or outcome.model_tag is None:
         return 0
-    return serve_until_interrupted(
+    port = args.port or pipeline.spec.serve.port
+    stable = stable_version(runner.root)
+    if stable is None or stable == outcome.model_tag:
+        remember_stable(runner.root, outcome.model_tag)
+        return serve_until_interrupted(
+            outcome.model_tag,
+            runner.bentoml_home,
+            outcome.steps[0].out,
+            port,
+            runner.root / "logs" / "serve.log",
+            console,
+        )
+    code, serving = rollout_then_serve(
+        stable,
         outcome.model_tag,
+        pipeline.spec.serve.canary,
         runner.bentoml_home,
         outcome.steps[0].out,
-        args.port or pipeline.spec.serve.port,
-        runner.root / "logs" / "serve.log",
+        port,
+        runner.root / "rollout",
+        args.canary_load,
         console,
     )
+    remember_stable(runner.root, serving)
+    return code
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
@@ -86,6 +108,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", default=".mlpipeline", help="where artifacts and the model store live")
     run.add_argument("--no-serve", action="store_true", help="stop after packaging")
     run.add_argument("--port", type=int, default=None, help="serving port (default: spec.serve.port)")
+    run.add_argument(
+        "--canary-load",
+        type=float,
+        default=10.0,
+        help="requests/s of held-out records sent during a canary rollout (0: only your own traffic)",
+    )
     run.add_argument("--cpu-only", action="store_true", help="train on the CPU even if the spec asks GPUs")
     run.set_defaults(func=cmd_run)
     validate = sub.add_parser("validate", help="check manifests; every error with its field path")

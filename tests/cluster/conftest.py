@@ -65,7 +65,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, interval
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Path]:
     """The cluster of `make cluster` when it is up (and left up); else one for this session only."""
-    script = str(ROOT / "hack" / "kwok-cluster.sh")
+    script = str(ROOT / "hack" / "cluster.sh")
     already_up = subprocess.run([script, "status"], capture_output=True, timeout=60).returncode == 0
     up = subprocess.run([script, "up"], capture_output=True, text=True, timeout=900)
     assert up.returncode == 0, up.stdout + up.stderr

@@ -1,4 +1,6 @@
-"""Serving a locally packaged model: start it, show one prediction, serve until interrupted."""
+"""Serving locally packaged models: the first version directly, a newer one through a canary
+rollout against the version already serving; then one sample prediction, and serve until
+interrupted."""
 
 from __future__ import annotations
 
@@ -6,14 +8,21 @@ import json
 import math
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.console import Console
 
+from mlpipeline.api.models import CanarySpec
+from mlpipeline.local.load import Load
+from mlpipeline.local.rollout import LocalRollout, RolloutTick
 from mlpipeline.local.server import ModelServer, free_port
 from mlpipeline.steps import artifacts
+
+SERVING_STATE = "serving.json"
 
 
 def sample_records(ingest_out: str, rows: int = 2) -> list[dict[str, Any]]:
@@ -26,34 +35,125 @@ def sample_records(ingest_out: str, rows: int = 2) -> list[dict[str, Any]]:
     ]
 
 
+def stable_version(root: Path) -> str | None:
+    path = root / SERVING_STATE
+    return str(json.loads(path.read_text())["stable"]) if path.exists() else None
+
+
+def remember_stable(root: Path, tag: str) -> None:
+    (root / SERVING_STATE).write_text(json.dumps({"stable": tag}))
+
+
+@contextmanager
+def interruptible() -> Iterator[threading.Event]:
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def announce(url: str, tag: str, records: list[dict[str, Any]], console: Console) -> None:
+    body = {"records": records}
+    answer = httpx.post(f"{url}/predict", json=body, timeout=30).json()
+    console.print(f"[bold green]Serving {tag} at {url}[/]")
+    console.print("request: " + json.dumps(body), soft_wrap=True)
+    console.print("answer:  " + json.dumps(answer), soft_wrap=True)
+    console.print(
+        f"try it:  curl -s -X POST {url}/predict -H 'content-type: application/json' -d '{json.dumps(body)}'",
+        soft_wrap=True,
+    )
+    console.print("[dim]Ctrl-C stops the server.[/]")
+
+
+def wait(stop: threading.Event, alive: Callable[[], bool]) -> int:
+    while not stop.wait(0.5):
+        if not alive():
+            return 1
+    return 0
+
+
 def serve_until_interrupted(
     tag: str, bentoml_home: Path, ingest_out: str, port: int, log: Path, console: Console
 ) -> int:
     server = ModelServer(tag=tag, bentoml_home=bentoml_home, port=free_port(port), log=log)
     if server.port != port:
         console.print(f"[yellow]port {port} is busy; serving on {server.port}[/]")
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with console.status(f"starting the model server {tag}…"):
-            server.start().wait_ready()
-        body = {"records": sample_records(ingest_out)}
-        answer = httpx.post(f"{server.url}/predict", json=body, timeout=30).json()
-        console.print(f"[bold green]Serving {tag} at {server.url}[/]")
-        console.print("request: " + json.dumps(body), soft_wrap=True)
-        console.print("answer:  " + json.dumps(answer), soft_wrap=True)
-        console.print(
-            "try it:  curl -s -X POST "
-            f"{server.url}/predict -H 'content-type: application/json' -d '{json.dumps(body)}'",
-            soft_wrap=True,
-        )
-        console.print("[dim]Ctrl-C stops the server.[/]")
-        while not stop.wait(0.5):
-            if server.process is not None and server.process.poll() is not None:
+    with interruptible() as stop:
+        try:
+            with console.status(f"starting the model server {tag}…"):
+                server.start().wait_ready()
+            announce(server.url, tag, sample_records(ingest_out), console)
+            code = wait(stop, lambda: server.process is not None and server.process.poll() is None)
+            if code:
                 console.print(f"[red]the model server exited; see {log}[/]")
-                return 1
-        return 0
-    finally:
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            return code
+        finally:
+            server.stop()
+
+
+def _report(console: Console) -> Callable[[RolloutTick], None]:
+    def show(tick: RolloutTick) -> None:
+        checks = ", ".join(
+            f"{c['name']}={'-' if c['value'] is None else format(c['value'], '.3g')} {c['verdict']}"
+            for c in tick.state["checks"]
+        )
+        console.print(
+            f"  canary {tick.weight:>3}%  {checks}  [dim]{tick.state['message']}[/]", soft_wrap=True
+        )
+
+    return show
+
+
+def rollout_then_serve(
+    stable: str,
+    candidate: str,
+    spec: CanarySpec,
+    bentoml_home: Path,
+    ingest_out: str,
+    port: int,
+    directory: Path,
+    load_rate: float,
+    console: Console,
+) -> tuple[int, str]:
+    """Canary rollout of ``candidate`` against ``stable``; returns (exit code, the version serving)."""
+    rollout = LocalRollout(
+        stable, candidate, spec, bentoml_home, directory, free_port(port), report=_report(console)
+    )
+    with interruptible() as stop:
+        try:
+            with console.status(f"starting {stable} (stable), {candidate} (canary), router and Prometheus…"):
+                rollout.start()
+            assert rollout.router is not None
+            console.print(
+                f"[bold]Canary rollout[/] of {candidate} against {stable} at {rollout.router.url}: steps "
+                f"{spec.steps}% every {spec.interval}, checks every {spec.analysis.interval}",
+                soft_wrap=True,
+            )
+            records = sample_records(ingest_out, rows=50)
+            load = (
+                Load(f"{rollout.router.url}/predict", records, rate=load_rate).start()
+                if load_rate > 0
+                else None
+            )
+            if load:
+                console.print(
+                    f"  sending {load_rate:g} requests/s of held-out records so the canary has traffic"
+                )
+            try:
+                state = rollout.run(control=lambda: "abort" if stop.is_set() else None)
+            finally:
+                if load:
+                    load.stop()
+            serving = str(state["stable"])
+            style = "green" if state["phase"] == "Promoted" else "red"
+            console.print(f"[bold {style}]{state['phase']}[/]: {state['message']}", soft_wrap=True)
+            if stop.is_set():
+                return 130, serving
+            announce(rollout.router.url, serving, records[:2], console)
+            server = rollout.servers[serving]
+            return wait(stop, lambda: server.process is not None and server.process.poll() is None), serving
+        finally:
+            rollout.stop()
