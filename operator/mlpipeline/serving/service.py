@@ -22,6 +22,7 @@ from mlpipeline.steps.package import BUNDLE
 
 MAX_BATCH_SIZE = int(os.environ.get("MLP_MAX_BATCH_SIZE", "128"))
 MAX_LATENCY_MS = int(os.environ.get("MLP_MAX_LATENCY_MS", "1000"))
+BATCHING = os.environ.get("MLP_BATCHING", "1") != "0"  # 0: one request per call (benchmark baseline)
 
 predictions_total = bentoml.metrics.Counter(
     name="mlpipeline_predictions_total",
@@ -65,7 +66,7 @@ class ModelService:
         self.version, self.bundle = load_bundle(os.environ["MLP_MODEL_TAG"], os.environ.get("MLP_MODEL_URI"))
         self.chaos = Chaos()
 
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)  # type: ignore[untyped-decorator]
+    @bentoml.api(batchable=BATCHING, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)  # type: ignore[untyped-decorator]
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Predicts one answer per record: label and class probabilities, or a value."""
         self.chaos.before()
