@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv with the package, its dependencies and the dev tools
 
+prometheus: ## install Debian's Prometheus (the canary analysis queries a real one)
+	command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
 control-plane: ## build (once, cached) kube-apiserver, controller-manager, scheduler, etcd, kwok, helm
 	hack/build-control-plane.sh
 
@@ -59,14 +62,22 @@ demo: $(STAMP) ## train the iris example with Ray Tune and serve it with BentoML
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test-workload: $(STAMP)
+test-workload: $(STAMP) prometheus
 	$(BIN)/pytest tests/workload
 
 test-cluster: control-plane $(STAMP)
 	$(BIN)/pytest tests/cluster
 
-test: lint crds-check control-plane ## lint, then unit, workload and cluster tests
+test: lint crds-check control-plane prometheus ## lint, then unit, workload and cluster tests
 	$(BIN)/pytest tests
+
+bench: bench-serving bench-canary ## every benchmark (JSON on stdout)
+
+bench-serving: $(STAMP) ## adaptive batching against unbatched serving, requests/s and p50/p99
+	$(BIN)/python -m bench.serving
+
+bench-canary: $(STAMP) prometheus ## seconds from a canary going bad to its rollback, share of failed requests
+	$(BIN)/python -m bench.canary
 
 run: $(STAMP) ## run the operator against $$KUBECONFIG (default: the local cluster)
 	$(BIN)/mlpipeline operator
@@ -75,4 +86,4 @@ clean: ## remove the venv and local state (keeps the binary cache)
 	-hack/cluster.sh down
 	rm -rf $(VENV) .mlpipeline .cluster
 
-.PHONY: help install control-plane cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster run clean
+.PHONY: help install prometheus bench bench-serving bench-canary control-plane cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster run clean

@@ -93,8 +93,8 @@ def main() -> None:
                 "benchmark": "canary",
                 "settings": {
                     "steps": defaults.steps,
-                    "interval": defaults.interval,
-                    **defaults.analysis.model_dump(by_alias=True),
+                    "stepInterval": defaults.interval,
+                    "analysis": defaults.analysis.model_dump(by_alias=True, exclude_none=True),
                 },
                 "load_requests_per_s": args.rate,
                 "fault": "10% HTTP 500 on the canary",
