@@ -79,7 +79,7 @@ bench-serving: $(STAMP) ## adaptive batching against unbatched serving, requests
 bench-canary: $(STAMP) prometheus ## seconds from a canary going bad to its rollback, share of failed requests
 	$(BIN)/python -m bench.canary
 
-run: $(STAMP) ## run the operator against $$KUBECONFIG (default: the local cluster)
+run: $(STAMP) ## run the operator against the cluster in KUBECONFIG (default: the local one)
 	$(BIN)/mlpipeline operator
 
 clean: ## remove the venv and local state (keeps the binary cache)
