@@ -15,12 +15,16 @@ from tests.conftest import example
 
 GPU_NODES = {"gpu-0", "gpu-1"}
 FAIL_ANNOTATION = "mlpipeline.dev/fake-exit-code"
+FAST_CANARY = {"steps": [50], "interval": "2s", "analysis": {"interval": "1s", "noData": "pass"}}
 
 
 def manifest(name: str = "iris", **spec_updates: Any) -> dict[str, Any]:
     document = example("iris")
     document["metadata"]["name"] = name
     document["spec"]["data"]["uri"] = "s3://datasets/iris.csv"
+    # No Prometheus serves these simulated pods: canaries pass on no data (analysis with real
+    # metrics is tested in tests/workload/test_canary.py).
+    document["spec"]["serve"]["canary"] = FAST_CANARY
     for path, value in spec_updates.items():
         node = document["spec"]
         *parents, leaf = path.split("__")
@@ -65,7 +69,7 @@ def test_apply_runs_every_step_as_a_job_in_order_and_tunes_on_a_gpu_node(
     operator: Operator, namespace: str
 ) -> None:
     apply(namespace, manifest(train__resources={"cpu": "2", "memory": "2Gi", "gpu": 1}))
-    status = wait_for("phase Packaged", lambda: phase_is(namespace, "Packaged"), timeout=180)
+    status = wait_for("phase Serving", lambda: phase_is(namespace, "Serving"), timeout=180)
     created = jobs(namespace)
     assert [j["metadata"]["labels"]["mlpipeline.dev/step"] for j in created] == list(STEPS)
     run = status["run"]["id"]
@@ -88,9 +92,9 @@ def test_apply_runs_every_step_as_a_job_in_order_and_tunes_on_a_gpu_node(
     }
     assert status["model"]["version"] == run and status["observedGeneration"] == 1
     reasons = [e["reason"] for e in events(namespace)]
-    assert reasons.count("StepSucceeded") == 5 and "RunStarted" in reasons and "Packaged" in reasons
+    assert reasons.count("StepSucceeded") == 5 and {"RunStarted", "Packaged", "Deployed"} <= set(reasons)
     table = kubectl("get", "mlp", "-n", namespace).stdout
-    assert re.search(rf"iris\s+Packaged\s+{run}\s+accuracy", table), table
+    assert re.search(rf"iris\s+Serving\s+{run}\s+accuracy", table), table
 
 
 def test_a_failing_step_is_retried_then_fails_the_pipeline(operator: Operator, namespace: str) -> None:
@@ -140,21 +144,21 @@ def test_operator_killed_mid_run_creates_no_duplicate(operator: Operator, namesp
         operator.kill()
         time.sleep(2)  # the cluster moves on while the operator is down
         operator.start()
-    status = wait_for("phase Packaged", lambda: phase_is(namespace, "Packaged"), timeout=180)
+    status = wait_for("phase Serving", lambda: phase_is(namespace, "Serving"), timeout=180)
     created = jobs(namespace)
     assert len(created) == 5 and len({j["metadata"]["name"] for j in created}) == 5
     assert all(j["status"]["succeeded"] == 1 for j in created)
-    assert len(kube_json("get", "pods", "-n", namespace)["items"]) == 5
+    assert len(kube_json("get", "pods", "-n", namespace, "-l", "mlpipeline.dev/step")["items"]) == 5
     assert [s["attempts"] for s in status["run"]["steps"]] == [1] * 5
 
 
 def test_spec_change_and_rerun_annotation_start_new_runs(operator: Operator, namespace: str) -> None:
     apply(namespace, manifest())
-    first = wait_for("first run", lambda: phase_is(namespace, "Packaged"), timeout=180)["run"]
+    first = wait_for("first run", lambda: phase_is(namespace, "Serving"), timeout=180)["run"]
     kubectl("annotate", "-n", namespace, "mlpipeline/iris", "mlpipeline.dev/rerun=1")
     second = wait_for(
         "rerun",
-        lambda: (s := phase_is(namespace, "Packaged")) and s["run"]["id"] != first["id"] and s,
+        lambda: (s := phase_is(namespace, "Serving")) and s["run"]["id"] != first["id"] and s,
         timeout=180,
     )["run"]
     assert second["trigger"] == "rerun"
@@ -162,7 +166,7 @@ def test_spec_change_and_rerun_annotation_start_new_runs(operator: Operator, nam
     third = wait_for(
         "spec run",
         lambda: (
-            (s := phase_is(namespace, "Packaged")) and s["run"]["id"] not in (first["id"], second["id"]) and s
+            (s := phase_is(namespace, "Serving")) and s["run"]["id"] not in (first["id"], second["id"]) and s
         ),
         timeout=180,
     )
@@ -213,10 +217,10 @@ def test_kubectl_explain_documents_the_fields(cluster: Any) -> None:
 
 def test_operator_metrics(operator: Operator, namespace: str) -> None:
     apply(namespace, manifest())
-    wait_for("phase Packaged", lambda: phase_is(namespace, "Packaged"), timeout=180)
+    wait_for("phase Serving", lambda: phase_is(namespace, "Serving"), timeout=180)
     text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10).text
     assert re.search(r'mlpipeline_operator_reconciliations_total\{result="ok"\} [1-9]', text)
-    assert re.search(r'mlpipeline_operator_pipelines\{phase="Packaged"\} [1-9]', text)
+    assert re.search(r'mlpipeline_operator_pipelines\{phase="Serving"\} [1-9]', text)
     assert re.search(
         r'mlpipeline_operator_step_duration_seconds_count\{result="Succeeded",step="tune"\} [1-9]', text
     )

@@ -77,3 +77,38 @@ def test_names_columns_and_status_subresource() -> None:
     assert columns[:2] == ["Phase", "Model"] and "Age" in columns and "Canary" in columns
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert status["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def test_status_schema_keeps_every_field_the_engines_write() -> None:
+    """The API server prunes status fields the schema does not declare: every key the state
+    machines write must be in it."""
+    from datetime import UTC, datetime
+
+    from mlpipeline.api.models import CanarySpec
+    from mlpipeline.engine import canary
+    from mlpipeline.engine.reconcile import decide
+
+    from tests.unit.test_reconcile import RUN, done, spec
+
+    status = openapi_status()
+    serving = set(status["serving"]["properties"])
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    state = canary.start("a", "b", CanarySpec(), now)
+    ticked = canary.decide(state, CanarySpec(), [canary.CheckResult("x", "q", None, 1, "nodata")], now)
+    assert set(ticked.state) | {"provider", "analyzedAt", "rolledBack"} <= serving
+    assert set(status["serving"]["properties"]["checks"]["items"]["properties"]) >= {
+        "query",
+        "value",
+        "verdict",
+        "stable",
+    }
+    run = decide(
+        "iris", spec(), {}, RUN, "create", 1, done("ingest", "preprocess", "tune", "evaluate", "package"), now
+    )
+    assert set(run.status["run"]) <= set(status["run"]["properties"])
+    assert set(run.status) <= set(status)
+
+
+def openapi_status() -> dict[str, Any]:
+    version = build_crd()["spec"]["versions"][0]
+    return version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]  # type: ignore[no-any-return]

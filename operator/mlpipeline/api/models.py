@@ -509,6 +509,11 @@ class CanarySpec(Model):
         return steps
 
 
+class GatewayRef(Model):
+    name: str = Field(min_length=1, description="Gateway the HTTPRoute attaches to.")
+    namespace: str | None = Field(default=None, description="Its namespace; default: the pipeline's.")
+
+
 class ServeSpec(Model):
     """Serving of the model that passed its gate."""
 
@@ -516,6 +521,11 @@ class ServeSpec(Model):
     replicas: int = Field(default=1, ge=0, le=100, description="Replicas of the stable version.")
     port: int = Field(default=3000, ge=1, le=65535, description="HTTP port of the model server.")
     canary: CanarySpec = Field(default_factory=CanarySpec)
+    gateway_ref: GatewayRef | None = Field(
+        default=None, description="Gateway API Gateway of the HTTPRoute (traffic: gatewayAPI)."
+    )
+    cpu: str = Field(default="500m", pattern=QUANTITY_PATTERN, description="CPU request per replica.")
+    memory: str = Field(default="1Gi", pattern=QUANTITY_PATTERN, description="Memory per replica.")
 
 
 class DriftTrigger(Model):
@@ -616,6 +626,8 @@ class RunStatus(Model):
     id: str
     trigger: str = Field(description="What started the run: create, spec, rerun, schedule, data, drift.")
     generation: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
     steps: list[StepStatus] = Field(default_factory=list)
 
 
@@ -637,17 +649,27 @@ class ModelStatus(Model):
 
 class AnalysisCheck(Model):
     name: str
-    query: str
+    query: str = Field(description="The PromQL behind the value.")
     value: float | None = None
     threshold: float
     verdict: Literal["pass", "fail", "nodata"]
+    stable: float | None = Field(default=None, description="The same measure on the stable version.")
 
 
 class ServingStatus(Model):
-    stable: str | None = None
-    canary: str | None = None
-    canary_weight: int = 0
-    checks: list[AnalysisCheck] = Field(default_factory=list)
+    stable: str | None = Field(default=None, description="Model version receiving the traffic.")
+    canary: str | None = Field(default=None, description="Model version being rolled out.")
+    canary_weight: int = Field(default=0, description="Percent of traffic sent to the canary.")
+    phase: str | None = Field(default=None, description="Stable, Progressing, Paused, Promoted, RolledBack.")
+    message: str | None = None
+    provider: str | None = Field(default=None, description="gatewayAPI or replicas.")
+    step: int | None = Field(default=None, description="Index of the current canary step.")
+    step_started_at: str | None = None
+    analyzed_at: str | None = None
+    failures: int | None = Field(default=None, description="Consecutive failed analyses.")
+    no_data_since: str | None = None
+    rolled_back: str | None = Field(default=None, description="The last version rolled back.")
+    checks: list[AnalysisCheck] = Field(default_factory=list, description="The last analysis.")
 
 
 class MLPipelineStatus(Model):

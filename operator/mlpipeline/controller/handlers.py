@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.controller.reconciler import Reconciler
+from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.kube.client import Kube, load_config
 from mlpipeline.kube.jobs import OperatorSettings
 
@@ -42,7 +43,14 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # our Events are posted explicitly, one per transition
     settings.execution.max_workers = 8
     load_config()
-    _state["reconciler"] = Reconciler(Kube(), settings_from_env())
+    kube, operator_settings = Kube(), settings_from_env()
+    serving = ServingReconciler(
+        kube,
+        operator_settings,
+        os.environ.get("MLP_PROMETHEUS_URL") or None,
+        os.environ.get("MLP_PROMETHEUS_VERSION_LABEL", "mlpipeline_dev_model_version"),
+    )
+    _state["reconciler"] = Reconciler(kube, operator_settings, serving)
     port = int(os.environ.get("MLP_METRICS_PORT", "8080"))
     if port:
         start_http_server(port)

@@ -15,7 +15,17 @@ from pydantic import ValidationError
 from mlpipeline.api.manifest import field_errors
 from mlpipeline.api.models import MLPipelineSpec, parse_duration
 from mlpipeline.controller import metrics
-from mlpipeline.engine.reconcile import FAILED_PHASE, RERUN_ANNOTATION, Decision, Event, decide, run_id
+from mlpipeline.controller.serving import ServingReconciler
+from mlpipeline.engine.reconcile import (
+    DONE_PHASE,
+    FAILED_PHASE,
+    RERUN_ANNOTATION,
+    Decision,
+    Event,
+    conditions,
+    decide,
+    run_id,
+)
 from mlpipeline.kube.client import Kube
 from mlpipeline.kube.jobs import OperatorSettings, build_step_job, step_outputs
 from mlpipeline.kube.observe import observe_job
@@ -38,9 +48,10 @@ def trigger_of(status: dict[str, Any], generation: int | None) -> str:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, settings: OperatorSettings):
+    def __init__(self, kube: Kube, settings: OperatorSettings, serving: ServingReconciler | None = None):
         self.kube = kube
         self.settings = settings
+        self.serving = serving or ServingReconciler(kube, settings, None, "mlpipeline_dev_model_version")
         self.locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self.wakeups: dict[tuple[str, str], threading.Timer] = {}
         self.phases = metrics.PhaseBook()
@@ -111,6 +122,8 @@ class Reconciler:
         decision = decide(
             name, spec, status, current, trigger_of(status, generation), generation, observations, now
         )
+        if decision.status.get("phase") == DONE_PHASE and spec.serve.enabled:
+            self._serve(body, spec, current, decision, status, now)
         self._apply(body, spec, current, decision, status)
         stuck = [o for o in observations.values() if o.pod_problem and o.pending_since]
         if stuck and decision.status.get("phase") != FAILED_PHASE:
@@ -119,6 +132,27 @@ class Reconciler:
             self.wake_later(namespace, name, max(deadline - waited, 0) + 0.5)
         self.phases.set((namespace, name), decision.status.get("phase"))
         return "ok"
+
+    def _serve(
+        self,
+        body: dict[str, Any],
+        spec: MLPipelineSpec,
+        run: str,
+        decision: Decision,
+        old: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        meta = body["metadata"]
+        artifact = step_outputs(self.settings, spec, meta["namespace"], meta["name"], run)["package"]
+        outcome = self.serving.reconcile(body, spec, old, run, artifact + "/model.bentomodel")
+        status = decision.status
+        status["serving"] = outcome.serving
+        status["phase"], status["message"] = outcome.phase, outcome.message
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        status["conditions"] = conditions(outcome.phase, outcome.message, stamp, old.get("conditions") or [])
+        decision.events.extend(outcome.events)
+        if outcome.wake_after is not None:
+            self.wake_later(meta["namespace"], meta["name"], outcome.wake_after + 0.1)
 
     def _apply(
         self, body: dict[str, Any], spec: MLPipelineSpec, run: str, decision: Decision, old: dict[str, Any]
@@ -140,7 +174,8 @@ class Reconciler:
         for job_name in decision.delete:
             self.kube.delete_job(namespace, job_name)
         status = decision.status
-        if status.get("phase") == "Packaged" and (old.get("model") or {}).get("version") != run:
+        finished = (status.get("run") or {}).get("finishedAt") and status.get("phase") != FAILED_PHASE
+        if finished and (old.get("model") or {}).get("version") != run:
             outputs = step_outputs(self.settings, spec, namespace, name, run)
             status["model"] = {
                 "version": run,

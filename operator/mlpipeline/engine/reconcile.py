@@ -176,24 +176,29 @@ def decide(
     for record in run["steps"]:
         if record.get("message") is None:
             record.pop("message", None)
-    previous_phase = new.get("phase")
     new["phase"] = phase
     new["message"] = message
     new["observedGeneration"] = generation
-    if phase in (DONE_PHASE, FAILED_PHASE):
-        run["finishedAt"] = run.get("finishedAt") or stamp
-    if phase != previous_phase and phase in (DONE_PHASE, FAILED_PHASE):
+    if phase in (DONE_PHASE, FAILED_PHASE) and not run.get("finishedAt"):
+        run["finishedAt"] = stamp
         kind = "Normal" if phase == DONE_PHASE else "Warning"
         decision.events.append(Event(kind, phase, message))
-    old_conditions = status.get("conditions") or []
-    new["conditions"] = [
-        _condition("Ready", phase == DONE_PHASE, phase, message, stamp, old_conditions),
-        _condition(
-            "Progressing", phase not in (DONE_PHASE, FAILED_PHASE), phase, message, stamp, old_conditions
-        ),
-        _condition("Degraded", phase == FAILED_PHASE, phase, message, stamp, old_conditions),
-    ]
+    new["conditions"] = conditions(phase, message, stamp, status.get("conditions") or [])
     return decision
+
+
+READY_PHASES = {DONE_PHASE, "Serving", "Canary"}
+SETTLED_PHASES = {DONE_PHASE, FAILED_PHASE, "Serving", "RolledBack"}
+DEGRADED_PHASES = {FAILED_PHASE, "RolledBack"}
+
+
+def conditions(phase: str, message: str, stamp: str, old: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ready, Progressing and Degraded for a phase, keeping transition times that did not change."""
+    return [
+        _condition("Ready", phase in READY_PHASES, phase, message, stamp, old),
+        _condition("Progressing", phase not in SETTLED_PHASES, phase, message, stamp, old),
+        _condition("Degraded", phase in DEGRADED_PHASES, phase, message, stamp, old),
+    ]
 
 
 def _settled(record: dict[str, Any], step: str) -> tuple[str, str]:

@@ -12,6 +12,8 @@ from kubernetes.client.exceptions import ApiException
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.engine.reconcile import Event
 
+PLURALS = {"Deployment": "deployments", "Service": "services", "HTTPRoute": "httproutes", "Job": "jobs"}
+
 
 def load_config() -> None:
     try:
@@ -75,6 +77,74 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def _path(self, obj: dict[str, Any], namespace: str, name: str | None = None) -> str:
+        group_version = obj["apiVersion"]
+        plural = PLURALS[obj["kind"]]
+        prefix = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+        path = f"{prefix}/namespaces/{namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        serialized = self.api.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*serialized)
+        response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return json.loads(response.data or b"{}")
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        """Server-side apply: creates or updates, owning only the fields the operator sets."""
+        meta = obj["metadata"]
+        self._call(
+            "PATCH",
+            self._path(obj, meta["namespace"], meta["name"]),
+            [("fieldManager", self.component), ("force", "true")],
+            obj,
+            "application/apply-patch+yaml",
+        )
+
+    def merge_patch(self, obj: dict[str, Any]) -> None:
+        """Changes only the fields given (a JSON merge patch), e.g. a Deployment's replicas."""
+        meta = obj["metadata"]
+        self._call(
+            "PATCH",
+            self._path(obj, meta["namespace"], meta["name"]),
+            None,
+            obj,
+            "application/merge-patch+json",
+        )
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        path = self._path({"apiVersion": api_version, "kind": kind}, namespace, name)
+        try:
+            self._call("DELETE", path, [("propagationPolicy", "Background")])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def has_api(self, group_version: str) -> bool:
+        try:
+            self._call("GET", f"/apis/{group_version}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def post_event(self, pipeline: dict[str, Any], event: Event) -> None:
         meta = pipeline["metadata"]
