@@ -38,7 +38,12 @@ def test_split_is_stratified_and_profile_written(tmp_path: Path) -> None:
     test = artifacts.read_table(str(tmp_path / "test.parquet"))
     assert (result["train"], result["test"]) == (120, 30)
     assert test["species"].value_counts().tolist() == [10, 10, 10]
-    assert set(train.index).isdisjoint(set()) and len(train) + len(test) == 150
+    original = pd.read_csv(IRIS)
+    together = pd.concat([train, test])[list(original.columns)]
+    assert len(together) == 150
+    assert sorted(map(tuple, together.to_numpy().tolist())) == sorted(
+        map(tuple, original.to_numpy().tolist())
+    )
     profile = json.loads((tmp_path / "profile.json").read_text())
     assert set(profile["columns"]) == {"sepal_length", "sepal_width", "petal_length", "petal_width"}
     schema = json.loads((tmp_path / "schema.json").read_text())
