@@ -27,6 +27,9 @@ def httproute_crd(cluster: Path) -> Iterator[None]:
     assert download.returncode == 0, download.stderr
     module = Path(json.loads(download.stdout)["Dir"])
     kubectl(
+        "wait", "--for=delete", f"crd/{CRD}", "--timeout=120s", check=False, timeout=150
+    )  # an earlier run's
+    kubectl(
         "apply",
         "--server-side",
         "-f",
@@ -65,7 +68,7 @@ def test_httproute_weights_follow_the_canary(httproute_crd: None, operator: Oper
     promoted = wait_for(
         "promoted", lambda: (s := phase_is(namespace, "Serving")) and s["serving"]["stable"] == v2 and s
     )
-    assert "promoted by the mlpipeline.dev/canary annotation" in promoted["message"]
+    assert "promoted by the mlpipeline.dev/canary annotation" in promoted["serving"]["message"]
     wait_for(
         "all traffic to the new version",
         lambda: route_weights(namespace) == {f"iris-model-{v2}": 100},
