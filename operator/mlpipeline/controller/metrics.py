@@ -28,6 +28,7 @@ class PhaseBook:
 
     def __init__(self) -> None:
         self.phases: dict[tuple[str, str], str] = {}
+        self.seen: set[str] = set()
 
     def set(self, key: tuple[str, str], phase: str | None) -> None:
         if phase is None:
@@ -35,7 +36,6 @@ class PhaseBook:
         else:
             self.phases[key] = phase
         counts = Tally(self.phases.values())
-        for known in list(PIPELINES._metrics):  # phases that emptied out go to zero
-            PIPELINES.labels(*known).set(0)
-        for name, count in counts.items():
-            PIPELINES.labels(name).set(count)
+        self.seen |= set(counts)
+        for name in self.seen:  # a phase that emptied out reads 0, not its last count
+            PIPELINES.labels(name).set(counts.get(name, 0))

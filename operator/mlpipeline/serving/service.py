@@ -52,7 +52,7 @@ def load_bundle(tag: str, uri: str | None = None) -> tuple[str, ModelBundle]:
     return model.tag.version or "", joblib.load(model.path_of(BUNDLE))
 
 
-def count(version: str, bundle: ModelBundle, answers: list[dict[str, Any]]) -> None:
+def count(version: str, answers: list[dict[str, Any]]) -> None:
     for answer in answers:
         if "label" in answer:
             predictions_total.labels(model_version=version, predicted_class=str(answer["label"])).inc()
@@ -71,7 +71,7 @@ class ModelService:
         """Predicts one answer per record: label and class probabilities, or a value."""
         self.chaos.before()
         answers = self.chaos.after(self.bundle.predict(records), self.bundle.classes)
-        count(self.version, self.bundle, answers)
+        count(self.version, answers)
         return answers
 
     @bentoml.api  # type: ignore[untyped-decorator]
