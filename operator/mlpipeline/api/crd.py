@@ -84,7 +84,6 @@ def _spec_schema() -> dict[str, Any]:
             "default": resources[field]["default"],
             "description": resources[field]["description"],
         }
-    # Canary step items carry their own bounds (pydantic cannot express per-item minimums).
     return schema
 
 

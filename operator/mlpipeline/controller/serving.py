@@ -129,7 +129,8 @@ class ServingReconciler:
     ) -> ServingOutcome:
         now = datetime.now(UTC)
         serving = dict(status.get("serving") or {})
-        provider = self.provider(spec)
+        # The Gateway API check is a request: made when a version is first routed, then remembered.
+        provider = serving.get("provider") or self.provider(spec)
         stable = serving.get("stable")
         if not stable:
             self._deploy(body, spec, version, artifact, spec.serve.replicas)
@@ -145,6 +146,7 @@ class ServingReconciler:
             return ServingOutcome(serving, "Serving", f"serving model {stable}")
         analysis_every = parse_duration(spec.serve.canary.analysis.interval)
         if serving.get("canary") != version:
+            provider = self.provider(spec)
             state = canary.start(stable, version, spec.serve.canary, now)
             state["provider"], state["analyzedAt"] = provider, _stamp(now)
             _, canary_replicas = replica_split(max(spec.serve.replicas, 1), state["canaryWeight"])

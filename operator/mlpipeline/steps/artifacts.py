@@ -25,11 +25,6 @@ def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, path
 
 
-def exists(uri: str) -> bool:
-    fs, path = _fs(uri)
-    return bool(fs.exists(path))
-
-
 def read_bytes(uri: str) -> bytes:
     try:
         with fsspec.open(uri, "rb") as handle:
