@@ -25,13 +25,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from mlpipeline.engine import serving
     from mlpipeline.local.runner import LocalRunner, summary_table
-    from mlpipeline.local.serve import (
-        remember_stable,
-        rollout_then_serve,
-        serve_until_interrupted,
-        stable_version,
-    )
+    from mlpipeline.local.serve import load_serving, rollout_then_serve, save_serving, serve_until_interrupted
+    from mlpipeline.protocol import model_tag
 
     console = Console(highlight=False, soft_wrap=True)
     try:
@@ -47,35 +46,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[red bold]{outcome.steps[-1].step} failed[/]: nothing was deployed")
         return outcome.exit_code
     serve = pipeline.spec.serve.enabled and not args.no_serve
-    url = f"http://127.0.0.1:{args.port or pipeline.spec.serve.port}" if serve else None
-    console.print(summary_table(outcome, url))
-    if not serve or outcome.model_tag is None:
-        return 0
     port = args.port or pipeline.spec.serve.port
-    stable = stable_version(runner.root)
-    if stable is None or stable == outcome.model_tag:
-        remember_stable(runner.root, outcome.model_tag)
-        return serve_until_interrupted(
-            outcome.model_tag,
+    console.print(summary_table(outcome, f"http://127.0.0.1:{port}" if serve else None))
+    if not serve or outcome.version is None:
+        return 0
+    spec, name = pipeline.spec.serve, pipeline.metadata.name
+    status = load_serving(runner.root)
+    plan = serving.decide(spec, status, outcome.version, serving.ROUTER, None, None, datetime.now(UTC))
+    if plan.phase == serving.CANARY and status is not None:
+        code, final = rollout_then_serve(
+            status,
+            model_tag(name, outcome.version),
+            spec,
             runner.bentoml_home,
             outcome.steps[0].out,
             port,
-            runner.root / "logs" / "serve.log",
+            runner.root / "rollout",
+            args.canary_load,
             console,
         )
-    code, serving = rollout_then_serve(
-        stable,
-        outcome.model_tag,
-        pipeline.spec.serve.canary,
+        save_serving(runner.root, final)
+        return code
+    save_serving(runner.root, plan.status)
+    if plan.phase == serving.ROLLED_BACK:
+        console.print(f"[yellow]{plan.message}: serving {plan.status.stable} instead[/]", soft_wrap=True)
+    assert plan.status.stable is not None
+    return serve_until_interrupted(
+        model_tag(name, plan.status.stable),
         runner.bentoml_home,
         outcome.steps[0].out,
         port,
-        runner.root / "rollout",
-        args.canary_load,
+        runner.root / "logs" / "serve.log",
         console,
     )
-    remember_stable(runner.root, serving)
-    return code
 
 
 def cmd_crd(args: argparse.Namespace) -> int:

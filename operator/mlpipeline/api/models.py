@@ -604,6 +604,13 @@ class MLPipelineSpec(Model):
 # ----------------------------------------------------------------------------------------- status
 
 
+class StatusModel(Model):
+    """Base of the status: read back from the API server, so fields of another operator version
+    are ignored rather than refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 class StepPhase(StrEnum):
     pending = "Pending"
     running = "Running"
@@ -612,7 +619,7 @@ class StepPhase(StrEnum):
     cached = "Cached"
 
 
-class StepStatus(Model):
+class StepStatus(StatusModel):
     name: str
     phase: StepPhase = StepPhase.pending
     job: str | None = None
@@ -622,7 +629,7 @@ class StepStatus(Model):
     message: str | None = None
 
 
-class RunStatus(Model):
+class RunStatus(StatusModel):
     id: str
     trigger: str = Field(description="What started the run: create, spec, rerun, schedule, data, drift.")
     generation: int | None = None
@@ -631,7 +638,7 @@ class RunStatus(Model):
     steps: list[StepStatus] = Field(default_factory=list)
 
 
-class Condition(Model):
+class Condition(StatusModel):
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str | None = None
@@ -639,15 +646,16 @@ class Condition(Model):
     last_transition_time: str | None = None
 
 
-class ModelStatus(Model):
+class ModelStatus(StatusModel):
     version: str | None = None
-    metric: str | None = None
-    score: float | None = None
+    metric: str | None = Field(default=None, description="The gate metric (spec.evaluate.metric).")
+    score: float | None = Field(default=None, description="The gate metric on the held-out test split.")
     artifact: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
-class AnalysisCheck(Model):
+class AnalysisCheck(StatusModel):
+    """One check of one canary analysis: the query, its value, the threshold and the verdict."""
+
     name: str
     query: str = Field(description="The PromQL behind the value.")
     value: float | None = None
@@ -655,14 +663,38 @@ class AnalysisCheck(Model):
     verdict: Literal["pass", "fail", "nodata"]
     stable: float | None = Field(default=None, description="The same measure on the stable version.")
 
+    def describe(self) -> str:
+        value = "no data" if self.value is None else f"{self.value:.4g}"
+        return f"{self.name}={value} (threshold {self.threshold:g}): {self.verdict}"
 
-class ServingStatus(Model):
+
+class ControlStatus(StatusModel):
+    """The last value of the mlpipeline.dev/canary annotation the operator saw, and what it did."""
+
+    value: str | None = Field(default=None, description="The annotation's value (null: removed).")
+    action: str | None = Field(default=None, description="pause, resume, promote, abort or none.")
+    canary: str | None = Field(default=None, description="The canary it applied to, if any.")
+    at: str | None = Field(default=None, description="When it was seen.")
+    message: str | None = None
+
+
+class ServingPhase(StrEnum):
+    stable = "Stable"
+    progressing = "Progressing"
+    paused = "Paused"
+    promoted = "Promoted"
+    rolled_back = "RolledBack"
+
+
+class ServingStatus(StatusModel):
     stable: str | None = Field(default=None, description="Model version receiving the traffic.")
     canary: str | None = Field(default=None, description="Model version being rolled out.")
     canary_weight: int = Field(default=0, description="Percent of traffic sent to the canary.")
-    phase: str | None = Field(default=None, description="Stable, Progressing, Paused, Promoted, RolledBack.")
+    phase: ServingPhase | None = Field(
+        default=None, description="Stable, Progressing, Paused, Promoted or RolledBack."
+    )
     message: str | None = None
-    provider: str | None = Field(default=None, description="gatewayAPI or replicas.")
+    provider: str | None = Field(default=None, description="gatewayAPI, replicas or router (local).")
     step: int | None = Field(default=None, description="Index of the current canary step.")
     step_started_at: str | None = None
     analyzed_at: str | None = None
@@ -670,9 +702,10 @@ class ServingStatus(Model):
     no_data_since: str | None = None
     rolled_back: str | None = Field(default=None, description="The last version rolled back.")
     checks: list[AnalysisCheck] = Field(default_factory=list, description="The last analysis.")
+    control: ControlStatus | None = None
 
 
-class MLPipelineStatus(Model):
+class MLPipelineStatus(StatusModel):
     model_config = ConfigDict(extra="allow")
 
     phase: str | None = Field(default=None, description="Where the pipeline is in its cycle.")
@@ -682,6 +715,12 @@ class MLPipelineStatus(Model):
     run: RunStatus | None = None
     model: ModelStatus | None = None
     serving: ServingStatus | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The status as the API server stores it: camelCase, unset fields left out."""
+        return self.model_dump(
+            by_alias=True, mode="json", exclude_none=True, exclude=set(self.__pydantic_extra__ or {})
+        )
 
 
 class Metadata(BaseModel):

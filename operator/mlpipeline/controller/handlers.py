@@ -16,8 +16,8 @@ from mlpipeline.controller.reconciler import Reconciler
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.kube.client import Kube, load_config
 from mlpipeline.kube.jobs import OperatorSettings
+from mlpipeline.protocol import PIPELINE_LABEL
 
-PIPELINE_LABEL = "mlpipeline.dev/pipeline"
 _state: dict[str, Reconciler] = {}
 
 

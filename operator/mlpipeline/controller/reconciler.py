@@ -13,38 +13,42 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlpipeline.api.manifest import field_errors
-from mlpipeline.api.models import MLPipelineSpec, parse_duration
+from mlpipeline.api.models import MLPipelineSpec, MLPipelineStatus, parse_duration
 from mlpipeline.controller import metrics
 from mlpipeline.controller.serving import ServingReconciler
+from mlpipeline.engine.event import Event
+from mlpipeline.engine.plan import run_id
 from mlpipeline.engine.reconcile import (
     DONE_PHASE,
     FAILED_PHASE,
-    RERUN_ANNOTATION,
     Decision,
-    Event,
+    JobObservation,
     conditions,
     decide,
-    run_id,
+    model_status,
 )
 from mlpipeline.kube.client import Kube
-from mlpipeline.kube.jobs import OperatorSettings, build_step_job, step_outputs
+from mlpipeline.kube.jobs import OperatorSettings, build_step_job
 from mlpipeline.kube.observe import observe_job
+from mlpipeline.kube.patch import merge_patch
+from mlpipeline.protocol import RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, parse_stamp, stamp
 
 log = logging.getLogger("mlpipeline.operator")
+
+
+STATUS_FIELDS = [f.alias or n for n, f in MLPipelineStatus.model_fields.items()]
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
-    parse = datetime.fromisoformat
-    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
+    return (parse_stamp(end) - parse_stamp(start)).total_seconds()
 
 
-def trigger_of(status: dict[str, Any], generation: int | None) -> str:
-    previous = status.get("run")
-    if not previous:
+def trigger_of(status: MLPipelineStatus, generation: int | None) -> str:
+    if status.run is None:
         return "create"
-    return "spec" if previous.get("generation") != generation else "rerun"
+    return "spec" if status.run.generation != generation else "rerun"
 
 
 class Reconciler:
@@ -92,70 +96,73 @@ class Reconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.forget(namespace, name)
             return "gone"
-        status: dict[str, Any] = dict(body.get("status") or {})
+        recorded: dict[str, Any] = dict(body.get("status") or {})
+        status = MLPipelineStatus.model_validate(recorded)
         generation = body["metadata"].get("generation")
         try:
             spec = MLPipelineSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             # The CRD schema refuses most bad specs; this catches rules only pydantic knows.
             reasons = "; ".join(str(e) for e in field_errors(exc, "spec"))
-            self._refuse(body, status, generation, reasons)
+            self._refuse(body, status, recorded, generation, reasons)
             return "invalid"
         annotations = body["metadata"].get("annotations") or {}
-        current = run_id(spec, annotations.get(RERUN_ANNOTATION))
+        current = run_id(spec, name, rerun=annotations.get(RERUN_ANNOTATION))
         all_jobs = self.kube.list_jobs(namespace, name)
         for job in all_jobs:
-            job_run = job["metadata"]["labels"].get("mlpipeline.dev/run")
+            job_run = job["metadata"]["labels"].get(RUN_LABEL)
             if job_run != current and (job.get("status") or {}).get("active"):
                 self.kube.delete_job(namespace, job["metadata"]["name"])  # superseded run
         pods = self.kube.list_pods(namespace, name, current)
-        observations = {}
+        observations: dict[str, JobObservation] = {}
         for job in all_jobs:
             labels = job["metadata"]["labels"]
-            if labels.get("mlpipeline.dev/run") != current:
+            if labels.get(RUN_LABEL) != current:
                 continue
             own = [
                 p for p in pods if p["metadata"].get("labels", {}).get("job-name") == job["metadata"]["name"]
             ]
-            observations[labels["mlpipeline.dev/step"]] = observe_job(job, own)
+            observations[labels[STEP_LABEL]] = observe_job(job, own)
         now = datetime.now(UTC)
         decision = decide(
             name, spec, status, current, trigger_of(status, generation), generation, observations, now
         )
-        if decision.status.get("phase") == DONE_PHASE and spec.serve.enabled:
-            self._serve(body, spec, current, decision, status, now)
-        self._apply(body, spec, current, decision, status)
+        new = decision.status
+        if new.phase == DONE_PHASE and (new.model is None or new.model.version != current):
+            artifact = self.serving.artifact(spec, namespace, name, current)
+            new.model = model_status(spec, current, artifact, observations.get("evaluate"))
+        if new.phase == DONE_PHASE and spec.serve.enabled:
+            self._serve(body, spec, current, decision, now)
+        self._apply(body, spec, current, decision, status, recorded)
         stuck = [o for o in observations.values() if o.pod_problem and o.pending_since]
-        if stuck and decision.status.get("phase") != FAILED_PHASE:
+        if stuck and new.phase != FAILED_PHASE:
             deadline = parse_duration(spec.steps.pending_timeout)
             waited = max((now - o.pending_since).total_seconds() for o in stuck if o.pending_since)
             self.wake_later(namespace, name, max(deadline - waited, 0) + 0.5)
-        self.phases.set((namespace, name), decision.status.get("phase"))
+        self.phases.set((namespace, name), new.phase)
         return "ok"
 
     def _serve(
+        self, body: dict[str, Any], spec: MLPipelineSpec, run: str, decision: Decision, now: datetime
+    ) -> None:
+        meta = body["metadata"]
+        status = decision.status
+        plan = self.serving.reconcile(body, spec, status.serving, run, now)
+        status.serving = plan.status
+        status.phase, status.message = plan.phase, plan.message
+        status.conditions = conditions(plan.phase, plan.message, stamp(now), status.conditions)
+        decision.events.extend(plan.events)
+        if plan.requeue_after is not None:
+            self.wake_later(meta["namespace"], meta["name"], plan.requeue_after + 0.1)
+
+    def _apply(
         self,
         body: dict[str, Any],
         spec: MLPipelineSpec,
         run: str,
         decision: Decision,
-        old: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        meta = body["metadata"]
-        artifact = step_outputs(self.settings, spec, meta["namespace"], meta["name"], run)["package"]
-        outcome = self.serving.reconcile(body, spec, old, run, artifact + "/model.bentomodel")
-        status = decision.status
-        status["serving"] = outcome.serving
-        status["phase"], status["message"] = outcome.phase, outcome.message
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        status["conditions"] = conditions(outcome.phase, outcome.message, stamp, old.get("conditions") or [])
-        decision.events.extend(outcome.events)
-        if outcome.wake_after is not None:
-            self.wake_later(meta["namespace"], meta["name"], outcome.wake_after + 0.1)
-
-    def _apply(
-        self, body: dict[str, Any], spec: MLPipelineSpec, run: str, decision: Decision, old: dict[str, Any]
+        old: MLPipelineStatus,
+        recorded: dict[str, Any],
     ) -> None:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -173,41 +180,39 @@ class Reconciler:
                 log.info("created Job %s/%s", namespace, job["metadata"]["name"])
         for job_name in decision.delete:
             self.kube.delete_job(namespace, job_name)
-        status = decision.status
-        finished = (status.get("run") or {}).get("finishedAt") and status.get("phase") != FAILED_PHASE
-        if finished and (old.get("model") or {}).get("version") != run:
-            outputs = step_outputs(self.settings, spec, namespace, name, run)
-            status["model"] = {
-                "version": run,
-                "metric": spec.evaluate.metric,
-                "artifact": outputs["package"] + "/model.bentomodel",
-            }
-        if status != old:
-            self.kube.patch_status(namespace, name, status)
-        self._observe_steps(old, status)
+        patch = merge_patch(recorded, decision.status.to_wire(), STATUS_FIELDS)
+        if patch:
+            self.kube.patch_status(namespace, name, patch)
+        self._observe_steps(old, decision.status)
         for event in decision.events:
             self.kube.post_event(body, event)
 
     @staticmethod
-    def _observe_steps(old: dict[str, Any], new: dict[str, Any]) -> None:
-        before = {s["name"]: s.get("phase") for s in (old.get("run") or {}).get("steps", [])}
-        same_run = (old.get("run") or {}).get("id") == (new.get("run") or {}).get("id")
-        for step in (new.get("run") or {}).get("steps", []):
-            phase = step.get("phase")
-            if phase in ("Succeeded", "Failed") and (not same_run or before.get(step["name"]) != phase):
-                seconds = _seconds_between(step.get("startedAt"), step.get("finishedAt"))
+    def _observe_steps(old: MLPipelineStatus, new: MLPipelineStatus) -> None:
+        before = {s.name: s.phase for s in (old.run.steps if old.run else [])}
+        same_run = old.run is not None and new.run is not None and old.run.id == new.run.id
+        for step in new.run.steps if new.run else []:
+            if step.phase in ("Succeeded", "Failed") and (
+                not same_run or before.get(step.name) != step.phase
+            ):
+                seconds = _seconds_between(step.started_at, step.finished_at)
                 if seconds is not None:
-                    metrics.STEP_SECONDS.labels(step["name"], phase).observe(seconds)
+                    metrics.STEP_SECONDS.labels(step.name, step.phase).observe(seconds)
 
     def _refuse(
-        self, body: dict[str, Any], status: dict[str, Any], generation: int | None, reasons: str
+        self,
+        body: dict[str, Any],
+        status: MLPipelineStatus,
+        recorded: dict[str, Any],
+        generation: int | None,
+        reasons: str,
     ) -> None:
         message = f"invalid spec: {reasons}"
-        if status.get("message") == message and status.get("observedGeneration") == generation:
+        if status.message == message and status.observed_generation == generation:
             return
-        self.kube.patch_status(
-            body["metadata"]["namespace"],
-            body["metadata"]["name"],
-            {"phase": FAILED_PHASE, "message": message, "observedGeneration": generation},
+        refused = status.model_copy(
+            update={"phase": FAILED_PHASE, "message": message, "observed_generation": generation}
         )
+        patch = merge_patch(recorded, refused.to_wire(), STATUS_FIELDS)
+        self.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
         self.kube.post_event(body, Event("Warning", "InvalidSpec", message))

@@ -14,6 +14,7 @@ from typing import Any
 
 from mlpipeline import __version__
 from mlpipeline.api.models import MLPipelineSpec
+from mlpipeline.protocol import RUN_ID_LENGTH
 
 STEPS: tuple[str, ...] = ("ingest", "preprocess", "tune", "evaluate", "package")
 
@@ -65,6 +66,16 @@ def fingerprints(spec: MLPipelineSpec, data_fingerprint: str, pipeline: str) -> 
             parts["pipeline"] = pipeline
         out[step] = digest(parts)
     return out
+
+
+def run_id(spec: MLPipelineSpec, pipeline: str, data_fingerprint: str = "", rerun: str | None = None) -> str:
+    """A run's identity, the same for both executors: what training reads (the data section and its
+    content, preprocess, train, evaluate, the code version) plus the rerun token. Serving and canary
+    settings are not part of it, so editing them re-applies serving without retraining. The local
+    runner knows the data's content hash; the operator does not read data, so there the data is
+    identified by the data section alone."""
+    training = fingerprints(spec, data_fingerprint, pipeline)["package"]
+    return digest({"training": training, "rerun": rerun or ""})[:RUN_ID_LENGTH]
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,24 @@ Pure: no I/O, no clock (``now`` is passed in), so every transition is unit-teste
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mlpipeline.api.models import MLPipelineSpec, parse_duration
-from mlpipeline.engine.plan import STEPS, digest
+from mlpipeline.api.models import (
+    Condition,
+    MLPipelineSpec,
+    MLPipelineStatus,
+    ModelStatus,
+    RunStatus,
+    StepPhase,
+    StepStatus,
+    parse_duration,
+)
+from mlpipeline.engine.event import Event
+from mlpipeline.engine.plan import STEPS
+from mlpipeline.protocol import EXIT_MESSAGES, job_name, stamp
 
-RUN_ID_LENGTH = 8
-RERUN_ANNOTATION = "mlpipeline.dev/rerun"
 STEP_PHASES = {
     "ingest": "Ingesting",
     "preprocess": "Preprocessing",
@@ -25,16 +33,6 @@ STEP_PHASES = {
 }
 DONE_PHASE = "Packaged"
 FAILED_PHASE = "Failed"
-EXIT_MESSAGES = {2: "the step failed", 3: "the evaluation gate refused the model"}
-
-
-def run_id(spec: MLPipelineSpec, rerun: str | None) -> str:
-    """Deterministic: the same spec and rerun token always name the same run (and the same Jobs)."""
-    return digest({"spec": spec.model_dump(by_alias=True, mode="json"), "rerun": rerun or ""})[:RUN_ID_LENGTH]
-
-
-def job_name(pipeline: str, run: str, step: str) -> str:
-    return f"{pipeline}-{run}-{step}"
 
 
 @dataclass(frozen=True)
@@ -55,30 +53,24 @@ class JobObservation:
     pending_since: datetime | None = None  # the oldest pod that has not started
     termination_message: str | None = None
     exit_code: int | None = None
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
+    result: dict[str, Any] | None = None  # what a succeeded step reported (its termination message)
 
 
 @dataclass
 class Decision:
-    status: dict[str, Any]
+    status: MLPipelineStatus
     create: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
 
 def _condition(
-    kind: str, value: bool, reason: str, message: str, now: str, old: list[dict[str, Any]]
-) -> dict[str, Any]:
+    kind: str, value: bool, reason: str, message: str, now: str, old: list[Condition]
+) -> Condition:
     status = "True" if value else "False"
-    previous = next((c for c in old if c.get("type") == kind), None)
-    since = previous["lastTransitionTime"] if previous and previous.get("status") == status else now
-    return {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
+    previous = next((c for c in old if c.type == kind), None)
+    since = previous.last_transition_time if previous and previous.status == status else now
+    return Condition(type=kind, status=status, reason=reason, message=message, last_transition_time=since)
 
 
 def _failure_message(job: JobObservation) -> str:
@@ -92,10 +84,15 @@ def _failure_message(job: JobObservation) -> str:
     return f"{ending}{detail}"
 
 
+def _new_run(run_id: str, trigger: str, generation: int | None, now: str) -> RunStatus:
+    steps = [StepStatus(name=s, phase=StepPhase.pending, attempts=0) for s in STEPS]
+    return RunStatus(id=run_id, trigger=trigger, generation=generation, started_at=now, steps=steps)
+
+
 def decide(
     pipeline: str,
     spec: MLPipelineSpec,
-    status: dict[str, Any],
+    status: MLPipelineStatus,
     current_run: str,
     trigger: str,
     generation: int | None,
@@ -103,52 +100,53 @@ def decide(
     now: datetime,
 ) -> Decision:
     """One reconciliation. ``jobs`` maps step name to the Job of ``current_run`` (if it exists)."""
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    new = copy.deepcopy(status)
+    moment = stamp(now)
+    new = status.model_copy(deep=True)
     decision = Decision(status=new)
-    run = new.get("run") or {}
-    if run.get("id") != current_run:
-        superseded = run.get("id")
-        run = {
-            "id": current_run,
-            "trigger": trigger,
-            "generation": generation,
-            "startedAt": stamp,
-            "steps": [{"name": s, "phase": "Pending", "attempts": 0} for s in STEPS],
-        }
+    if new.run is None or new.run.id != current_run:
+        superseded = new.run.id if new.run else None
+        new.run = _new_run(current_run, trigger, generation, moment)
         note = f" (supersedes run {superseded})" if superseded else ""
         decision.events.append(Event("Normal", "RunStarted", f"run {current_run} started by {trigger}{note}"))
-        new.pop("message", None)
-    new["run"] = run
-    steps = {s["name"]: s for s in run["steps"]}
+        new.message = None
+    run = new.run
+    steps = {s.name: s for s in run.steps}
     pending_timeout = parse_duration(spec.steps.pending_timeout)
     phase, message = DONE_PHASE, f"run {current_run}: every step succeeded"
     for step in STEPS:
         record = steps[step]
         job = jobs.get(step)
-        before = record.get("phase")
+        before = record.phase
         if job is None:
-            if before in ("Succeeded", "Failed"):
+            if before in (StepPhase.succeeded, StepPhase.failed):
                 phase, message = _settled(record, step)
-                if before == "Failed":
+                if before == StepPhase.failed:
                     break
                 continue
-            record.update(phase="Pending", job=job_name(pipeline, current_run, step))
+            record.phase, record.job = StepPhase.pending, job_name(pipeline, current_run, step)
             decision.create.append(step)
             phase, message = STEP_PHASES[step], f"starting {step}"
             break
-        record["job"] = job.name
-        record["attempts"] = job.failed + job.active + job.succeeded
-        record["startedAt"] = record.get("startedAt") or job.started_at or stamp
+        record.job = job.name
+        record.attempts = job.failed + job.active + job.succeeded
+        record.started_at = record.started_at or job.started_at or moment
         if job.complete:
-            record.update(phase="Succeeded", finishedAt=job.finished_at or stamp, message=None)
-            if before != "Succeeded":
+            record.phase, record.finished_at, record.message = (
+                StepPhase.succeeded,
+                job.finished_at or moment,
+                None,
+            )
+            if before != StepPhase.succeeded:
                 decision.events.append(Event("Normal", "StepSucceeded", f"{step} succeeded ({job.name})"))
             continue
         if job.failed_reason is not None:
             text = _failure_message(job)
-            record.update(phase="Failed", finishedAt=job.finished_at or stamp, message=text)
-            if before != "Failed":
+            record.phase, record.finished_at, record.message = (
+                StepPhase.failed,
+                job.finished_at or moment,
+                text,
+            )
+            if before != StepPhase.failed:
                 decision.events.append(Event("Warning", "StepFailed", f"{step} failed: {text}"))
             phase, message = FAILED_PHASE, f"{step} failed: {text}"
             break
@@ -156,35 +154,45 @@ def decide(
         if job.pod_problem and job.pending_since and waited > pending_timeout:
             limit = spec.steps.pending_timeout
             text = f"{job.pod_problem} (pending for {waited:.0f}s > spec.steps.pendingTimeout={limit})"
-            record.update(phase="Failed", finishedAt=stamp, message=text)
+            record.phase, record.finished_at, record.message = StepPhase.failed, moment, text
             decision.delete.append(job.name)
             decision.events.append(Event("Warning", "StepFailed", f"{step} failed: {text}"))
             phase, message = FAILED_PHASE, f"{step} failed: {text}"
             break
-        record["phase"] = "Running"
+        record.phase = StepPhase.running
         if job.pod_problem:
-            if record.get("message") != job.pod_problem:
+            if record.message != job.pod_problem:
                 decision.events.append(Event("Warning", "StepStuck", f"{step}: {job.pod_problem}"))
-            record["message"] = job.pod_problem
+            record.message = job.pod_problem
             phase, message = STEP_PHASES[step], f"{step} is stuck: {job.pod_problem}"
         else:
-            record["message"] = None
-            phase, message = STEP_PHASES[step], f"running {step} (attempt {max(record['attempts'], 1)})"
-        if before != "Running":
+            record.message = None
+            phase, message = STEP_PHASES[step], f"running {step} (attempt {max(record.attempts, 1)})"
+        if before != StepPhase.running:
             decision.events.append(Event("Normal", "StepStarted", f"{step} started ({job.name})"))
         break
-    for record in run["steps"]:
-        if record.get("message") is None:
-            record.pop("message", None)
-    new["phase"] = phase
-    new["message"] = message
-    new["observedGeneration"] = generation
-    if phase in (DONE_PHASE, FAILED_PHASE) and not run.get("finishedAt"):
-        run["finishedAt"] = stamp
+    new.phase, new.message, new.observed_generation = phase, message, generation
+    if phase in (DONE_PHASE, FAILED_PHASE) and not run.finished_at:
+        run.finished_at = moment
         kind = "Normal" if phase == DONE_PHASE else "Warning"
         decision.events.append(Event(kind, phase, message))
-    new["conditions"] = conditions(phase, message, stamp, status.get("conditions") or [])
+    new.conditions = conditions(phase, message, moment, status.conditions)
     return decision
+
+
+def model_status(
+    spec: MLPipelineSpec, run: str, artifact: str, evaluate: JobObservation | None
+) -> ModelStatus:
+    """The packaged model of a finished run; its score is the gate metric on the test split, as the
+    evaluate step reported it."""
+    metrics = ((evaluate.result if evaluate else None) or {}).get("metrics") or {}
+    score = metrics.get(spec.evaluate.metric)
+    return ModelStatus(
+        version=run,
+        metric=spec.evaluate.metric,
+        score=float(score) if isinstance(score, int | float) else None,
+        artifact=artifact,
+    )
 
 
 READY_PHASES = {DONE_PHASE, "Serving", "Canary"}
@@ -192,17 +200,17 @@ SETTLED_PHASES = {DONE_PHASE, FAILED_PHASE, "Serving", "RolledBack"}
 DEGRADED_PHASES = {FAILED_PHASE, "RolledBack"}
 
 
-def conditions(phase: str, message: str, stamp: str, old: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def conditions(phase: str, message: str, now: str, old: list[Condition]) -> list[Condition]:
     """Ready, Progressing and Degraded for a phase, keeping transition times that did not change."""
     return [
-        _condition("Ready", phase in READY_PHASES, phase, message, stamp, old),
-        _condition("Progressing", phase not in SETTLED_PHASES, phase, message, stamp, old),
-        _condition("Degraded", phase in DEGRADED_PHASES, phase, message, stamp, old),
+        _condition("Ready", phase in READY_PHASES, phase, message, now, old),
+        _condition("Progressing", phase not in SETTLED_PHASES, phase, message, now, old),
+        _condition("Degraded", phase in DEGRADED_PHASES, phase, message, now, old),
     ]
 
 
-def _settled(record: dict[str, Any], step: str) -> tuple[str, str]:
+def _settled(record: StepStatus, step: str) -> tuple[str, str]:
     """A step whose Job is gone (deleted after a pending timeout) keeps its recorded outcome."""
-    if record.get("phase") == "Failed":
-        return FAILED_PHASE, f"{step} failed: {record.get('message', '')}"
+    if record.phase == StepPhase.failed:
+        return FAILED_PHASE, f"{step} failed: {record.message or ''}"
     return DONE_PHASE, f"{step} succeeded"

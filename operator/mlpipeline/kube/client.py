@@ -10,7 +10,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
-from mlpipeline.engine.reconcile import Event
+from mlpipeline.engine.event import Event
+from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL
 
 PLURALS = {"Deployment": "deployments", "Service": "services", "HTTPRoute": "httproutes", "Job": "jobs"}
 
@@ -46,18 +47,18 @@ class Kube:
                 return None
             raise
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
-        )
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A JSON merge patch of the status subresource: null clears a field."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+        self._call("PATCH", path, None, {"status": patch}, "application/merge-patch+json")
 
     def list_jobs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
-        selector = f"mlpipeline.dev/pipeline={pipeline}"
+        selector = f"{PIPELINE_LABEL}={pipeline}"
         response = self.batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False)
         return list(_json(response)["items"])
 
     def list_pods(self, namespace: str, pipeline: str, run: str) -> list[dict[str, Any]]:
-        selector = f"mlpipeline.dev/pipeline={pipeline},mlpipeline.dev/run={run}"
+        selector = f"{PIPELINE_LABEL}={pipeline},{RUN_LABEL}={run}"
         response = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
         return list(_json(response)["items"])
 

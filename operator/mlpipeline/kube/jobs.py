@@ -8,14 +8,20 @@ from typing import Any
 
 from mlpipeline.api.models import API_VERSION, KIND, MLPipelineSpec, parse_duration
 from mlpipeline.engine.plan import STEPS, StepInvocation
-from mlpipeline.engine.reconcile import job_name
+from mlpipeline.protocol import (
+    COMPONENT_LABEL,
+    PERMANENT_EXIT_CODES,
+    PIPELINE_LABEL,
+    RUN_LABEL,
+    STEP_LABEL,
+    job_name,
+    step_output,
+)
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_NODE_LABEL = "nvidia.com/gpu.present"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 SMALL_STEP = {"cpu": "500m", "memory": "512Mi"}
-# Exit codes of `python -m mlpipeline.steps` that retrying cannot fix: bad input, failed gate.
-PERMANENT_EXIT_CODES = [2, 3]
 TERMINATION_LOG = "/dev/termination-log"
 
 
@@ -31,13 +37,13 @@ def labels(pipeline: str, run: str | None = None, step: str | None = None) -> di
         "app.kubernetes.io/name": "mlpipeline",
         "app.kubernetes.io/instance": pipeline,
         "app.kubernetes.io/managed-by": "mlpipeline-operator",
-        "mlpipeline.dev/pipeline": pipeline,
+        PIPELINE_LABEL: pipeline,
     }
     if run:
-        out["mlpipeline.dev/run"] = run
+        out[RUN_LABEL] = run
     if step:
-        out["app.kubernetes.io/component"] = step
-        out["mlpipeline.dev/step"] = step
+        out[COMPONENT_LABEL] = step
+        out[STEP_LABEL] = step
     return out
 
 
@@ -55,8 +61,8 @@ def owner_reference(name: str, uid: str) -> dict[str, Any]:
 def step_outputs(
     settings: OperatorSettings, spec: MLPipelineSpec, namespace: str, pipeline: str, run: str
 ) -> dict[str, str]:
-    base = (spec.artifacts.uri or settings.artifacts_uri).rstrip("/")
-    return {step: f"{base}/{namespace}/{pipeline}/{run}/{step}" for step in STEPS}
+    base = spec.artifacts.uri or settings.artifacts_uri
+    return {step: step_output(base, namespace, pipeline, run, step) for step in STEPS}
 
 
 def _resources(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
@@ -151,7 +157,7 @@ def build_step_job(
                         "onExitCodes": {
                             "containerName": "step",
                             "operator": "In",
-                            "values": PERMANENT_EXIT_CODES,
+                            "values": list(PERMANENT_EXIT_CODES),
                         },
                     }
                 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from mlpipeline.engine.reconcile import JobObservation
+from mlpipeline.protocol import RUN_LABEL, parse_stamp, stamp
 
 STUCK_WAITING_REASONS = {
     "ImagePullBackOff",
@@ -22,12 +24,21 @@ def _time(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parse_stamp(str(value))
 
 
 def _iso(value: Any) -> str | None:
     moment = _time(value)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+    return stamp(moment) if moment else None
+
+
+def _reported(message: str | None) -> dict[str, Any] | None:
+    """A succeeded step's termination message: its result as JSON (see steps/__main__.py)."""
+    try:
+        value = json.loads(message or "")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def pod_problem(pod: dict[str, Any]) -> str | None:
@@ -62,6 +73,9 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
         (p for p in reversed(ordered) if (p.get("status") or {}).get("phase") == "Failed"), None
     )
     terminated = _terminated(last_failed) if last_failed else {}
+    succeeded = next(
+        (p for p in reversed(ordered) if (p.get("status") or {}).get("phase") == "Succeeded"), None
+    )
     problem, pending_since = None, None
     for pod in ordered:
         if (pod.get("status") or {}).get("phase") == "Pending" and not (pod.get("metadata") or {}).get(
@@ -72,7 +86,7 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
     labels = (job.get("metadata") or {}).get("labels") or {}
     return JobObservation(
         name=job["metadata"]["name"],
-        run=labels.get("mlpipeline.dev/run", ""),
+        run=labels.get(RUN_LABEL, ""),
         active=int(status.get("active") or 0),
         succeeded=int(status.get("succeeded") or 0),
         failed=int(status.get("failed") or 0),
@@ -85,4 +99,5 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
         pending_since=pending_since,
         termination_message=(terminated.get("message") or None) if failed else None,
         exit_code=terminated.get("exitCode") if failed else None,
+        result=_reported(_terminated(succeeded).get("message")) if succeeded else None,
     )

@@ -1,25 +1,30 @@
 """Pure builders of the serving objects: a Deployment and a Service per model version, a Service
 over every version of a pipeline (the replica-ratio traffic split), and the HTTPRoute whose weights
-split traffic between stable and canary (Gateway API)."""
+split traffic between stable and canary (Gateway API) — and the whole set for a serving topology."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from mlpipeline.api.models import MLPipelineSpec
+from mlpipeline.engine.serving import GATEWAY_API, Topology
 from mlpipeline.kube.jobs import OperatorSettings, labels, owner_reference
-from mlpipeline.steps.package import model_name
+from mlpipeline.protocol import (
+    COMPONENT_LABEL,
+    PIPELINE_LABEL,
+    SERVING_COMPONENT,
+    VERSION_LABEL,
+    model_object_name,
+    model_tag,
+    route_name,
+)
 
-VERSION_LABEL = "mlpipeline.dev/model-version"
 SERVICE = "mlpipeline.serving.service:ModelService"
-
-
-def model_object_name(pipeline: str, version: str) -> str:
-    return f"{pipeline}-model-{version}"
+HTTP_ROUTE_API = "gateway.networking.k8s.io/v1"
 
 
 def serving_labels(pipeline: str, version: str | None = None) -> dict[str, str]:
-    out = {**labels(pipeline), "app.kubernetes.io/component": "serving"}
+    out = {**labels(pipeline), COMPONENT_LABEL: SERVING_COMPONENT}
     if version:
         out[VERSION_LABEL] = version
     return out
@@ -52,7 +57,7 @@ def build_model_deployment(
         "image": spec.train.image or settings.image,
         "command": ["bentoml", "serve", SERVICE, "--host", "0.0.0.0", "--port", str(port)],
         "env": [
-            {"name": "MLP_MODEL_TAG", "value": f"{model_name(pipeline)}:{version}"},
+            {"name": "MLP_MODEL_TAG", "value": model_tag(pipeline, version)},
             {"name": "MLP_MODEL_URI", "value": artifact},
         ],
         "ports": [{"name": "http", "containerPort": port}],
@@ -72,7 +77,7 @@ def build_model_deployment(
         "metadata": _meta(model_object_name(pipeline, version), namespace, pipeline, uid, version),
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {"mlpipeline.dev/pipeline": pipeline, VERSION_LABEL: version}},
+            "selector": {"matchLabels": {PIPELINE_LABEL: pipeline, VERSION_LABEL: version}},
             "template": {
                 "metadata": {
                     "labels": pod_labels,
@@ -94,7 +99,7 @@ def build_model_service(
     """One version's Service (an HTTPRoute backend), or with no version the pipeline's Service over
     every serving pod (the replica-ratio split)."""
     name = model_object_name(pipeline, version) if version else pipeline
-    selector = {"mlpipeline.dev/pipeline": pipeline, "app.kubernetes.io/component": "serving"}
+    selector = {PIPELINE_LABEL: pipeline, COMPONENT_LABEL: SERVING_COMPONENT}
     if version:
         selector[VERSION_LABEL] = version
     return {
@@ -123,9 +128,9 @@ def build_http_route(
             {"name": model_object_name(pipeline, canary), "port": spec.serve.port, "weight": weight}
         )
     route: dict[str, Any] = {
-        "apiVersion": "gateway.networking.k8s.io/v1",
+        "apiVersion": HTTP_ROUTE_API,
         "kind": "HTTPRoute",
-        "metadata": _meta(f"{pipeline}-model", namespace, pipeline, uid, None),
+        "metadata": _meta(route_name(pipeline), namespace, pipeline, uid, None),
         "spec": {"rules": [{"backendRefs": backends}]},
     }
     gateway = spec.serve.gateway_ref
@@ -137,10 +142,38 @@ def build_http_route(
     return route
 
 
-def replica_split(total: int, weight: int) -> tuple[int, int]:
-    """(stable, canary) replicas so that the canary's share of pods approximates ``weight`` %."""
-    if weight <= 0:
-        return total, 0
-    canary = max(1, round(total * weight / 100))
-    stable = max(total - canary, 1) if weight < 100 else 0
-    return stable, canary
+def build_serving_objects(
+    *,
+    pipeline: str,
+    namespace: str,
+    uid: str,
+    spec: MLPipelineSpec,
+    topology: Topology,
+    provider: str,
+    artifact_of: dict[str, str],
+    settings: OperatorSettings,
+) -> list[dict[str, Any]]:
+    """Everything to apply so that ``topology`` runs: per version a Deployment and a Service, the
+    pipeline's Service over all versions, and with the Gateway API the HTTPRoute's weights."""
+    common = {"pipeline": pipeline, "namespace": namespace, "uid": uid}
+    objects: list[dict[str, Any]] = []
+    for version, replicas in topology.replicas.items():
+        objects.append(
+            build_model_deployment(
+                **common,
+                spec=spec,
+                version=version,
+                artifact=artifact_of[version],
+                replicas=replicas,
+                settings=settings,
+            )
+        )
+        objects.append(build_model_service(**common, port=spec.serve.port, version=version))
+    objects.append(build_model_service(**common, port=spec.serve.port, version=None))
+    if provider == GATEWAY_API:
+        objects.append(
+            build_http_route(
+                **common, spec=spec, stable=topology.stable, canary=topology.canary, weight=topology.weight
+            )
+        )
+    return objects

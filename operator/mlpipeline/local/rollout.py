@@ -1,5 +1,6 @@
-"""A canary rollout with real processes: the stable and the canary BentoML servers, the weighted
-router in front of them, Prometheus scraping both, and the same engine that decides in a cluster."""
+"""A canary rollout with real processes, decided by the same serving engine as in a cluster: the
+engine's plan is applied as BentoML servers (one per version), the weighted router in front of them
+and Prometheus scraping them."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from mlpipeline.api.models import CanarySpec, parse_duration
-from mlpipeline.engine import canary
+from mlpipeline.api.models import ServeSpec, ServingStatus
+from mlpipeline.engine import serving
+from mlpipeline.engine.serving import CANARY, ROUTER, ServingPlan
 from mlpipeline.local.prometheus import LocalPrometheus
 from mlpipeline.local.router import Router
 from mlpipeline.local.server import ModelServer, free_port
@@ -27,81 +28,100 @@ def version_of(tag: str) -> str:
 class RolloutTick:
     at: float
     weight: int
-    state: dict[str, Any]
+    status: ServingStatus
 
 
 @dataclass
 class LocalRollout:
-    """Serves ``stable`` behind a router on ``port`` and rolls ``canary`` out to it."""
+    """Serves ``stable_tag`` behind a router on ``port`` and rolls ``canary_tag`` out to it."""
 
     stable_tag: str
     canary_tag: str
-    spec: CanarySpec
+    spec: ServeSpec
     bentoml_home: Path
     directory: Path
     port: int
     canary_env: dict[str, str] = field(default_factory=dict)
     report: Callable[[RolloutTick], None] | None = None
-    servers: dict[str, ModelServer] = field(default_factory=dict)
+    servers: dict[str, ModelServer] = field(default_factory=dict)  # by version
     router: Router | None = None
     prometheus: LocalPrometheus | None = None
     ticks: list[RolloutTick] = field(default_factory=list)
 
-    def _server(self, tag: str, env: dict[str, str] | None = None) -> ModelServer:
-        return ModelServer(
-            tag=tag,
+    @property
+    def model(self) -> str:
+        return self.stable_tag.split(":", 1)[0]
+
+    def tag(self, version: str) -> str:
+        return f"{self.model}:{version}"
+
+    def _server(self, version: str) -> ModelServer:
+        env = self.canary_env if version == version_of(self.canary_tag) else {}
+        server = ModelServer(
+            tag=self.tag(version),
             bentoml_home=self.bentoml_home,
             port=free_port(),
-            log=self.directory / f"serve-{version_of(tag)}.log",
-            extra_env=env or {},
+            log=self.directory / f"serve-{version}.log",
+            extra_env=env,
         ).start()
+        server.wait_ready()
+        return server
 
     def start(self) -> LocalRollout:
+        """The stable version serving behind the router, scraped by Prometheus."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        stable = self._server(self.stable_tag)
-        candidate = self._server(self.canary_tag, self.canary_env)
-        self.servers = {self.stable_tag: stable, self.canary_tag: candidate}
-        for server in self.servers.values():
-            server.wait_ready()
-        self.prometheus = LocalPrometheus(self.directory / "prometheus").start(
-            {version_of(t): f"127.0.0.1:{s.port}" for t, s in self.servers.items()}
-        )
-        self.router = Router(stable=stable.url, port=self.port).start()
+        stable = version_of(self.stable_tag)
+        self.servers = {stable: self._server(stable)}
+        self.prometheus = LocalPrometheus(self.directory / "prometheus").start(self._targets())
+        self.router = Router(stable=self.servers[stable].url, port=self.port).start()
         return self
 
-    def run(self, control: Callable[[], str | None] = lambda: None) -> dict[str, Any]:
-        """Runs the analysis loop until the canary is promoted or rolled back; returns the state."""
+    def _targets(self) -> dict[str, str]:
+        return {version: f"127.0.0.1:{server.port}" for version, server in self.servers.items()}
+
+    def apply(self, plan: ServingPlan) -> None:
+        """Makes what runs match the plan: servers started and stopped, router weights set."""
         assert self.router is not None and self.prometheus is not None
+        if plan.topology is not None:
+            for version in plan.topology.replicas:
+                if version not in self.servers:
+                    self.servers[version] = self._server(version)
+        for version in plan.remove:
+            gone = self.servers.pop(version, None)
+            if gone:
+                gone.stop()
+        if plan.topology is not None or plan.remove:
+            self.prometheus.set_targets(self._targets())
+            top = plan.topology
+            if top is not None:
+                candidate = self.servers[top.canary].url if top.canary else None
+                self.router.route(self.servers[top.stable].url, candidate, top.weight)
+
+    def run(
+        self, status: ServingStatus | None = None, control: Callable[[], str | None] = lambda: None
+    ) -> ServingStatus:
+        """Decides and applies until the canary is promoted or rolled back; returns the status."""
+        assert self.prometheus is not None
         prometheus = Prometheus(self.prometheus.url)
-        state = canary.start(self.stable_tag, self.canary_tag, self.spec, datetime.now(UTC))
-        self.router.route(
-            self.servers[self.stable_tag].url, self.servers[self.canary_tag].url, state["canaryWeight"]
-        )
-        every = parse_duration(self.spec.analysis.interval)
+        status = status or ServingStatus(stable=version_of(self.stable_tag), phase="Stable", provider=ROUTER)
+        candidate = version_of(self.canary_tag)
         while True:
-            time.sleep(every)
-            checks = analyse(
-                prometheus, self.spec.analysis, version_of(self.canary_tag), version_of(self.stable_tag)
-            )
-            decision = canary.decide(state, self.spec, checks, datetime.now(UTC), control())
-            state = decision.state
-            winner = self.canary_tag if decision.outcome == "promoted" else self.stable_tag
-            if decision.outcome:
-                self.router.route(self.servers[winner].url, None, 0)
-            else:
-                self.router.route(
-                    self.servers[self.stable_tag].url, self.servers[self.canary_tag].url, decision.weight
-                )
-            tick = RolloutTick(time.monotonic(), decision.weight, state)
-            self.ticks.append(tick)
-            if self.report:
-                self.report(tick)
-            if decision.outcome:
-                loser = self.stable_tag if winner == self.canary_tag else self.canary_tag
-                self.servers.pop(loser).stop()
-                assert self.prometheus is not None
-                self.prometheus.set_targets({version_of(winner): f"127.0.0.1:{self.servers[winner].port}"})
-                return state
+            now = datetime.now(UTC)
+            checks = None
+            if serving.analysis_due(self.spec, status, now):
+                assert status.canary is not None and status.stable is not None
+                checks = analyse(prometheus, self.spec.canary.analysis, status.canary, status.stable)
+            plan = serving.decide(self.spec, status, candidate, ROUTER, control(), checks, now)
+            self.apply(plan)
+            status = plan.status
+            if checks is not None or plan.phase != CANARY or plan.topology is not None:
+                tick = RolloutTick(time.monotonic(), status.canary_weight, status)
+                self.ticks.append(tick)
+                if self.report:
+                    self.report(tick)
+            if plan.phase != CANARY:
+                return status
+            time.sleep(min(max(plan.requeue_after or 0.5, 0.05), 0.5))
 
     def stop(self) -> None:
         if self.router:

@@ -16,11 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from mlpipeline.api.models import MLPipeline
-from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints
+from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, run_id
+from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, model_tag
 from mlpipeline.steps import artifacts
-from mlpipeline.steps.__main__ import EXIT_GATE, RESULT
 from mlpipeline.steps.artifacts import StepError
-from mlpipeline.steps.package import model_name
 
 SHORT = 12
 
@@ -50,6 +49,7 @@ class RunOutcome:
     pipeline: str
     steps: list[StepOutcome]
     workdir: Path
+    version: str | None = None  # the run's identity, also the model's version
     model_tag: str | None = None
     exit_code: int = 0
 
@@ -99,15 +99,13 @@ class LocalRunner:
                 StepOutcome("ingest", "failed", 0.0, "", {"message": f"spec.data.uri: {exc}"})
             )
             self._show(outcome.steps[-1])
-            outcome.exit_code = 2
+            outcome.exit_code = EXIT_FAILED
             return outcome
         prints = fingerprints(self.spec, data_fp, self.name)
-        run_id = prints["package"][:SHORT]
+        version = run_id(self.spec, self.name, data_fp)
         outs = {step: str(self.root / "steps" / f"{step}-{prints[step][:SHORT]}") for step in STEPS}
         for step in STEPS:
-            invocation = StepInvocation(
-                step, outs[step], outs, self.name, run_id, prints[step][:SHORT], str(spec_path)
-            )
+            invocation = StepInvocation(step, outs[step], outs, self.name, version, version, str(spec_path))
             result = self._cached(outs[step])
             if result is not None:
                 outcome.steps.append(StepOutcome(step, "cached", 0.0, outs[step], result))
@@ -119,7 +117,7 @@ class LocalRunner:
                     outcome.exit_code = code
                     return outcome
             self._show(outcome.steps[-1])
-        outcome.model_tag = f"{model_name(self.name)}:{prints['package'][:SHORT]}"
+        outcome.version, outcome.model_tag = version, model_tag(self.name, version)
         (self.root / "last-run.json").write_text(
             json.dumps(
                 {"model": outcome.model_tag, "steps": {s.step: s.out for s in outcome.steps}}, indent=2
@@ -129,7 +127,7 @@ class LocalRunner:
 
     @staticmethod
     def _cached(out: str) -> dict[str, Any] | None:
-        path = Path(out) / RESULT
+        path = Path(out) / RESULT_FILE
         if not path.exists():
             return None
         result: dict[str, Any] = json.loads(path.read_text())
@@ -147,19 +145,19 @@ class LocalRunner:
                 env=self.environment(),
             )
         seconds = time.monotonic() - started
-        result_path = Path(invocation.out) / RESULT
+        result_path = Path(invocation.out) / RESULT_FILE
         if result_path.exists():
             result = json.loads(result_path.read_text())
         else:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
             result = {"ok": False, "message": f"exited with {code}: " + " | ".join(tail)}
         if code == 0 and not result.get("ok"):
-            code = 2
+            code = EXIT_FAILED
         state = "done" if code == 0 else "failed"
         outcome = StepOutcome(invocation.step, state, seconds, invocation.out, result)
         if code:
             outcome.result["log"] = str(log_path)
-        return outcome, code if code in (0, EXIT_GATE) else (code or 2)
+        return outcome, code if code in (0, EXIT_GATE) else (code or EXIT_FAILED)
 
     def _show(self, step: StepOutcome) -> None:
         mark = {"done": "[green]✓[/]", "cached": "[cyan]↺[/]", "failed": "[red]✗[/]"}[step.state]

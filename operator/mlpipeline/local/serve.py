@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from mlpipeline.api.models import CanarySpec
+from mlpipeline.api.models import ServeSpec, ServingStatus
 from mlpipeline.local.load import Load
 from mlpipeline.local.rollout import LocalRollout, RolloutTick
 from mlpipeline.local.server import ModelServer, free_port
 from mlpipeline.steps import artifacts
 
-SERVING_STATE = "serving.json"
+SERVING_STATE = "serving-status.json"  # status.serving of the local executor
 
 
 def sample_records(ingest_out: str, rows: int = 2) -> list[dict[str, Any]]:
@@ -35,13 +35,13 @@ def sample_records(ingest_out: str, rows: int = 2) -> list[dict[str, Any]]:
     ]
 
 
-def stable_version(root: Path) -> str | None:
+def load_serving(root: Path) -> ServingStatus | None:
     path = root / SERVING_STATE
-    return str(json.loads(path.read_text())["stable"]) if path.exists() else None
+    return ServingStatus.model_validate_json(path.read_text()) if path.exists() else None
 
 
-def remember_stable(root: Path, tag: str) -> None:
-    (root / SERVING_STATE).write_text(json.dumps({"stable": tag}))
+def save_serving(root: Path, status: ServingStatus) -> None:
+    (root / SERVING_STATE).write_text(status.model_dump_json(by_alias=True, exclude_none=True, indent=2))
 
 
 @contextmanager
@@ -97,39 +97,41 @@ def serve_until_interrupted(
 def _report(console: Console) -> Callable[[RolloutTick], None]:
     def show(tick: RolloutTick) -> None:
         checks = ", ".join(
-            f"{c['name']}={'-' if c['value'] is None else format(c['value'], '.3g')} {c['verdict']}"
-            for c in tick.state["checks"]
+            f"{c.name}={'-' if c.value is None else format(c.value, '.3g')} {c.verdict}"
+            for c in tick.status.checks
         )
-        console.print(
-            f"  canary {tick.weight:>3}%  {checks}  [dim]{tick.state['message']}[/]", soft_wrap=True
-        )
+        console.print(f"  canary {tick.weight:>3}%  {checks}  [dim]{tick.status.message}[/]", soft_wrap=True)
 
     return show
 
 
 def rollout_then_serve(
-    stable: str,
+    status: ServingStatus,
     candidate: str,
-    spec: CanarySpec,
+    spec: ServeSpec,
     bentoml_home: Path,
     ingest_out: str,
     port: int,
     directory: Path,
     load_rate: float,
     console: Console,
-) -> tuple[int, str]:
-    """Canary rollout of ``candidate`` against ``stable``; returns (exit code, the version serving)."""
+) -> tuple[int, ServingStatus]:
+    """Canary rollout of the tag ``candidate`` against the stable version in ``status``; returns
+    (exit code, the serving status at the end)."""
+    model = candidate.split(":", 1)[0]
+    stable = f"{model}:{status.stable}"
     rollout = LocalRollout(
         stable, candidate, spec, bentoml_home, directory, free_port(port), report=_report(console)
     )
     with interruptible() as stop:
         try:
-            with console.status(f"starting {stable} (stable), {candidate} (canary), router and Prometheus…"):
+            with console.status(f"starting {stable} (stable), router and Prometheus…"):
                 rollout.start()
             assert rollout.router is not None
+            plan = spec.canary
             console.print(
                 f"[bold]Canary rollout[/] of {candidate} against {stable} at {rollout.router.url}: steps "
-                f"{spec.steps}% every {spec.interval}, checks every {spec.analysis.interval}",
+                f"{plan.steps}% every {plan.interval}, checks every {plan.analysis.interval}",
                 soft_wrap=True,
             )
             records = sample_records(ingest_out, rows=50)
@@ -143,17 +145,17 @@ def rollout_then_serve(
                     f"  sending {load_rate:g} requests/s of held-out records so the canary has traffic"
                 )
             try:
-                state = rollout.run(control=lambda: "abort" if stop.is_set() else None)
+                final = rollout.run(status, control=lambda: "abort" if stop.is_set() else None)
             finally:
                 if load:
                     load.stop()
-            serving = str(state["stable"])
-            style = "green" if state["phase"] == "Promoted" else "red"
-            console.print(f"[bold {style}]{state['phase']}[/]: {state['message']}", soft_wrap=True)
+            style = "green" if final.phase == "Promoted" else "red"
+            console.print(f"[bold {style}]{final.phase}[/]: {final.message}", soft_wrap=True)
             if stop.is_set():
-                return 130, serving
-            announce(rollout.router.url, serving, records[:2], console)
-            server = rollout.servers[serving]
-            return wait(stop, lambda: server.process is not None and server.process.poll() is None), serving
+                return 130, final
+            assert final.stable is not None
+            announce(rollout.router.url, f"{model}:{final.stable}", records[:2], console)
+            server = rollout.servers[final.stable]
+            return wait(stop, lambda: server.process is not None and server.process.poll() is None), final
         finally:
             rollout.stop()

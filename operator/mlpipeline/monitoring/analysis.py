@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlpipeline.api.models import AnalysisSpec, parse_duration
-from mlpipeline.engine.canary import CheckResult
-from mlpipeline.monitoring.profile import psi
+from mlpipeline.api.models import AnalysisCheck, AnalysisSpec, parse_duration
+from mlpipeline.monitoring.distance import psi
 from mlpipeline.monitoring.prometheus import Prometheus, PrometheusError
 
 REQUESTS = "bentoml_service_request_total"
@@ -55,7 +54,7 @@ def _distribution(counts: dict[str, float]) -> dict[str, float]:
 
 def analyse(
     prometheus: Prometheus, spec: AnalysisSpec, canary: str, stable: str, version_label: str = "version"
-) -> list[CheckResult]:
+) -> list[AnalysisCheck]:
     """One analysis: every check's query, value, threshold and verdict."""
     window = spec.window
     can, sta = Queries(canary, window, version_label), Queries(stable, window, version_label)
@@ -79,12 +78,14 @@ def analyse(
             query = f"psi({sta.predictions}, {can.predictions})"
             results.append(_check("predictionShift", query, shift, spec.max_prediction_shift))
     except PrometheusError as exc:
-        return [CheckResult("prometheus", str(exc), None, 0.0, "nodata")]
+        return [AnalysisCheck(name="prometheus", query=str(exc), threshold=0.0, verdict="nodata")]
     return results
 
 
 def _check(
     name: str, query: str, value: float | None, threshold: float, stable: float | None = None
-) -> CheckResult:
+) -> AnalysisCheck:
     verdict = "nodata" if value is None else ("pass" if value <= threshold else "fail")
-    return CheckResult(name, query, value, threshold, verdict, stable)  # type: ignore[arg-type]
+    return AnalysisCheck(
+        name=name, query=query, value=value, threshold=threshold, verdict=verdict, stable=stable
+    )

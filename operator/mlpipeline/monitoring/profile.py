@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlpipeline.monitoring.distance import psi
+
 BINS = 10
 TOP_CATEGORIES = 20
 OTHER = "__other__"
@@ -55,17 +57,6 @@ def profile_frame(frame: pd.DataFrame, kinds: dict[str, str]) -> dict[str, Any]:
         "rows": len(frame),
         "columns": {name: profile_column(frame[name], kind) for name, kind in kinds.items()},
     }
-
-
-def psi(expected: dict[str, float], actual: dict[str, float], floor: float = 1e-4) -> float:
-    """Population stability index of two distributions over the same buckets."""
-    keys = set(expected) | set(actual)
-    total = 0.0
-    for key in keys:
-        e = max(expected.get(key, 0.0), floor)
-        a = max(actual.get(key, 0.0), floor)
-        total += (a - e) * np.log(a / e)
-    return float(total)
 
 
 def column_psi(column_profile: dict[str, Any], values: pd.Series) -> float:

@@ -1,5 +1,6 @@
 """What a packaged model is: estimator + fitted preprocessing + label encoding + metadata, with the
-one prediction function both the BentoML service and the tests call."""
+one prediction function both the BentoML service and the tests call. Records are read as
+serving/validation.py describes: a value that cannot be read raises UnreadableRecords."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlpipeline.serving.validation import clean_records
 from mlpipeline.steps.preprocess import as_object_categories
 
 
@@ -28,10 +30,11 @@ class ModelBundle:
         return dict(self.schema["features"])
 
     def transform(self, records: list[dict[str, Any]]) -> np.ndarray:
-        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+        rows = clean_records(self.features, records)
+        frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
         for column, kind in self.features.items():
             if kind == "numeric" and column in frame.columns:
-                frame[column] = pd.to_numeric(frame[column], errors="coerce")
+                frame[column] = frame[column].astype(float)
         return np.asarray(
             self.preprocessor.transform(as_object_categories(frame, self.features)), dtype=float
         )

@@ -16,12 +16,11 @@ from typing import Any
 
 from mlpipeline.api.manifest import ManifestError, parse_spec
 from mlpipeline.api.models import MLPipelineSpec
+from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 
-EXIT_FAILED = 2
-EXIT_GATE = 3
-RESULT = "result.json"
+REPORTED = ("summary", "metrics", "version", "tag")  # what a succeeded step tells the operator
 
 
 def _spec(args: argparse.Namespace) -> MLPipelineSpec:
@@ -89,18 +88,25 @@ def main(argv: list[str] | None = None) -> int:
         result = {"ok": False, "message": str(exc), "gateFailed": code == EXIT_GATE}
     result["seconds"] = round(time.time() - started, 3)
     try:
-        artifacts.write_json(artifacts.join(args.out, RESULT), result)
+        artifacts.write_json(artifacts.join(args.out, RESULT_FILE), result)
     except OSError as exc:
-        print(f"warning: cannot write {RESULT}: {exc}", file=sys.stderr)
+        print(f"warning: cannot write {RESULT_FILE}: {exc}", file=sys.stderr)
     if not result["ok"]:
         print(f"error: {result['message']}", file=sys.stderr)
-        termination_log = os.environ.get("MLP_TERMINATION_LOG")
-        if termination_log:  # what Kubernetes shows as the container's termination message
-            with contextlib.suppress(OSError), open(termination_log, "w") as handle:
-                handle.write(str(result["message"])[:4000])
+        terminate_with(str(result["message"]))
     else:
         print(result.get("summary", "done"))
+        terminate_with(json.dumps({k: result[k] for k in REPORTED if k in result}, default=str))
     return code
+
+
+def terminate_with(message: str) -> None:
+    """Kubernetes shows this as the container's termination message: the failure for people, the
+    result (JSON) for the operator, which reads no artifact store."""
+    termination_log = os.environ.get("MLP_TERMINATION_LOG")
+    if termination_log:
+        with contextlib.suppress(OSError), open(termination_log, "w") as handle:
+            handle.write(message[:4000])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlpipeline.api.models import CLASSIFICATION_METRICS, MLPipelineSpec
+from mlpipeline.protocol import METRICS_FILE
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 from mlpipeline.steps.dataset import Dataset
@@ -50,7 +51,7 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, tune_uri: str,
         "params": best["config"],
         "testRows": len(test_y),
     }
-    artifacts.write_json(artifacts.join(out, "metrics.json"), report)
+    artifacts.write_json(artifacts.join(out, METRICS_FILE), report)
     if failure:
         raise GateFailed(f"evaluation gate failed: {failure}; nothing is deployed")
     artifacts.write_object(artifacts.join(out, MODEL), estimator)

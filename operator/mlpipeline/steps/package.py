@@ -10,11 +10,11 @@ from typing import Any
 
 import joblib
 
+from mlpipeline.protocol import METRICS_FILE, MODEL_EXPORT, model_tag
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.dataset import Dataset
 from mlpipeline.steps.evaluate import MODEL
 
-EXPORT = "model.bentomodel"
 BUNDLE = "bundle.joblib"
 
 
@@ -25,10 +25,6 @@ def without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nulls(v) for v in value if v is not None]
     return value
-
-
-def model_name(pipeline: str) -> str:
-    return "mlp-" + pipeline.lower()
 
 
 def run(
@@ -45,7 +41,7 @@ def run(
     from mlpipeline.serving.bundle import ModelBundle
 
     dataset = Dataset.load(data_uri, preprocess_uri)
-    report = artifacts.read_json(artifacts.join(evaluate_uri, "metrics.json"))
+    report = artifacts.read_json(artifacts.join(evaluate_uri, METRICS_FILE))
     metadata = without_nulls(
         {
             "pipeline": pipeline,
@@ -62,15 +58,15 @@ def run(
         schema=dataset.schema,
         metadata=metadata,
     )
-    tag = f"{model_name(pipeline)}:{version}"
+    tag = model_tag(pipeline, version)
     with contextlib.suppress(bentoml.exceptions.NotFound):
         bentoml.models.delete(tag)  # a re-run of the same inputs replaces its own version
     with bentoml.models.create(tag, labels={"pipeline": pipeline, "run": run_id}, metadata=metadata) as model:
         joblib.dump(bundle, model.path_of(BUNDLE))
     with tempfile.TemporaryDirectory() as tmp:
-        exported = Path(tmp) / EXPORT
+        exported = Path(tmp) / MODEL_EXPORT
         bentoml.models.export_model(str(model.tag), str(exported))
-        artifacts.write_bytes(artifacts.join(out, EXPORT), exported.read_bytes())
-    info = {"tag": str(model.tag), "version": version, "artifact": artifacts.join(out, EXPORT)}
+        artifacts.write_bytes(artifacts.join(out, MODEL_EXPORT), exported.read_bytes())
+    info = {"tag": str(model.tag), "version": version, "artifact": artifacts.join(out, MODEL_EXPORT)}
     artifacts.write_json(artifacts.join(out, "model.json"), info)
     return {"summary": f"BentoML model {model.tag}", **info}

@@ -1,0 +1,113 @@
+"""Reading the records of a prediction request as the model's features declare them, refusing what
+cannot be read rather than guessing.
+
+- numeric: a JSON number, or a string holding a decimal number ("5.1", "-3", "1e3", " 2 "), read as
+  a float. Refused: booleans, any other string ("abc", "nan", "inf", "1_000"), lists, objects, and
+  numbers that are not finite (Infinity, 1e999): the estimators cannot use them.
+- categorical: a string, number or boolean, kept as it is (the preprocessor reads its string form, so
+  an unseen value is an unseen category). Refused: lists and objects.
+- null, NaN and a missing field are missing values: the preprocessor imputes them.
+- a field the model does not declare is ignored (dropped from the cleaned record).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MAX_PROBLEMS = 20
+"""At most this many problems are reported, the first ones in record order."""
+
+DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+SHOWN_CHARS = 40
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One value that cannot be read: ``records[index].field`` (field None: the record itself)."""
+
+    index: int
+    field: str | None
+    value: Any
+    reason: str
+
+    @property
+    def path(self) -> str:
+        return f"records[{self.index}]" + ("" if self.field is None else f".{self.field}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {shown(self.value)} {self.reason}"
+
+
+class UnreadableRecords(ValueError):
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class Unreadable(Exception):
+    """A value cannot be read; the argument is the reason."""
+
+
+def shown(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def read_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise Unreadable("is not a number")
+    if isinstance(value, str) and not DECIMAL.fullmatch(value):
+        raise Unreadable("is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise Unreadable("is not a finite number")
+    return number
+
+
+def read_category(value: Any) -> str | int | float | bool:
+    if not isinstance(value, str | int | float | bool):
+        raise Unreadable("is not a category (a string, number or boolean)")
+    return value
+
+
+def clean_records(features: Mapping[str, str], records: Sequence[Any]) -> list[dict[str, Any]]:
+    """The records as the model reads them: declared fields only, numbers as floats, missing values
+    as None. Raises UnreadableRecords naming up to MAX_PROBLEMS values that cannot be read."""
+    cleaned: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            problems.append(Problem(index, None, record, "is not an object"))
+        else:
+            row: dict[str, Any] = {}
+            for column, kind in features.items():
+                if column not in record:
+                    continue
+                value = record[column]
+                try:
+                    if is_missing(value):
+                        row[column] = None
+                    elif kind == "numeric":
+                        row[column] = read_number(value)
+                    else:
+                        row[column] = read_category(value)
+                except Unreadable as error:
+                    problems.append(Problem(index, column, value, str(error)))
+            cleaned.append(row)
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    if problems:
+        raise UnreadableRecords(problems[:MAX_PROBLEMS])
+    return cleaned
