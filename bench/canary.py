@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlpipeline.api.models import CanarySpec
+from mlpipeline.api.models import CanarySpec, ServeSpec
 from mlpipeline.local.load import Load
 from mlpipeline.local.rollout import LocalRollout
 from mlpipeline.local.serve import sample_records
@@ -38,7 +38,7 @@ def scenario(
         rollout = LocalRollout(
             versions[0]["tag"],
             versions[1]["tag"],
-            spec,
+            ServeSpec(canary=spec),
             bentoml_home(),
             Path(tmp) / "rollout",
             port=free_port(),
@@ -62,8 +62,8 @@ def scenario(
             rollout.stop()
     ended = rollout.ticks[-1].at
     return {
-        "outcome": state["phase"],
-        "message": state["message"],
+        "outcome": state.phase,
+        "message": state.message,
         "seconds_breach_to_rollback": round(ended - breach["at"], 1) if "at" in breach else None,
         "requests": stats.total,
         "failed": stats.failed,

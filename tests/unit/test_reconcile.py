@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlpipeline.api.manifest import load_manifest
-from mlpipeline.api.models import MLPipelineSpec
-from mlpipeline.engine.plan import STEPS
-from mlpipeline.engine.reconcile import Decision, JobObservation, decide, job_name, run_id
+from mlpipeline.api.models import MLPipelineSpec, MLPipelineStatus
+from mlpipeline.engine.event import Event
+from mlpipeline.engine.plan import STEPS, run_id
+from mlpipeline.engine.reconcile import JobObservation, decide, model_status
+from mlpipeline.protocol import job_name
 
 from tests.conftest import EXAMPLES
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-RUN = "abcd1234"
+RUN = "abcd123456"
 
 
 def spec(**steps: Any) -> MLPipelineSpec:
@@ -29,11 +32,23 @@ def done(*names: str) -> dict[str, JobObservation]:
     return {n: step(n, succeeded=1, complete=True, started_at="t0", finished_at="t1") for n in names}
 
 
-def run(status: dict[str, Any], jobs: dict[str, JobObservation], now: datetime = NOW, **kw: Any) -> Decision:
-    return decide("iris", kw.pop("spec", spec()), status, RUN, "create", 1, jobs, now)
+@dataclass
+class Wired:
+    """A decision with its status as the API server receives it."""
+
+    status: dict[str, Any]
+    create: list[str]
+    delete: list[str]
+    events: list[Event]
 
 
-def phases(decision: Decision) -> dict[str, str]:
+def run(status: dict[str, Any], jobs: dict[str, JobObservation], now: datetime = NOW, **kw: Any) -> Wired:
+    typed = MLPipelineStatus.model_validate(status)
+    decision = decide("iris", kw.pop("spec", spec()), typed, RUN, "create", 1, jobs, now)
+    return Wired(decision.status.to_wire(), decision.create, decision.delete, decision.events)
+
+
+def phases(decision: Wired) -> dict[str, str]:
     return {s["name"]: s["phase"] for s in decision.status["run"]["steps"]}
 
 
@@ -114,14 +129,35 @@ def test_a_stuck_pod_is_shown_then_fails_at_the_pending_deadline() -> None:
 
 def test_a_new_run_id_starts_over() -> None:
     old = run({}, done(*STEPS)).status
-    decision = decide("iris", spec(), old, "ffff0000", "rerun", 2, {}, NOW)
-    assert decision.create == ["ingest"] and decision.status["run"]["trigger"] == "rerun"
-    assert "supersedes run abcd1234" in decision.events[0].message
+    decision = decide("iris", spec(), MLPipelineStatus.model_validate(old), "ffff000000", "rerun", 2, {}, NOW)
+    assert decision.create == ["ingest"] and decision.status.run and decision.status.run.trigger == "rerun"
+    assert "supersedes run abcd123456" in decision.events[0].message
 
 
-def test_run_ids_follow_spec_and_rerun_token() -> None:
+def test_run_ids_follow_what_training_reads_and_the_rerun_token() -> None:
     base = spec()
     changed = base.model_copy(deep=True)
     changed.evaluate.min = 0.5
-    assert run_id(base, None) == run_id(spec(), None)
-    assert len({run_id(base, None), run_id(changed, None), run_id(base, "2")}) == 3
+    assert run_id(base, "iris") == run_id(spec(), "iris")
+    assert len({run_id(base, "iris"), run_id(changed, "iris"), run_id(base, "iris", rerun="2")}) == 3
+    assert run_id(base, "iris", "data-v1") != run_id(base, "iris", "data-v2")  # the local runner's data hash
+
+
+def test_serving_and_canary_settings_keep_the_run() -> None:
+    """Editing serving re-applies serving; it must not retrain (the same run, the same Jobs)."""
+    base = spec()
+    edited = base.model_copy(deep=True)
+    edited.serve.replicas = 5
+    edited.serve.canary.steps = [5, 20, 80]
+    edited.serve.canary.analysis.max_error_rate = 0.2
+    edited.steps.pod_annotations = {"team": "vision"}
+    assert run_id(edited, "iris") == run_id(base, "iris")
+
+
+def test_a_finished_run_records_the_gate_score_the_evaluate_step_reported() -> None:
+    evaluate = step(
+        "evaluate", succeeded=1, complete=True, result={"metrics": {"accuracy": 0.9667, "f1_macro": 0.96}}
+    )
+    model = model_status(spec(), RUN, "file:///a/model.bentomodel", evaluate)
+    assert (model.version, model.metric, model.score) == (RUN, "accuracy", 0.9667)
+    assert model_status(spec(), RUN, "file:///a", step("evaluate", complete=True)).score is None

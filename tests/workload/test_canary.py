@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from mlpipeline.api.models import CanarySpec
+from mlpipeline.api.models import ServeSpec, ServingStatus
 from mlpipeline.local.load import Load
-from mlpipeline.local.rollout import LocalRollout
+from mlpipeline.local.rollout import LocalRollout, version_of
 from mlpipeline.local.serve import sample_records
 from mlpipeline.local.server import free_port
 
@@ -67,7 +67,7 @@ def rollout(two_versions: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
     def make(faults: dict[str, Any] | None = None, **overrides: Any) -> LocalRollout:
         chaos = tmp_path / "chaos.json"
         chaos.write_text(json.dumps(faults or {}))
-        spec = CanarySpec.model_validate({**SPEC, **overrides})
+        spec = ServeSpec.model_validate({"canary": {**SPEC, **overrides}})
         rollout = LocalRollout(
             two_versions["stable"], two_versions["canary"], spec, two_versions["home"], tmp_path / "rollout",
             port=free_port(), canary_env={"MLP_CHAOS_FILE": str(chaos)},
@@ -82,7 +82,7 @@ def rollout(two_versions: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
 
 def run_with_load(
     rollout: LocalRollout, records: list[dict[str, Any]], rate: float = 40
-) -> tuple[dict[str, Any], Any]:
+) -> tuple[ServingStatus, Any]:
     assert rollout.router is not None
     load = Load(f"{rollout.router.url}/predict", records, rate=rate, max_seconds=120).start()
     try:
@@ -95,22 +95,21 @@ def run_with_load(
 def test_a_healthy_canary_is_promoted_through_every_step(rollout: Any, two_versions: dict[str, Any]) -> None:
     running = rollout()
     state, stats = run_with_load(running, two_versions["records"])
-    assert state["phase"] == "Promoted" and state["stable"] == two_versions["canary"], state["message"]
+    canary, stable = version_of(two_versions["canary"]), version_of(two_versions["stable"])
+    assert state.phase == "Promoted" and state.stable == canary, state.message
     weights = [t.weight for t in running.ticks]
     assert 20 in weights and 50 in weights and weights[-1] == 0
     assert weights.index(50) > weights.index(20)
     assert stats.failed == 0 and stats.ok > 100
-    checks = {c["name"]: c for c in state["checks"]}
+    checks = {c.name: c for c in state.checks}
     assert set(checks) == {"errorRate", "latencyP95", "predictionShift"}
-    assert all(
-        c["verdict"] == "pass" and "bentoml_service_request" in checks["errorRate"]["query"]
-        for c in checks.values()
-    )
+    assert all(c.verdict == "pass" for c in checks.values())
+    assert "bentoml_service_request" in checks["errorRate"].query
     answer = httpx.post(
         f"{running.router.url}/predict", json={"records": two_versions["records"][:1]}, timeout=10
     )
     assert answer.status_code == 200
-    assert list(running.servers) == [two_versions["canary"]]  # the old stable is gone
+    assert list(running.servers) == [canary] and stable not in running.servers  # the old stable is gone
 
 
 @pytest.mark.parametrize(
@@ -126,24 +125,25 @@ def test_a_bad_canary_is_rolled_back(
 ) -> None:
     running = rollout(faults)
     state, _ = run_with_load(running, two_versions["records"])
-    assert state["phase"] == "RolledBack" and state["stable"] == two_versions["stable"]
-    assert failed_check in state["message"] and "rolled back after 2 failed analyses" in state["message"]
-    failed = next(c for c in state["checks"] if c["name"] == failed_check)
-    assert failed["verdict"] == "fail" and failed["value"] > failed["threshold"]
-    assert list(running.servers) == [two_versions["stable"]]
+    assert state.phase == "RolledBack" and state.stable == version_of(two_versions["stable"])
+    assert state.message and failed_check in state.message
+    assert "rolled back after 2 failed analyses" in state.message
+    failed = next(c for c in state.checks if c.name == failed_check)
+    assert failed.verdict == "fail" and failed.value is not None and failed.value > failed.threshold
+    assert list(running.servers) == [version_of(two_versions["stable"])]
     assert running.ticks[-1].weight == 0
 
 
 def test_no_data_holds_then_rolls_back_at_the_deadline(rollout: Any, two_versions: dict[str, Any]) -> None:
     running = rollout()
     state = running.run()  # no traffic at all
-    held = [t for t in running.ticks if t.state.get("message", "").startswith("holding")]
+    held = [t for t in running.ticks if (t.status.message or "").startswith("holding")]
     assert held and all(t.weight == 20 for t in held)  # held at the first step, not advanced
-    assert state["phase"] == "RolledBack" and "no data for" in state["message"]
-    assert "noDataDeadline=10s" in state["message"]
-    assert {c["verdict"] for c in state["checks"]} == {"nodata"}
+    assert state.phase == "RolledBack" and state.message and "no data for" in state.message
+    assert "noDataDeadline=10s" in state.message
+    assert {c.verdict for c in state.checks} == {"nodata"}
 
 
 def test_no_data_policy_pass_advances_without_traffic(rollout: Any, two_versions: dict[str, Any]) -> None:
     running = rollout(analysis={**SPEC["analysis"], "noData": "pass"})
-    assert running.run()["phase"] == "Promoted"
+    assert running.run().phase == "Promoted"
