@@ -15,6 +15,7 @@ from tests.conftest import example
 
 GPU_NODES = {"gpu-0", "gpu-1"}
 FAIL_ANNOTATION = "mlpipeline.dev/fake-exit-code"
+RESULT_ANNOTATION = "mlpipeline.dev/fake-result"  # the kwok pod reports it as a real step's result
 FAST_CANARY = {"steps": [50], "interval": "2s", "analysis": {"interval": "1s", "noData": "pass"}}
 
 
@@ -68,7 +69,14 @@ def events(namespace: str) -> list[dict[str, Any]]:
 def test_apply_runs_every_step_as_a_job_in_order_and_tunes_on_a_gpu_node(
     operator: Operator, namespace: str
 ) -> None:
-    apply(namespace, manifest(train__resources={"cpu": "2", "memory": "2Gi", "gpu": 1}))
+    reported = '{"metrics": {"accuracy": 0.9667, "f1_macro": 0.96}}'
+    apply(
+        namespace,
+        manifest(
+            train__resources={"cpu": "2", "memory": "2Gi", "gpu": 1},
+            steps={"podAnnotations": {RESULT_ANNOTATION: reported}},
+        ),
+    )
     status = wait_for("phase Serving", lambda: phase_is(namespace, "Serving"), timeout=180)
     created = jobs(namespace)
     assert [j["metadata"]["labels"]["mlpipeline.dev/step"] for j in created] == list(STEPS)
@@ -91,10 +99,11 @@ def test_apply_runs_every_step_as_a_job_in_order_and_tunes_on_a_gpu_node(
         "Degraded": "False",
     }
     assert status["model"]["version"] == run and status["observedGeneration"] == 1
+    assert status["model"]["score"] == 0.9667  # the gate metric the evaluate pod reported
     reasons = [e["reason"] for e in events(namespace)]
     assert reasons.count("StepSucceeded") == 5 and {"RunStarted", "Packaged", "Deployed"} <= set(reasons)
     table = kubectl("get", "mlp", "-n", namespace).stdout
-    assert re.search(rf"iris\s+Serving\s+{run}\s+accuracy", table), table
+    assert re.search(rf"iris\s+Serving\s+{run}\s+accuracy\s+0\.9667", table), table
 
 
 def test_a_failing_step_is_retried_then_fails_the_pipeline(operator: Operator, namespace: str) -> None:

@@ -266,3 +266,10 @@ def test_replica_split() -> None:
     assert replica_split(4, 50) == (2, 2)
     assert replica_split(1, 50) == (1, 1)
     assert replica_split(4, 100) == (0, 4)
+
+
+def test_an_edited_serving_spec_is_reapplied_without_a_canary() -> None:
+    wider = SPEC.model_copy(update={"replicas": 6})
+    plan = decide(wider, serving_v1(), "v1", "replicas", None, None, at(60))
+    assert plan.phase == SERVING and plan.topology == Topology({"v1": 6}, "v1") and plan.status.canary is None
+    assert decide(wider, plan.status, "v1", "replicas", None, None, at(61)).topology is None

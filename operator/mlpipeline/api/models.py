@@ -703,6 +703,9 @@ class ServingStatus(StatusModel):
     rolled_back: str | None = Field(default=None, description="The last version rolled back.")
     checks: list[AnalysisCheck] = Field(default_factory=list, description="The last analysis.")
     control: ControlStatus | None = None
+    applied: str | None = Field(
+        default=None, description="Digest of the spec.serve that the serving objects were last applied from."
+    )
 
 
 class MLPipelineStatus(StatusModel):

@@ -19,6 +19,7 @@ from mlpipeline.api.models import (
 )
 from mlpipeline.engine import canary
 from mlpipeline.engine.event import Event
+from mlpipeline.engine.plan import digest
 from mlpipeline.protocol import CONTROL_ANNOTATION, parse_stamp, stamp
 
 PAUSE, RESUME, PROMOTE, ABORT = "pause", "resume", "promote", "abort"
@@ -119,7 +120,26 @@ def decide(
 ) -> ServingPlan:
     """One reconciliation of serving. ``checks`` is the analysis of the canary in ``status`` when
     ``analysis_due`` said so, else None; ``provider`` is how traffic would be split for a new
-    canary (gatewayAPI, replicas or router)."""
+    canary (gatewayAPI, replicas or router). An edited ``spec.serve`` is re-applied as it is,
+    without a new model version."""
+    plan = _decide(spec, status, version, provider, control, checks, now)
+    applied = digest(spec.model_dump(mode="json"))[:16]
+    if plan.status.stable and plan.status.applied != applied:
+        if plan.topology is None:
+            plan.topology = topology(spec, plan.status)
+        plan.status = plan.status.model_copy(update={"applied": applied})
+    return plan
+
+
+def _decide(
+    spec: ServeSpec,
+    status: ServingStatus | None,
+    version: str,
+    provider: str,
+    control: str | None,
+    checks: list[AnalysisCheck] | None,
+    now: datetime,
+) -> ServingPlan:
     current = status or ServingStatus()
     action, record, events = _control(control, current, now)
     current = current.model_copy(update={"control": record})

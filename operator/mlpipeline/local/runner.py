@@ -15,11 +15,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mlpipeline import store
 from mlpipeline.api.models import MLPipeline
 from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, run_id
 from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, model_tag
-from mlpipeline.steps import artifacts
-from mlpipeline.steps.artifacts import StepError
+from mlpipeline.store import StepError
 
 SHORT = 12
 
@@ -93,7 +93,7 @@ class LocalRunner:
         spec_path.write_text(spec_json)
         outcome = RunOutcome(self.name, [], self.root)
         try:
-            data_fp = artifacts.fingerprint(self.spec.data.uri)
+            data_fp = store.fingerprint(self.spec.data.uri)
         except StepError as exc:
             outcome.steps.append(
                 StepOutcome("ingest", "failed", 0.0, "", {"message": f"spec.data.uri: {exc}"})

@@ -20,13 +20,14 @@ from mlpipeline.api.models import ServeSpec, ServingStatus
 from mlpipeline.local.load import Load
 from mlpipeline.local.rollout import LocalRollout, RolloutTick
 from mlpipeline.local.server import ModelServer, free_port
-from mlpipeline.steps import artifacts
 
 SERVING_STATE = "serving-status.json"  # status.serving of the local executor
 
 
 def sample_records(ingest_out: str, rows: int = 2) -> list[dict[str, Any]]:
     """Records from the held-out split, label removed, missing values as null."""
+    from mlpipeline.steps import artifacts  # pandas: only when a sample is shown
+
     schema = artifacts.read_json(artifacts.join(ingest_out, "schema.json"))
     frame = artifacts.read_table(artifacts.join(ingest_out, "test.parquet")).head(rows)
     records = frame[list(schema["features"])].to_dict(orient="records")
