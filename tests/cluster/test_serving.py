@@ -68,8 +68,8 @@ def test_first_version_is_stable_then_a_canary_is_promoted(operator: Operator, n
 
 def rerun(namespace: str, token: str) -> str:
     """A new run of the same spec; returns its id once its canary is in progress."""
-    kubectl("annotate", "--overwrite", "-n", namespace, "mlpipeline/iris", f"mlpipeline.dev/rerun={token}")
     previous = (pipeline(namespace).get("status") or {}).get("run", {}).get("id")
+    kubectl("annotate", "--overwrite", "-n", namespace, "mlpipeline/iris", f"mlpipeline.dev/rerun={token}")
     canary = wait_for(
         f"the canary of rerun {token}",
         lambda: (s := phase_is(namespace, "Canary")) and s["run"]["id"] != previous and s,

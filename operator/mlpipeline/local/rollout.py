@@ -80,22 +80,22 @@ class LocalRollout:
         return {version: f"127.0.0.1:{server.port}" for version, server in self.servers.items()}
 
     def apply(self, plan: ServingPlan) -> None:
-        """Makes what runs match the plan: servers started and stopped, router weights set."""
+        """Makes what runs match the plan: new servers started, the router's weights set, then the
+        servers of removed versions stopped (no request is sent to a stopped server)."""
         assert self.router is not None and self.prometheus is not None
-        if plan.topology is not None:
-            for version in plan.topology.replicas:
+        top = plan.topology
+        if top is not None:
+            for version in top.replicas:
                 if version not in self.servers:
                     self.servers[version] = self._server(version)
+            candidate = self.servers[top.canary].url if top.canary else None
+            self.router.route(self.servers[top.stable].url, candidate, top.weight)
         for version in plan.remove:
             gone = self.servers.pop(version, None)
             if gone:
                 gone.stop()
-        if plan.topology is not None or plan.remove:
+        if top is not None or plan.remove:
             self.prometheus.set_targets(self._targets())
-            top = plan.topology
-            if top is not None:
-                candidate = self.servers[top.canary].url if top.canary else None
-                self.router.route(self.servers[top.stable].url, candidate, top.weight)
 
     def run(
         self, status: ServingStatus | None = None, control: Callable[[], str | None] = lambda: None

@@ -4,6 +4,19 @@ Configured by environment: MLP_MODEL_TAG (the BentoML model tag) and, in a clust
 MLP_MODEL_URI (the exported model in the artifact store, imported at start-up when the local
 model store lacks it). Requests are batched adaptively; /metrics has BentoML's request metrics plus
 predictions counted per class (regression: a histogram of predicted values).
+
+POST /predict takes ``{"records": [{feature: value, ...}, ...]}`` and answers one prediction per
+record. Each request's records are read on their own, before it joins a batch, as
+serving/validation.py describes: null, NaN and missing fields are imputed, fields the model does not
+declare are ignored, and a value that cannot be read as its feature's kind ("abc" for a numeric
+feature, a list for a categorical one) refuses the whole request with HTTP 400, whose ``detail``
+names each value, e.g. ``records[0].tenure_months: "abc" is not a number`` (at loc
+``["records", 0, "tenure_months"]``); the requests batched beside it are answered as usual.
+``records`` that is not a list of objects is a 400 as well. Refusals are counted in
+``mlpipeline_rejected_requests_total{model_version, reason, field}``: reason ``unreadable_value``
+with the declared feature of the request's first unreadable value, or ``malformed`` (field "") when
+``records`` is not a list of objects. A body that is not JSON or lacks ``records`` is refused by
+BentoML alone and counted only in its request metrics.
 """
 
 from __future__ import annotations
@@ -11,13 +24,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
 import joblib
+from pydantic import ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from mlpipeline.serving.bundle import ModelBundle
 from mlpipeline.serving.chaos import Chaos
+from mlpipeline.serving.validation import UnreadableRecords, clean_records
 from mlpipeline.steps.package import BUNDLE
 
 MAX_BATCH_SIZE = int(os.environ.get("MLP_MAX_BATCH_SIZE", "128"))
@@ -34,6 +50,11 @@ prediction_values = bentoml.metrics.Histogram(
     documentation="Predicted values of a regression model",
     labelnames=["model_version"],
     buckets=(-1e6, -1e3, -100, -10, -1, 0, 1, 10, 100, 1e3, 1e6),
+)
+rejected_requests_total = bentoml.metrics.Counter(
+    name="mlpipeline_rejected_requests_total",
+    documentation="Prediction requests refused with HTTP 400, by reason and the field first unreadable",
+    labelnames=["model_version", "reason", "field"],
 )
 
 
@@ -60,6 +81,39 @@ def count(version: str, answers: list[dict[str, Any]]) -> None:
             prediction_values.labels(model_version=version).observe(answer["prediction"])
 
 
+def read_records(value: Any, handler: ValidatorFunctionWrapHandler) -> list[dict[str, Any]]:
+    """Validates one request's ``records`` (BentoML parses each request's input before batching)."""
+    try:
+        service = bentoml.get_current_service()
+    except bentoml.exceptions.BentoMLException:
+        return handler(value)  # type: ignore[no-any-return]  # outside a server: a client of this class
+    try:
+        records: list[dict[str, Any]] = handler(value)
+    except ValidationError:
+        rejected_requests_total.labels(model_version=service.version, reason="malformed", field="").inc()
+        raise
+    try:
+        return clean_records(service.bundle.features, records)
+    except UnreadableRecords as error:
+        rejected_requests_total.labels(
+            model_version=service.version, reason="unreadable_value", field=error.problems[0].field or ""
+        ).inc()
+        raise ValidationError.from_exception_data(
+            "records",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("unreadable_value", "{problem}", {"problem": str(problem)}),
+                    loc=(problem.index,) if problem.field is None else (problem.index, problem.field),
+                    input=problem.value,
+                )
+                for problem in error.problems
+            ],
+        ) from None
+
+
+Records = Annotated[list[dict[str, Any]], WrapValidator(read_records)]
+
+
 @bentoml.service(name="mlpipeline-model", traffic={"timeout": 30})
 class ModelService:
     def __init__(self) -> None:
@@ -67,7 +121,7 @@ class ModelService:
         self.chaos = Chaos()
 
     @bentoml.api(batchable=BATCHING, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)  # type: ignore[untyped-decorator]
-    def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def predict(self, records: Records) -> list[dict[str, Any]]:
         """Predicts one answer per record: label and class probabilities, or a value."""
         self.chaos.before()
         answers = self.chaos.after(self.bundle.predict(records), self.bundle.classes)
