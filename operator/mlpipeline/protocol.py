@@ -33,6 +33,8 @@ RESULT_FILE = "result.json"  # every step: {"ok": bool, "message"|"summary": str
 METRICS_FILE = "metrics.json"  # evaluate: {"metrics": {...}, "params": {...}, "gate": {...}}
 MODEL_EXPORT = "model.bentomodel"  # package: the exported BentoML model a server imports
 
+ARTIFACTS_MOUNT = "/artifacts"  # where spec.artifacts.pvc is mounted in step and model pods
+
 RUN_ID_LENGTH = 10  # a Job name is <pipeline (≤40)>-<run>-<step (≤10)>: at most 63 characters
 
 

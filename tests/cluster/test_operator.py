@@ -183,6 +183,19 @@ def test_spec_change_and_rerun_annotation_start_new_runs(operator: Operator, nam
     assert len(jobs(namespace)) == 15
 
 
+def test_an_artifact_store_the_pods_cannot_share_is_refused(operator: Operator, namespace: str) -> None:
+    apply(namespace, manifest(artifacts={"uri": "file:///tmp/out"}))
+    refused = wait_for("phase Failed", lambda: phase_is(namespace, "Failed"))
+    assert "file:///tmp/out is a directory of each pod" in refused["message"]
+    assert "spec.artifacts.pvc" in refused["message"]
+    assert jobs(namespace) == []  # refused before ingest, not failed at preprocess
+    assert any(e["reason"] == "ArtifactStoreNotShared" for e in events(namespace))
+    apply(namespace, manifest(artifacts={"uri": "file:///artifacts/iris", "pvc": "shared-artifacts"}))
+    wait_for("the fixed pipeline running", lambda: jobs(namespace), timeout=60)
+    volumes = jobs(namespace)[0]["spec"]["template"]["spec"]["volumes"]
+    assert volumes == [{"name": "artifacts", "persistentVolumeClaim": {"claimName": "shared-artifacts"}}]
+
+
 def test_deleting_the_pipeline_garbage_collects_its_jobs(operator: Operator, namespace: str) -> None:
     apply(namespace, manifest())
     wait_for("some Jobs", lambda: len(jobs(namespace)) >= 2)

@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from mlpipeline.api.manifest import load_manifest
-from mlpipeline.api.models import MLPipelineSpec
-from mlpipeline.kube.jobs import OperatorSettings, build_step_job
+from mlpipeline.api.models import ArtifactsSpec, MLPipelineSpec
+from mlpipeline.engine.serving import Topology
+from mlpipeline.kube.jobs import OperatorSettings, build_step_job, unshared_store
 from mlpipeline.kube.observe import observe_job, pod_problem
+from mlpipeline.kube.serving import build_serving_objects
 
 from tests.conftest import EXAMPLES
 
@@ -151,3 +153,46 @@ def test_observe_a_failed_job_with_its_exit_code_and_message() -> None:
     seen = observe_job(job_obj, [pod])
     assert seen.failed_reason == "PodFailurePolicy" and seen.exit_code == 3
     assert seen.termination_message == "evaluation gate failed" and seen.finished_at == "2026-11-24T10:01:00Z"
+
+
+def with_artifacts(**artifacts: Any) -> MLPipelineSpec:
+    spec = iris()
+    spec.artifacts = ArtifactsSpec.model_validate(artifacts)
+    return spec
+
+
+def test_a_store_that_pods_cannot_share_is_named_with_the_fix() -> None:
+    local = OperatorSettings(artifacts_uri="file:///artifacts")
+    problem = unshared_store(iris(), local)
+    assert (
+        problem and "file:///artifacts" in problem and "spec.artifacts.pvc" in problem and "s3://" in problem
+    )
+    assert unshared_store(with_artifacts(uri="/data/out"), SETTINGS)  # a plain path is a pod's own too
+    assert unshared_store(iris(), SETTINGS) is None  # s3:// from the operator's default
+    assert unshared_store(with_artifacts(pvc="shared"), local) is None  # the claim is mounted there
+    assert unshared_store(with_artifacts(pvc="shared", uri="file:///artifacts/team-a"), local) is None
+    assert unshared_store(with_artifacts(pvc="shared", uri="file:///elsewhere"), local)
+
+
+def test_the_pvc_is_mounted_in_step_and_model_pods_and_is_the_default_store() -> None:
+    spec = with_artifacts(pvc="shared", secretRef={"name": "creds"})
+    step = job("ingest", spec)
+    pod = step["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "artifacts", "persistentVolumeClaim": {"claimName": "shared"}}]
+    container = pod["containers"][0]
+    assert container["volumeMounts"][0]["mountPath"] == "/artifacts"
+    assert "file:///artifacts/ml/iris/r1234567/ingest" in container["args"]
+    objects = build_serving_objects(
+        pipeline="iris", namespace="ml", uid="u-1", spec=spec, topology=Topology({"v1": 2}, "v1"),
+        provider="replicas", artifact_of={"v1": "file:///artifacts/ml/iris/v1/package/model.bentomodel"},
+        settings=SETTINGS,
+    )  # fmt: skip
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    model_pod = deployment["spec"]["template"]["spec"]
+    assert model_pod["volumes"] == pod["volumes"] and deployment["spec"]["replicas"] == 2
+    assert model_pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    assert [o["kind"] for o in objects] == [
+        "Deployment",
+        "Service",
+        "Service",
+    ]  # no route without Gateway API

@@ -19,6 +19,7 @@ from mlpipeline.kube.jobs import OperatorSettings
 from mlpipeline.protocol import PIPELINE_LABEL
 
 _state: dict[str, Reconciler] = {}
+_watched: list[str] = []  # the one namespace of a namespaced install; empty: cluster-wide
 
 
 def settings_from_env() -> OperatorSettings:
@@ -42,6 +43,8 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.posting.enabled = False  # our Events are posted explicitly, one per transition
     settings.execution.max_workers = 8
+    # A namespaced install has no cluster-wide RBAC: no scanning for namespaces or CRDs.
+    settings.scanning.disabled = bool(_watched)
     load_config()
     kube, operator_settings = Kube(), settings_from_env()
     serving = ServingReconciler(
@@ -83,6 +86,7 @@ def run_operator(namespace: str | None = None) -> None:
     logging.basicConfig(
         level=os.environ.get("MLP_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
+    _watched[:] = [namespace] if namespace else []
     kopf.run(
         clusterwide=namespace is None,
         namespaces=[namespace] if namespace else [],

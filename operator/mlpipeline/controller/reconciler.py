@@ -28,7 +28,7 @@ from mlpipeline.engine.reconcile import (
     model_status,
 )
 from mlpipeline.kube.client import Kube
-from mlpipeline.kube.jobs import OperatorSettings, build_step_job
+from mlpipeline.kube.jobs import OperatorSettings, build_step_job, unshared_store
 from mlpipeline.kube.observe import observe_job
 from mlpipeline.kube.patch import merge_patch
 from mlpipeline.protocol import RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, parse_stamp, stamp
@@ -104,7 +104,11 @@ class Reconciler:
         except ValidationError as exc:
             # The CRD schema refuses most bad specs; this catches rules only pydantic knows.
             reasons = "; ".join(str(e) for e in field_errors(exc, "spec"))
-            self._refuse(body, status, recorded, generation, reasons)
+            self._refuse(body, status, recorded, generation, f"invalid spec: {reasons}", "InvalidSpec")
+            return "invalid"
+        problem = unshared_store(spec, self.settings)
+        if problem:
+            self._refuse(body, status, recorded, generation, problem, "ArtifactStoreNotShared")
             return "invalid"
         annotations = body["metadata"].get("annotations") or {}
         current = run_id(spec, name, rerun=annotations.get(RERUN_ANNOTATION))
@@ -205,9 +209,9 @@ class Reconciler:
         status: MLPipelineStatus,
         recorded: dict[str, Any],
         generation: int | None,
-        reasons: str,
+        message: str,
+        reason: str,
     ) -> None:
-        message = f"invalid spec: {reasons}"
         if status.message == message and status.observed_generation == generation:
             return
         refused = status.model_copy(
@@ -215,4 +219,4 @@ class Reconciler:
         )
         patch = merge_patch(recorded, refused.to_wire(), STATUS_FIELDS)
         self.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
-        self.kube.post_event(body, Event("Warning", "InvalidSpec", message))
+        self.kube.post_event(body, Event("Warning", reason, message))

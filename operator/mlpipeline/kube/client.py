@@ -119,17 +119,6 @@ class Kube:
             "application/apply-patch+yaml",
         )
 
-    def merge_patch(self, obj: dict[str, Any]) -> None:
-        """Changes only the fields given (a JSON merge patch), e.g. a Deployment's replicas."""
-        meta = obj["metadata"]
-        self._call(
-            "PATCH",
-            self._path(obj, meta["namespace"], meta["name"]),
-            None,
-            obj,
-            "application/merge-patch+json",
-        )
-
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         path = self._path({"apiVersion": api_version, "kind": kind}, namespace, name)
         try:

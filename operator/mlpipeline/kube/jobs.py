@@ -9,6 +9,7 @@ from typing import Any
 from mlpipeline.api.models import API_VERSION, KIND, MLPipelineSpec, parse_duration
 from mlpipeline.engine.plan import STEPS, StepInvocation
 from mlpipeline.protocol import (
+    ARTIFACTS_MOUNT,
     COMPONENT_LABEL,
     PERMANENT_EXIT_CODES,
     PIPELINE_LABEL,
@@ -58,10 +59,46 @@ def owner_reference(name: str, uid: str) -> dict[str, Any]:
     }
 
 
+def artifacts_base(spec: MLPipelineSpec, settings: OperatorSettings) -> str:
+    """The pipeline's artifact store: its own URI, else its PVC's mount, else the operator's default."""
+    if spec.artifacts.uri:
+        return spec.artifacts.uri
+    return f"file://{ARTIFACTS_MOUNT}" if spec.artifacts.pvc else settings.artifacts_uri
+
+
+def unshared_store(spec: MLPipelineSpec, settings: OperatorSettings) -> str | None:
+    """Why the artifact store cannot carry one step's output to the next pod, or None. A file://
+    path without a PersistentVolumeClaim is a different, empty directory in every pod."""
+    base = artifacts_base(spec, settings)
+    if "://" in base and not base.startswith("file://"):
+        return None
+    if spec.artifacts.pvc and base.startswith(f"file://{ARTIFACTS_MOUNT}"):
+        return None
+    where = (
+        f"under {ARTIFACTS_MOUNT} (the PVC's mount)" if spec.artifacts.pvc else "on a PersistentVolumeClaim"
+    )
+    return (
+        f"spec.artifacts: {base} is a directory of each pod, not shared between the step pods: "
+        f"use an s3:// URI (spec.artifacts.uri, credentials by spec.artifacts.secretRef) or a path {where} "
+        "(spec.artifacts.pvc, a ReadWriteMany claim)"
+    )
+
+
+def mount_artifacts(spec: MLPipelineSpec, container: dict[str, Any], pod_spec: dict[str, Any]) -> None:
+    """Gives a step or model container the artifact store's credentials and volume."""
+    if spec.artifacts.secret_ref:
+        container["envFrom"] = [{"secretRef": {"name": spec.artifacts.secret_ref.name}}]
+    if spec.artifacts.pvc:
+        container["volumeMounts"] = [{"name": "artifacts", "mountPath": ARTIFACTS_MOUNT}]
+        pod_spec["volumes"] = [
+            {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.artifacts.pvc}}
+        ]
+
+
 def step_outputs(
     settings: OperatorSettings, spec: MLPipelineSpec, namespace: str, pipeline: str, run: str
 ) -> dict[str, str]:
-    base = spec.artifacts.uri or settings.artifacts_uri
+    base = artifacts_base(spec, settings)
     return {step: step_output(base, namespace, pipeline, run, step) for step in STEPS}
 
 
@@ -129,13 +166,7 @@ def build_step_job(
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], **_placement(spec, step)}
-    if spec.artifacts.secret_ref:
-        container["envFrom"] = [{"secretRef": {"name": spec.artifacts.secret_ref.name}}]
-    if spec.artifacts.pvc:
-        container["volumeMounts"] = [{"name": "artifacts", "mountPath": "/artifacts"}]
-        pod_spec["volumes"] = [
-            {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.artifacts.pvc}}
-        ]
+    mount_artifacts(spec, container, pod_spec)
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
     return {

@@ -8,7 +8,7 @@ from typing import Any
 
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.engine.serving import GATEWAY_API, Topology
-from mlpipeline.kube.jobs import OperatorSettings, labels, owner_reference
+from mlpipeline.kube.jobs import OperatorSettings, labels, mount_artifacts, owner_reference
 from mlpipeline.protocol import (
     COMPONENT_LABEL,
     PIPELINE_LABEL,
@@ -68,8 +68,8 @@ def build_model_deployment(
             "limits": {"memory": spec.serve.memory},
         },
     }
-    if spec.artifacts.secret_ref:
-        container["envFrom"] = [{"secretRef": {"name": spec.artifacts.secret_ref.name}}]
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    mount_artifacts(spec, container, pod_spec)
     pod_labels = serving_labels(pipeline, version)
     return {
         "apiVersion": "apps/v1",
@@ -87,7 +87,7 @@ def build_model_deployment(
                         "prometheus.io/path": "/metrics",
                     },
                 },
-                "spec": {"containers": [container]},
+                "spec": pod_spec,
             },
         },
     }

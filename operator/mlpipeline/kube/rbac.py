@@ -1,0 +1,37 @@
+"""Every API request the operator makes, as the RBAC it needs in a namespace it watches. The chart's
+Role/ClusterRole grants exactly these (tests/cluster/test_helm.py asks the real authorizer)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Permission(NamedTuple):
+    verb: str
+    group: str  # "" for the core API group
+    resource: str
+
+
+def _grant(group: str, resource: str, *verbs: str) -> list[Permission]:
+    return [Permission(verb, group, resource) for verb in verbs]
+
+
+NAMESPACED: list[Permission] = [
+    *_grant("mlpipeline.dev", "mlpipelines", "get", "list", "watch"),
+    *_grant("mlpipeline.dev", "mlpipelines/status", "patch"),
+    *_grant("batch", "jobs", "list", "watch", "create", "delete"),
+    *_grant("", "pods", "list", "watch"),
+    *_grant("", "events", "create"),
+    # server-side apply creates (create) or updates (patch) the serving objects
+    *_grant("apps", "deployments", "create", "patch", "delete"),
+    *_grant("", "services", "create", "patch", "delete"),
+    *_grant("gateway.networking.k8s.io", "httproutes", "create", "patch", "delete"),
+]
+
+# What the operator must never be able to do: change what users declared, or read their secrets.
+FORBIDDEN: list[Permission] = [
+    Permission("patch", "mlpipeline.dev", "mlpipelines"),
+    Permission("delete", "mlpipeline.dev", "mlpipelines"),
+    Permission("get", "", "secrets"),
+    Permission("create", "", "pods"),
+]
