@@ -7,6 +7,8 @@
 #     nvidia.com/gpu each, tainted nvidia.com/gpu=present:NoSchedule): hack/kwok/nodes.yaml;
 #   - kwok Stages (hack/kwok/stages.yaml): pods Running ~1 s after binding, pods of Jobs Succeeded
 #     ~1 s later, or Failed with the exit code in annotation mlpipeline.dev/fake-exit-code.
+#     kwok manages only nodes annotated kwok.x-k8s.io/node=fake, so that a real node (hack/node.sh)
+#     can join; the API server reaches kubelets by InternalIP with the admin client certificate.
 # State (kwokctl workdir, component logs, etcd data) and the kubeconfig live in .cluster/.
 #
 #   hack/cluster.sh up       create the cluster unless it is already up and healthy
@@ -31,6 +33,7 @@ KUBECTL=${KUBECTL:-$ROOT/.venv/bin/kubectl}
 KWOKCTL=$BIN/kwokctl-v$KWOK_VERSION/kwokctl
 NODES_YAML=$ROOT/hack/kwok/nodes.yaml
 STAGES_YAML=$ROOT/hack/kwok/stages.yaml
+COMPONENTS_YAML=$STATE/kwokctl-components.yaml
 NODE_COUNT=4
 # kwokctl keeps every cluster under $KWOK_WORKDIR/clusters/<name> (default ~/.kwok).
 export KWOK_WORKDIR=$STATE/kwok
@@ -82,8 +85,28 @@ wait_for() {  # description, command...
   log "$what ($SECONDS s)"
 }
 
+# Component flags on top of kwokctl's: a second --config with componentsPatches.
+write_components_config() {
+  local pki=$KWOK_WORKDIR/clusters/$NAME/pki
+  cat >"$COMPONENTS_YAML" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+componentsPatches:
+- name: kwok-controller
+  extraArgs:
+  - {key: manage-all-nodes, value: "false", override: true}
+  - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
+- name: kube-apiserver
+  extraArgs:
+  - {key: kubelet-preferred-address-types, value: "InternalIP,Hostname"}
+  - {key: kubelet-client-certificate, value: $pki/admin.crt}
+  - {key: kubelet-client-key, value: $pki/admin.key}
+EOF
+}
+
 create() {
   mkdir -p "$STATE"
+  write_components_config
   # Leftovers of a cluster that is no longer healthy (e.g. processes gone after a reboot).
   if [[ -d $KWOK_WORKDIR/clusters/$NAME ]]; then
     log "removing the unhealthy cluster $NAME"
@@ -99,6 +122,7 @@ create() {
       --kube-scheduler-binary "$BIN/k8s-v$K8S_VERSION/kube-scheduler" \
       --etcd-binary "$BIN/etcd-v$ETCD_VERSION/etcd" \
       --kwok-controller-binary "$BIN/kwok-v$KWOK_VERSION/kwok" \
+      --config "$COMPONENTS_YAML" \
       --config "$STAGES_YAML" \
       --disable-qps-limits \
       --kubeconfig "$KUBECONFIG_FILE" \
@@ -138,6 +162,10 @@ up() {
 }
 
 down() {
+  # A real node (hack/node.sh) mounts and runs things under $STATE: stop it first.
+  if [[ -d $STATE/node ]]; then
+    "$ROOT/hack/node.sh" down || die "hack/node.sh down failed: not removing $STATE"
+  fi
   if [[ -x $KWOKCTL && -d $KWOK_WORKDIR/clusters/$NAME ]]; then
     mkdir -p "$STATE"
     kwokctl delete cluster --kubeconfig "$KUBECONFIG_FILE" >>"$STATE/kwokctl.log" 2>&1 \
@@ -150,7 +178,7 @@ down() {
 status() {
   if healthy; then
     log "cluster $NAME is up; KUBECONFIG=$KUBECONFIG_FILE"
-    kctl get nodes -L nvidia.com/gpu.present,accelerator
+    kctl get nodes -L nvidia.com/gpu.present,accelerator,mlpipeline.dev/real-node
   else
     log "cluster $NAME is not up (or not healthy)"
     return 1

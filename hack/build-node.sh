@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Builds what the real node of the test cluster (hack/node.sh) runs, once, into the cache keyed by
+# version, beside what hack/build-control-plane.sh built:
+#   - kubelet and kube-proxy (k8s.io/kubernetes, in the same kind of wrapper module as the control
+#     plane) into bin/k8s-node-v<version>, beside the control plane's bin/k8s-v<version>;
+#   - containerd, containerd-shim-runc-v2 and ctr (github.com/containerd/containerd/v2);
+#   - the pause image: build/pause/linux/pause.c of the k8s.io/kubernetes module, linked statically
+#     and packed by umoci as an OCI archive (pause-<tag>.tar).
+# Installs the Debian packages the node needs when they are missing: runc, containernetworking-plugins,
+# iptables (kube-proxy, the bridge plugin), umoci, gcc and libc6-dev (static pause).
+# Only the Go module proxy and the Debian archive are used.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-1.37.2}
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-2.4.2}
+PAUSE_TAG=${PAUSE_TAG:-3.10.2}
+CACHE=${MLP_CACHE:-$HOME/.cache/mlpipeline}
+BIN=$CACHE/bin
+APT_PACKAGES=(runc containernetworking-plugins iptables umoci gcc libc6-dev)
+mkdir -p "$BIN"
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+
+log() { printf '[build-node] %s\n' "$*" >&2; }
+
+timed() {  # description, command...: runs the command and logs how long it took
+  local what=$1 start=$SECONDS; shift
+  "$@"
+  log "$what: $((SECONDS - start)) s"
+}
+
+apt_packages() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if (( ${#missing[@]} == 0 )); then log "Debian packages installed"; return; fi
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every staging module (k8s.io/api,
+# k8s.io/client-go, ...) with ./staging/... A throw-away wrapper module mirrors those replaces with
+# the published staging versions v0.<minor>.<patch>: hack/build-control-plane.sh's build_kubernetes,
+# made generic (that script could call this one instead of keeping its own copy).
+# build_k8s OUT_DIR CMD...  builds k8s.io/kubernetes/cmd/CMD for each CMD into OUT_DIR.
+build_k8s() {
+  local out=$1; shift
+  local cmd have=1
+  for cmd in "$@"; do [[ -x $out/$cmd ]] || have=0; done
+  if (( have )); then log "$* v$K8S_VERSION cached in $out"; return; fi
+  local minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+  local staging=v0.${K8S_VERSION#*.}
+  local work; work=$(mktemp -d)
+  local pkgs=(); for cmd in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
+  log "building $* v$K8S_VERSION (staging $staging) in $work"
+  (
+    cd "$work"
+    go mod init mlpipeline.local/k8s-wrapper >/dev/null 2>&1
+    local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$gomod" | awk '{print $1}' | sort -u | while read -r mod; do
+      go mod edit -replace "$mod=$mod@$staging"
+    done
+    go get "k8s.io/kubernetes@v$K8S_VERSION" >/dev/null 2>&1 || true
+    go get "${pkgs[@]/%/@v$K8S_VERSION}"
+    local pkg=k8s.io/component-base/version
+    local ldflags="-s -w -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+    rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+    go build -pgo=off -trimpath -ldflags "$ldflags" -o "$out.tmp/" "${pkgs[@]}"
+  )
+  rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$work"
+}
+
+build_containerd() {
+  local out=$BIN/containerd-v$CONTAINERD_VERSION
+  if [[ -x $out/containerd && -x $out/containerd-shim-runc-v2 && -x $out/ctr ]]; then
+    log "containerd v$CONTAINERD_VERSION cached in $out"; return
+  fi
+  # Its go.mod has no replace directives: `go install mod/cmd/x@version` works without a wrapper.
+  local mod=github.com/containerd/containerd/v2
+  local ldflags="-s -w -X $mod/version.Version=v$CONTAINERD_VERSION -X $mod/version.Package=github.com/containerd/containerd"
+  log "building containerd v$CONTAINERD_VERSION"
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  GOBIN=$out.tmp go install -trimpath -tags "no_btrfs urfave_cli_no_docs" -ldflags "$ldflags" \
+    "$mod/cmd/containerd@v$CONTAINERD_VERSION" "$mod/cmd/containerd-shim-runc-v2@v$CONTAINERD_VERSION" \
+    "$mod/cmd/ctr@v$CONTAINERD_VERSION"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+# An OCI image layout holding one layer with the static /pause, packed as a tar archive, the form
+# `ctr images import` reads. Its ref name (the tag) is $PAUSE_TAG.
+build_pause() {
+  local out=$BIN/pause-$PAUSE_TAG
+  if [[ -s $out/pause.tar ]]; then log "pause $PAUSE_TAG cached in $out"; return; fi
+  local src; src=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  local work; work=$(mktemp -d)
+  log "building pause $PAUSE_TAG from $src/build/pause/linux/pause.c"
+  mkdir -p "$work/rootfs"
+  gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-mlpipeline" -o "$work/rootfs/pause" "$src/build/pause/linux/pause.c"
+  strip "$work/rootfs/pause"
+  tar --numeric-owner --owner=0 --group=0 -C "$work/rootfs" -cf "$work/layer.tar" pause
+  (
+    cd "$work"
+    umoci init --layout oci
+    umoci new --image "oci:$PAUSE_TAG"
+    umoci raw add-layer --image "oci:$PAUSE_TAG" layer.tar
+    umoci config --image "oci:$PAUSE_TAG" --config.entrypoint /pause --config.user 65535:65535
+    umoci gc --layout oci
+    mkdir -p "$out.tmp"
+    tar -C oci -cf "$out.tmp/pause.tar" .
+  )
+  rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$work"
+}
+
+start=$SECONDS
+timed "Debian packages" apt_packages
+timed "kubelet, kube-proxy" build_k8s "$BIN/k8s-node-v$K8S_VERSION" kubelet kube-proxy
+timed "containerd" build_containerd
+timed "pause image" build_pause
+log "done in $((SECONDS - start)) s: $BIN"
