@@ -15,37 +15,7 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 
 log() { printf '[build-control-plane] %s\n' "$*" >&2; }
 
-build_kubernetes() {
-  local out=$BIN/k8s-v$K8S_VERSION
-  if [[ -x $out/kube-apiserver && -x $out/kube-controller-manager && -x $out/kube-scheduler ]]; then
-    log "kubernetes v$K8S_VERSION cached in $out"; return
-  fi
-  local minor=${K8S_VERSION#*.}; minor=${minor%%.*}
-  local staging=v0.${K8S_VERSION#*.}
-  local work; work=$(mktemp -d)
-  log "building kubernetes v$K8S_VERSION (staging $staging) in $work"
-  (
-    cd "$work"
-    go mod init mlpipeline.local/k8s-wrapper >/dev/null 2>&1
-    # The module's own go.mod replaces every staging module with ./staging/...; mirror those
-    # replaces with the published staging versions.
-    local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
-    grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$gomod" | awk '{print $1}' | sort -u | while read -r mod; do
-      go mod edit -replace "$mod=$mod@$staging"
-    done
-    go get "k8s.io/kubernetes@v$K8S_VERSION" >/dev/null 2>&1 || true
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" \
-           "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION" \
-           "k8s.io/kubernetes/cmd/kube-scheduler@v$K8S_VERSION"
-    local pkg=k8s.io/component-base/version
-    local ldflags="-s -w -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-    ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-    mkdir -p "$out.tmp"
-    go build -pgo=off -trimpath -ldflags "$ldflags" -o "$out.tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
-  )
-  rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$work"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib/build-k8s.sh"
 
 build_etcd() {
   local out=$BIN/etcd-v$ETCD_VERSION
@@ -78,5 +48,5 @@ go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 go_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "$KWOK_VERSION"
 build_etcd
 go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
-build_kubernetes
+build_k8s "$BIN/k8s-v$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler
 log "done: $BIN"
