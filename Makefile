@@ -86,4 +86,10 @@ clean: ## remove the venv and local state (keeps the binary cache)
 	-hack/cluster.sh down
 	rm -rf $(VENV) .mlpipeline .cluster
 
-.PHONY: help install prometheus bench bench-serving bench-canary control-plane cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster run clean
+.PHONY: help install prometheus bench bench-serving bench-canary control-plane node-binaries cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster run clean image
+
+image: $(STAMP) ## build the OCI image without a container engine (.cluster/image/*.tar; cached by content)
+	hack/build-image.sh
+
+node-binaries: ## build (once, cached) kubelet, kube-proxy, containerd and the pause image; apt runc, CNI plugins
+	hack/build-node.sh

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from mlpipeline.api.manifest import load_manifest
 from mlpipeline.api.models import ArtifactsSpec, MLPipelineSpec
 from mlpipeline.engine.serving import Topology
-from mlpipeline.kube.jobs import OperatorSettings, build_step_job, unshared_store
+from mlpipeline.kube.jobs import OperatorSettings, build_step_job, parse_selector, unshared_store
 from mlpipeline.kube.observe import observe_job, pod_problem
 from mlpipeline.kube.serving import build_serving_objects
 
@@ -196,3 +197,25 @@ def test_the_pvc_is_mounted_in_step_and_model_pods_and_is_the_default_store() ->
         "Service",
         "Service",
     ]  # no route without Gateway API
+
+
+def test_the_operator_s_node_selector_places_every_pod_it_creates() -> None:
+    pinned = OperatorSettings(artifacts_uri="s3://b/p", node_selector=parse_selector("pool=ml, zone=a"))
+    assert pinned.node_selector == {"pool": "ml", "zone": "a"}
+    ingest = build_step_job(
+        pipeline="iris", namespace="ml", uid="u", spec=iris(), run="r", step="ingest", settings=pinned
+    )
+    assert ingest["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "ml", "zone": "a"}
+    tune = build_step_job(
+        pipeline="iris", namespace="ml", uid="u", spec=iris(gpu=1), run="r", step="tune", settings=pinned
+    )
+    assert tune["spec"]["template"]["spec"]["nodeSelector"] == {
+        "pool": "ml", "zone": "a", "nvidia.com/gpu.present": "true",
+    }  # fmt: skip
+    objects = build_serving_objects(
+        pipeline="iris", namespace="ml", uid="u", spec=iris(), topology=Topology({"v1": 1}, "v1"),
+        provider="replicas", artifact_of={"v1": "s3://b/p/model.bentomodel"}, settings=pinned,
+    )  # fmt: skip
+    assert objects[0]["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "ml", "zone": "a"}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_selector("pool")

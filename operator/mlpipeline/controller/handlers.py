@@ -15,7 +15,7 @@ from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.controller.reconciler import Reconciler
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.kube.client import Kube, load_config
-from mlpipeline.kube.jobs import OperatorSettings
+from mlpipeline.kube.jobs import OperatorSettings, parse_selector
 from mlpipeline.protocol import PIPELINE_LABEL
 
 _state: dict[str, Reconciler] = {}
@@ -28,6 +28,7 @@ def settings_from_env() -> OperatorSettings:
         image=os.environ.get("MLP_STEP_IMAGE", defaults.image),
         artifacts_uri=os.environ.get("MLP_ARTIFACTS_URI", defaults.artifacts_uri),
         service_account=os.environ.get("MLP_STEP_SERVICE_ACCOUNT") or None,
+        node_selector=parse_selector(os.environ.get("MLP_POD_NODE_SELECTOR", "")),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlpipeline.api.models import API_VERSION, KIND, MLPipelineSpec, parse_duration
@@ -31,6 +31,15 @@ class OperatorSettings:
     image: str = "ghcr.io/mlpipeline/mlpipeline:0.1.0"
     artifacts_uri: str = "file:///artifacts"
     service_account: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)  # every pod the operator creates
+
+
+def parse_selector(text: str) -> dict[str, str]:
+    """``key=value,key2=value2`` (the form of MLP_POD_NODE_SELECTOR) as a dict."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+        raise ValueError(f"invalid node selector {text!r}: use key=value,key2=value2")
+    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def labels(pipeline: str, run: str | None = None, step: str | None = None) -> dict[str, str]:
@@ -114,9 +123,9 @@ def _resources(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def _placement(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
+def _placement(spec: MLPipelineSpec, step: str, settings: OperatorSettings) -> dict[str, Any]:
     if step != "tune":
-        return {}
+        return {"nodeSelector": dict(settings.node_selector)} if settings.node_selector else {}
     train = spec.train
     placement: dict[str, Any] = {}
     node_selector = dict(train.node_selector)
@@ -125,6 +134,7 @@ def _placement(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
         node_selector = node_selector or {GPU_NODE_LABEL: "true"}
         if not any(t.get("key") == GPU_RESOURCE for t in tolerations):
             tolerations.append(dict(GPU_TOLERATION))
+    node_selector = {**settings.node_selector, **node_selector}
     if node_selector:
         placement["nodeSelector"] = node_selector
     if tolerations:
@@ -165,7 +175,11 @@ def build_step_job(
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], **_placement(spec, step)}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        **_placement(spec, step, settings),
+    }
     mount_artifacts(spec, container, pod_spec)
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account

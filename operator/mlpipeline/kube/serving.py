@@ -69,6 +69,8 @@ def build_model_deployment(
         },
     }
     pod_spec: dict[str, Any] = {"containers": [container]}
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
     mount_artifacts(spec, container, pod_spec)
     pod_labels = serving_labels(pipeline, version)
     return {
