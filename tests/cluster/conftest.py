@@ -16,7 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +78,22 @@ def cluster() -> Iterator[Path]:
 
 @dataclass
 class Operator:
+    """The operator as a process; it watches the namespaces matching ``namespaces`` (each test tier
+    has its own prefix, so two operators never reconcile the same pipeline)."""
+
     log: Path
     metrics_port: int
+    namespaces: str = "t-*"
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(KUBECONFIG), "MLP_METRICS_PORT": str(self.metrics_port)}
         env["MLP_ARTIFACTS_URI"] = "s3://mlpipeline-test/artifacts"  # never read: kwok runs no step
+        env.update(self.env)
+        command = [str(BIN / "mlpipeline"), "operator", "--namespace", self.namespaces]
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "mlpipeline"), "operator"], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, as when a node dies."""

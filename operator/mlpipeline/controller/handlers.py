@@ -45,7 +45,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # our Events are posted explicitly, one per transition
     settings.execution.max_workers = 8
     # A namespaced install has no cluster-wide RBAC: no scanning for namespaces or CRDs.
-    settings.scanning.disabled = bool(_watched)
+    settings.scanning.disabled = bool(_watched) and not any(c in _watched[0] for c in "*?!,")
     load_config()
     kube, operator_settings = Kube(), settings_from_env()
     serving = ServingReconciler(

@@ -24,6 +24,10 @@ GPU_NODE_LABEL = "nvidia.com/gpu.present"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 SMALL_STEP = {"cpu": "500m", "memory": "512Mi"}
 TERMINATION_LOG = "/dev/termination-log"
+RUN_AS = 10001  # the image's user
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+                "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,12 @@ def unshared_store(spec: MLPipelineSpec, settings: OperatorSettings) -> str | No
         f"use an s3:// URI (spec.artifacts.uri, credentials by spec.artifacts.secretRef) or a path {where} "
         "(spec.artifacts.pvc, a ReadWriteMany claim)"
     )
+
+
+def secure(container: dict[str, Any], pod_spec: dict[str, Any]) -> None:
+    """Non-root, no privilege escalation, no capabilities, the runtime's default seccomp profile."""
+    container["securityContext"] = dict(CONTAINER_SECURITY)
+    pod_spec["securityContext"] = dict(POD_SECURITY)
 
 
 def mount_artifacts(spec: MLPipelineSpec, container: dict[str, Any], pod_spec: dict[str, Any]) -> None:
@@ -180,6 +190,7 @@ def build_step_job(
         "containers": [container],
         **_placement(spec, step, settings),
     }
+    secure(container, pod_spec)
     mount_artifacts(spec, container, pod_spec)
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account

@@ -8,7 +8,7 @@ from typing import Any
 
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.engine.serving import GATEWAY_API, Topology
-from mlpipeline.kube.jobs import OperatorSettings, labels, mount_artifacts, owner_reference
+from mlpipeline.kube.jobs import OperatorSettings, labels, mount_artifacts, owner_reference, secure
 from mlpipeline.protocol import (
     COMPONENT_LABEL,
     PIPELINE_LABEL,
@@ -69,6 +69,7 @@ def build_model_deployment(
         },
     }
     pod_spec: dict[str, Any] = {"containers": [container]}
+    secure(container, pod_spec)
     if settings.node_selector:
         pod_spec["nodeSelector"] = dict(settings.node_selector)
     mount_artifacts(spec, container, pod_spec)

@@ -1,0 +1,148 @@
+"""The real tier: the same control plane with one real node (containerd, runc, kubelet, kube-proxy:
+hack/node.sh) beside kwok's fake ones, the project's image built here (make image) and imported
+into the node's runtime, and an operator whose pods are all placed on the real node. Nothing is
+simulated: step pods train, model pods serve.
+
+Skipped, with the reason printed, where this machine cannot run containers (not root, no
+overlayfs); on our machines and in CI it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlpipeline.local.server import free_port
+
+from tests.cluster.conftest import KUBECONFIG, Operator, cluster, kubectl  # noqa: F401  (fixture)
+from tests.conftest import ROOT
+
+REAL_NODE = "real-0"
+REAL_LABEL = "mlpipeline.dev/real-node=true"
+NODE = ROOT / "hack" / "node.sh"
+
+
+def cannot_run_containers() -> str | None:
+    if os.geteuid() != 0:
+        return "the real node needs root (containerd, kubelet, network namespaces)"
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        return "the real node needs overlayfs (containerd's snapshotter)"
+    return None
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str  # the content tag: exactly the code of this checkout
+    archive: Path
+
+
+def built_image() -> Image:
+    out = subprocess.run(
+        [str(ROOT / "hack" / "build-image.sh")], capture_output=True, text=True, timeout=1800
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    env = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".cluster" / "image" / "image.env").read_text().splitlines()
+        if "=" in line
+    )
+    return Image(env["IMAGE_CONTENT"], Path(env["IMAGE_ARCHIVE"]))
+
+
+@pytest.fixture(scope="session")
+def real_node(request: pytest.FixtureRequest) -> Iterator[Image]:
+    """real-0 up and Ready, with the project's image in its runtime."""
+    reason = cannot_run_containers()
+    if reason:
+        print(f"\nreal tier skipped: {reason}")
+        pytest.skip(reason)
+    request.getfixturevalue("cluster")
+    image = built_image()
+    already_up = subprocess.run([str(NODE), "status"], capture_output=True, timeout=60).returncode == 0
+    up = subprocess.run([str(NODE), "up"], capture_output=True, text=True, timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    name, _, _ = image.name.rpartition(":")
+    imported = subprocess.run(
+        [str(NODE), "import", str(image.archive), name], capture_output=True, text=True, timeout=900
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    yield image
+    if not already_up:
+        subprocess.run([str(NODE), "down"], capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def real_operator(real_node: Image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    """The operator, its pods pinned to the real node and running the image built here."""
+    running = Operator(
+        log=tmp_path_factory.mktemp("real-operator") / "operator.log",
+        metrics_port=free_port(),
+        namespaces="real-*",
+        env={"MLP_STEP_IMAGE": real_node.name, "MLP_POD_NODE_SELECTOR": REAL_LABEL},
+    )
+    running.start()
+    yield running
+    running.stop()
+
+
+@dataclass(frozen=True)
+class SharedStore:
+    """A ReadWriteMany claim on a hostPath of the real node: the artifact store of its pods."""
+
+    namespace: str
+    claim: str
+    path: Path  # the same folder, seen from this machine
+
+
+@pytest.fixture
+def shared_store(real_node: Image) -> Iterator[SharedStore]:
+    namespace = f"real-{uuid.uuid4().hex[:8]}"
+    path = Path("/var/tmp/mlpipeline-real") / namespace
+    path.mkdir(parents=True)
+    os.chown(path, 10001, 10001)  # the image's user
+    volume, claim = f"{namespace}-artifacts", "artifacts"
+    kubectl("create", "namespace", namespace)
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "5Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "hostPath": {"path": str(path), "type": "Directory"},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": volume,
+                "resources": {"requests": {"storage": "5Gi"}},
+            },
+        },
+    ]
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    yield SharedStore(namespace, claim, path)
+    kubectl("delete", "namespace", namespace, "--wait=true", check=False, timeout=180)
+    kubectl("delete", "pv", volume, "--wait=false", check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def logs(namespace: str, selector: str) -> str:
+    return kubectl("logs", "-n", namespace, "-l", selector, "--tail=-1", "--prefix", timeout=60).stdout
+
+
+__all__ = ["KUBECONFIG", "REAL_NODE", "Image", "SharedStore", "logs"]
