@@ -30,8 +30,10 @@ prometheus: ## install Debian's Prometheus (the canary analysis queries a real o
 control-plane: ## build (once, cached) kube-apiserver, controller-manager, scheduler, etcd, kwok, helm
 	hack/build-control-plane.sh
 
-cluster: control-plane $(STAMP) ## start the local kwok cluster (kubeconfig in .cluster/)
+cluster: control-plane node-binaries image ## start the local cluster: kwok's fake nodes and the real node real-0 with the image
 	hack/cluster.sh up
+	hack/node.sh up
+	. .cluster/image/image.env && hack/node.sh import "$$IMAGE_ARCHIVE" "$$IMAGE_REPO"
 
 cluster-down: ## stop the local kwok cluster
 	hack/cluster.sh down
@@ -68,7 +70,10 @@ test-workload: $(STAMP) prometheus
 test-cluster: control-plane $(STAMP)
 	$(BIN)/pytest tests/cluster
 
-test: lint crds-check control-plane prometheus ## lint, then unit, workload and cluster tests
+test-real: control-plane node-binaries image $(STAMP)
+	$(BIN)/pytest tests/real
+
+test: lint crds-check control-plane node-binaries image prometheus ## lint, then unit, workload, cluster and real-node tests
 	$(BIN)/pytest tests
 
 bench: bench-serving bench-canary ## every benchmark (JSON on stdout)
@@ -86,7 +91,7 @@ clean: ## remove the venv and local state (keeps the binary cache)
 	-hack/cluster.sh down
 	rm -rf $(VENV) .mlpipeline .cluster
 
-.PHONY: help install prometheus bench bench-serving bench-canary control-plane node-binaries cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster run clean image
+.PHONY: help install prometheus bench bench-serving bench-canary control-plane node-binaries cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster test-real run clean image
 
 image: $(STAMP) ## build the OCI image without a container engine (.cluster/image/*.tar; cached by content)
 	hack/build-image.sh

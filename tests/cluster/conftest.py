@@ -90,6 +90,7 @@ class Operator:
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(KUBECONFIG), "MLP_METRICS_PORT": str(self.metrics_port)}
         env["MLP_ARTIFACTS_URI"] = "s3://mlpipeline-test/artifacts"  # never read: kwok runs no step
+        env["MLP_POD_NODE_SELECTOR"] = "type=kwok"  # the fake nodes, even when the real one is up
         env.update(self.env)
         command = [str(BIN / "mlpipeline"), "operator", "--namespace", self.namespaces]
         with self.log.open("ab") as log:

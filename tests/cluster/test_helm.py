@@ -41,6 +41,8 @@ def test_chart_installs_upgrades_and_uninstalls(cluster: Path) -> None:
         "--create-namespace",
         "--set",
         "image.tag=test",
+        "--set",
+        "nodeSelector.type=kwok",
         "--wait=false",
     )
     try:
@@ -127,7 +129,7 @@ def test_a_namespaced_install_grants_the_operator_its_namespace_only(cluster: Pa
         kubectl("create", "namespace", name)
     helm(
         "install", "mlp", str(CHART), "-n", system, "--create-namespace",
-        "--set", f"watchNamespace={watched}", "--wait=false",
+        "--set", f"watchNamespace={watched}", "--set", "nodeSelector.type=kwok", "--wait=false",
     )  # fmt: skip
     sa = f"system:serviceaccount:{system}:mlp"
     try:
