@@ -126,7 +126,11 @@ def parser() -> argparse.ArgumentParser:
     crd.add_argument("-o", "--output", help="write to this file instead of stdout")
     crd.set_defaults(func=cmd_crd)
     operator = sub.add_parser("operator", help="run the Kubernetes operator against the current kubeconfig")
-    operator.add_argument("-n", "--namespace", help="watch one namespace, or those matching a glob such as 'team-*' (default: all)")
+    operator.add_argument(
+        "-n",
+        "--namespace",
+        help="watch one namespace, or those matching a glob such as 'team-*' (default: all)",
+    )
     operator.add_argument("--metrics-port", type=int, help="Prometheus metrics port (default 8080; 0: off)")
     operator.set_defaults(func=cmd_operator)
     return p

@@ -22,7 +22,7 @@ import pytest
 from mlpipeline.local.server import free_port
 
 from tests.cluster.conftest import KUBECONFIG, Operator, cluster, kubectl  # noqa: F401  (fixture)
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLES, ROOT
 
 REAL_NODE = "real-0"
 REAL_LABEL = "mlpipeline.dev/real-node=true"
@@ -101,44 +101,59 @@ class SharedStore:
     path: Path  # the same folder, seen from this machine
 
 
-@pytest.fixture
-def shared_store(real_node: Image) -> Iterator[SharedStore]:
-    namespace = f"real-{uuid.uuid4().hex[:8]}"
+def make_shared_store(namespace: str) -> SharedStore:
     path = Path("/var/tmp/mlpipeline-real") / namespace
     path.mkdir(parents=True)
     os.chown(path, 10001, 10001)  # the image's user
-    volume, claim = f"{namespace}-artifacts", "artifacts"
     kubectl("create", "namespace", namespace)
     objects = [
         {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
-            "metadata": {"name": volume},
+            "metadata": {"name": f"{namespace}-artifacts"},
             "spec": {
                 "capacity": {"storage": "5Gi"},
                 "accessModes": ["ReadWriteMany"],
                 "storageClassName": "",
                 "hostPath": {"path": str(path), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": claim},
+                "claimRef": {"namespace": namespace, "name": "artifacts"},
             },
         },
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": {"name": claim, "namespace": namespace},
+            "metadata": {"name": "artifacts", "namespace": namespace},
             "spec": {
                 "accessModes": ["ReadWriteMany"],
                 "storageClassName": "",
-                "volumeName": volume,
+                "volumeName": f"{namespace}-artifacts",
                 "resources": {"requests": {"storage": "5Gi"}},
             },
         },
     ]
     kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    yield SharedStore(namespace, claim, path)
-    kubectl("delete", "namespace", namespace, "--wait=true", check=False, timeout=180)
-    kubectl("delete", "pv", volume, "--wait=false", check=False)
-    shutil.rmtree(path, ignore_errors=True)
+    (path / "data").mkdir()
+    shutil.copy(EXAMPLES / "data" / "iris.csv", path / "data" / "iris.csv")
+    os.chown(path / "data", 10001, 10001)
+    return SharedStore(namespace, "artifacts", path)
+
+
+def remove_shared_store(store: SharedStore) -> None:
+    kubectl("delete", "namespace", store.namespace, "--wait=true", check=False, timeout=180)
+    kubectl("delete", "pv", f"{store.namespace}-artifacts", "--wait=false", check=False)
+    shutil.rmtree(store.path, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_store(real_node: Image, request: pytest.FixtureRequest) -> Iterator[SharedStore]:
+    """A namespace with the claim ``artifacts`` on a hostPath of the real node, the iris data in
+    it at data/iris.csv. The namespace's prefix (``real-`` unless the test is marked
+    ``namespace_prefix``) decides which operator watches it."""
+    marker = request.node.get_closest_marker("namespace_prefix")
+    prefix = marker.args[0] if marker else "real-"
+    store = make_shared_store(f"{prefix}{uuid.uuid4().hex[:8]}")
+    yield store
+    remove_shared_store(store)
 
 
 def logs(namespace: str, selector: str) -> str:

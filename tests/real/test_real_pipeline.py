@@ -4,14 +4,13 @@ the status."""
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import httpx
 import yaml
 
 from tests.cluster.conftest import Operator, kube_json, kubectl, wait_for
-from tests.conftest import EXAMPLES, example
+from tests.conftest import example
 from tests.real.conftest import REAL_NODE, SharedStore, logs
 
 
@@ -35,8 +34,6 @@ def test_a_pipeline_trains_and_serves_in_real_pods(
     real_operator: Operator, shared_store: SharedStore
 ) -> None:
     namespace = shared_store.namespace
-    (shared_store.path / "data").mkdir()
-    shutil.copy(EXAMPLES / "data" / "iris.csv", shared_store.path / "data" / "iris.csv")
     kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(real_manifest()))
     status = wait_for(
         "the pipeline serving from real pods",

@@ -1,0 +1,78 @@
+"""The operator as users install it: `helm install` of the chart puts the operator in a pod on the
+real node, under the chart's own ServiceAccount and namespaced RBAC (a Role, nothing
+cluster-wide), and that pod runs a pipeline to serving."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from mlpipeline.protocol import model_object_name
+
+from tests.cluster.conftest import KUBECONFIG, kube_json, kubectl, wait_for
+from tests.cluster.test_helm import CHART, helm
+from tests.real.conftest import REAL_LABEL, REAL_NODE, Image, SharedStore, logs
+from tests.real.test_real_pipeline import real_manifest, status_of
+
+
+def api_server() -> tuple[str, str]:
+    """Where a pod reaches the API server. kwokctl's serving certificate does not name the
+    `kubernetes` Service's ClusterIP (a test-cluster limitation; a real cluster's does), so the
+    operator pod is pointed at the host address the certificate names."""
+    server = yaml.safe_load(KUBECONFIG.read_text())["clusters"][0]["cluster"]["server"]
+    port = server.rsplit(":", 1)[1]
+    node = kube_json("get", "node", REAL_NODE)
+    address = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    return address, port
+
+
+@pytest.mark.namespace_prefix("helm-")
+def test_the_chart_s_operator_pod_runs_a_pipeline_under_its_own_rbac(
+    real_node: Image, shared_store: SharedStore
+) -> None:
+    namespace = shared_store.namespace
+    repository, _, tag = real_node.name.rpartition(":")
+    host, port = api_server()
+    key, _, value = REAL_LABEL.partition("=")
+    key = key.replace(".", "\\.")  # helm --set reads dots as nesting
+    helm(
+        "install", "mlp", str(CHART), "-n", namespace,
+        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+        "--set", f"watchNamespace={namespace}",
+        "--set-string", f"nodeSelector.{key}={value}",
+        "--set-string", f"podNodeSelector.{key}={value}",
+        "--set", "extraEnv[0].name=KUBERNETES_SERVICE_HOST", "--set-string", f"extraEnv[0].value={host}",
+        "--set", "extraEnv[1].name=KUBERNETES_SERVICE_PORT", "--set-string", f"extraEnv[1].value={port}",
+    )  # fmt: skip
+    try:
+        wait_for(
+            "the operator pod Ready",
+            lambda: kube_json("get", "deployment", "mlp", "-n", namespace)["status"].get("readyReplicas"),
+            timeout=180,
+            interval=2,
+        )
+        operator_pod = kube_json(
+            "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=mlpipeline-operator"
+        )
+        assert operator_pod["items"][0]["spec"]["nodeName"] == REAL_NODE
+        assert operator_pod["items"][0]["spec"]["serviceAccountName"] == "mlp"
+        kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(real_manifest()))
+        status = wait_for(
+            "the pipeline serving, run by the operator pod",
+            lambda: (s := status_of(namespace)).get("phase") in ("Serving", "Failed") and s,
+            timeout=900,
+            interval=2,
+        )
+        assert status["phase"] == "Serving", status.get("message")
+        operator_log = logs(namespace, "app.kubernetes.io/name=mlpipeline-operator")
+        assert "created Job" in operator_log and "Forbidden" not in operator_log, operator_log[-3000:]
+        run = status["run"]["id"]
+        wait_for(
+            "the model Deployment Ready",
+            lambda: kube_json("get", "deployment", model_object_name("iris", run), "-n", namespace)[
+                "status"
+            ].get("readyReplicas"),
+            timeout=300,
+            interval=2,
+        )
+    finally:
+        helm("uninstall", "mlp", "-n", namespace, check=False)
