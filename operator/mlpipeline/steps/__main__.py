@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -72,7 +73,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def stop_on_sigterm() -> None:
+    """In a pod the step is PID 1, which ignores SIGTERM unless it handles it: without this, a
+    deleted pod (a superseded run, a node drain) would hold on for its whole grace period."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main(argv: list[str] | None = None) -> int:
+    stop_on_sigterm()
     args = parser().parse_args(argv)
     started = time.time()
     result: dict[str, Any]
