@@ -35,7 +35,7 @@ cluster: control-plane node-binaries image ## start the local cluster: kwok's fa
 	hack/node.sh up
 	. .cluster/image/image.env && hack/node.sh import "$$IMAGE_ARCHIVE" "$$IMAGE_REPO"
 
-cluster-down: ## stop the local kwok cluster
+cluster-down: ## stop the real node, then the local cluster (nothing left mounted or running)
 	hack/cluster.sh down
 
 crds: $(STAMP) ## generate the CRD YAML from the API models
