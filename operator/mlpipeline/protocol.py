@@ -55,6 +55,16 @@ def model_tag(pipeline: str, version: str) -> str:
     return f"{model_name(pipeline)}:{version}"
 
 
+def model_of(tag: str) -> str:
+    """The model name of a tag ``name:version``."""
+    return tag.split(":", 1)[0]
+
+
+def version_of(tag: str) -> str:
+    """The version of a tag ``name:version``."""
+    return tag.split(":", 1)[1]
+
+
 def model_object_name(pipeline: str, version: str) -> str:
     """The Deployment and Service of one model version."""
     return f"{pipeline}-model-{version}"

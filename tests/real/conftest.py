@@ -17,12 +17,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from mlpipeline.local.server import free_port
 
-from tests.cluster.conftest import KUBECONFIG, Operator, cluster, kubectl  # noqa: F401  (fixture)
-from tests.conftest import EXAMPLES, ROOT
+from tests.cluster.conftest import KUBECONFIG, Operator, cluster, kube_json, kubectl, wait_for  # noqa: F401  (fixture)
+from tests.conftest import EXAMPLES, ROOT, example
 
 REAL_NODE = "real-0"
 REAL_LABEL = "mlpipeline.dev/real-node=true"
@@ -156,8 +158,46 @@ def shared_store(real_node: Image, request: pytest.FixtureRequest) -> Iterator[S
     remove_shared_store(store)
 
 
+def real_manifest() -> dict[str, Any]:
+    document = example("iris")
+    spec = document["spec"]
+    spec["data"]["uri"] = "file:///artifacts/data/iris.csv"
+    spec["train"]["tune"] |= {"algorithm": "random", "scheduler": "none", "trials": 2, "maxConcurrent": 1}
+    spec["train"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
+    spec["serve"] |= {"cpu": "100m", "memory": "1Gi"}
+    spec["artifacts"] = {"pvc": "artifacts"}
+    spec["steps"] = {"retries": 0, "timeout": "15m"}
+    return document
+
+
+def status_of(namespace: str) -> dict[str, Any]:
+    return kube_json("get", "mlpipeline", "iris", "-n", namespace).get("status") or {}
+
+
+def run_to_serving(namespace: str, what: str) -> dict[str, Any]:
+    """Applies the pipeline and waits until it serves; returns its status."""
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(real_manifest()))
+    status = wait_for(
+        what,
+        lambda: (s := status_of(namespace)).get("phase") in ("Serving", "Failed") and s,
+        timeout=900,
+        interval=2,
+    )
+    assert status["phase"] == "Serving", status.get("message")
+    return status  # type: ignore[no-any-return]
+
+
+def wait_ready(namespace: str, deployment: str, what: str, timeout: float = 300) -> None:
+    wait_for(
+        what,
+        lambda: kube_json("get", "deployment", deployment, "-n", namespace)["status"].get("readyReplicas"),
+        timeout=timeout,
+        interval=2,
+    )
+
+
 def logs(namespace: str, selector: str) -> str:
     return kubectl("logs", "-n", namespace, "-l", selector, "--tail=-1", "--prefix", timeout=60).stdout
 
 
-__all__ = ["KUBECONFIG", "REAL_NODE", "Image", "SharedStore", "logs"]
+__all__ = ["KUBECONFIG", "REAL_NODE", "Image", "SharedStore", "logs", "run_to_serving", "wait_ready"]

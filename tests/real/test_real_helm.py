@@ -8,10 +8,9 @@ import pytest
 import yaml
 from mlpipeline.protocol import model_object_name
 
-from tests.cluster.conftest import KUBECONFIG, kube_json, kubectl, wait_for
+from tests.cluster.conftest import KUBECONFIG, kube_json
 from tests.cluster.test_helm import CHART, helm
-from tests.real.conftest import REAL_LABEL, REAL_NODE, Image, SharedStore, logs
-from tests.real.test_real_pipeline import real_manifest, status_of
+from tests.real.conftest import REAL_LABEL, REAL_NODE, Image, SharedStore, logs, run_to_serving, wait_ready
 
 
 def api_server() -> tuple[str, str]:
@@ -44,35 +43,16 @@ def test_the_chart_s_operator_pod_runs_a_pipeline_under_its_own_rbac(
         "--set", "extraEnv[1].name=KUBERNETES_SERVICE_PORT", "--set-string", f"extraEnv[1].value={port}",
     )  # fmt: skip
     try:
-        wait_for(
-            "the operator pod Ready",
-            lambda: kube_json("get", "deployment", "mlp", "-n", namespace)["status"].get("readyReplicas"),
-            timeout=180,
-            interval=2,
-        )
+        wait_ready(namespace, "mlp", "the operator pod Ready", timeout=180)
         operator_pod = kube_json(
             "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=mlpipeline-operator"
         )
         assert operator_pod["items"][0]["spec"]["nodeName"] == REAL_NODE
         assert operator_pod["items"][0]["spec"]["serviceAccountName"] == "mlp"
-        kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(real_manifest()))
-        status = wait_for(
-            "the pipeline serving, run by the operator pod",
-            lambda: (s := status_of(namespace)).get("phase") in ("Serving", "Failed") and s,
-            timeout=900,
-            interval=2,
-        )
-        assert status["phase"] == "Serving", status.get("message")
+        status = run_to_serving(namespace, "the pipeline serving, run by the operator pod")
         operator_log = logs(namespace, "app.kubernetes.io/name=mlpipeline-operator")
         assert "created Job" in operator_log and "Forbidden" not in operator_log, operator_log[-3000:]
         run = status["run"]["id"]
-        wait_for(
-            "the model Deployment Ready",
-            lambda: kube_json("get", "deployment", model_object_name("iris", run), "-n", namespace)[
-                "status"
-            ].get("readyReplicas"),
-            timeout=300,
-            interval=2,
-        )
+        wait_ready(namespace, model_object_name("iris", run), "the model Deployment Ready")
     finally:
         helm("uninstall", "mlp", "-n", namespace, check=False)

@@ -7,41 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import yaml
+from mlpipeline.protocol import model_object_name
 
-from tests.cluster.conftest import Operator, kube_json, kubectl, wait_for
-from tests.conftest import example
-from tests.real.conftest import REAL_NODE, SharedStore, logs
-
-
-def real_manifest() -> dict[str, Any]:
-    document = example("iris")
-    spec = document["spec"]
-    spec["data"]["uri"] = "file:///artifacts/data/iris.csv"
-    spec["train"]["tune"] |= {"algorithm": "random", "scheduler": "none", "trials": 2, "maxConcurrent": 1}
-    spec["train"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
-    spec["serve"] |= {"cpu": "100m", "memory": "1Gi"}
-    spec["artifacts"] = {"pvc": "artifacts"}
-    spec["steps"] = {"retries": 0, "timeout": "15m"}
-    return document
-
-
-def status_of(namespace: str) -> dict[str, Any]:
-    return kube_json("get", "mlpipeline", "iris", "-n", namespace).get("status") or {}
+from tests.cluster.conftest import Operator, kube_json, wait_for
+from tests.real.conftest import REAL_NODE, SharedStore, logs, run_to_serving, wait_ready
 
 
 def test_a_pipeline_trains_and_serves_in_real_pods(
     real_operator: Operator, shared_store: SharedStore
 ) -> None:
     namespace = shared_store.namespace
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(real_manifest()))
-    status = wait_for(
-        "the pipeline serving from real pods",
-        lambda: (s := status_of(namespace)).get("phase") in ("Serving", "Failed") and s,
-        timeout=900,
-        interval=2,
-    )
-    assert status["phase"] == "Serving", status.get("message")
+    status = run_to_serving(namespace, "the pipeline serving from real pods")
     pods = kube_json("get", "pods", "-n", namespace, "-l", "mlpipeline.dev/step")["items"]
     assert {p["spec"]["nodeName"] for p in pods} == {REAL_NODE}
     assert all(p["status"]["phase"] == "Succeeded" for p in pods)
@@ -51,14 +27,7 @@ def test_a_pipeline_trains_and_serves_in_real_pods(
     assert (shared_store.path / namespace / "iris" / run / "package" / "model.bentomodel").is_file()
     assert 0.85 <= status["model"]["score"] <= 1.0  # what the real evaluate pod measured on the test split
 
-    wait_for(
-        "the model Deployment Ready through its probes",
-        lambda: kube_json("get", "deployment", f"iris-model-{run}", "-n", namespace)["status"].get(
-            "readyReplicas"
-        ),
-        timeout=300,
-        interval=2,
-    )
+    wait_ready(namespace, model_object_name("iris", run), "the model Deployment Ready through its probes")
     model_pod = kube_json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=serving")[
         "items"
     ][0]

@@ -13,9 +13,10 @@ import httpx
 import pytest
 from mlpipeline.api.models import ServeSpec, ServingStatus
 from mlpipeline.local.load import Load
-from mlpipeline.local.rollout import LocalRollout, version_of
+from mlpipeline.local.rollout import LocalRollout
 from mlpipeline.local.serve import sample_records
 from mlpipeline.local.server import free_port
+from mlpipeline.protocol import version_of
 
 from tests.conftest import example
 from tests.workload.conftest import train

@@ -10,11 +10,11 @@ from mlpipeline.api.models import AnalysisCheck, MLPipelineSpec, ServingStatus
 from mlpipeline.engine import serving
 from mlpipeline.engine.serving import GATEWAY_API, REPLICAS, ServingPlan
 from mlpipeline.kube.client import Kube
-from mlpipeline.kube.jobs import OperatorSettings, step_outputs
+from mlpipeline.kube.jobs import OperatorSettings, artifacts_base
 from mlpipeline.kube.serving import HTTP_ROUTE_API, build_serving_objects
 from mlpipeline.monitoring.analysis import analyse
 from mlpipeline.monitoring.prometheus import Prometheus
-from mlpipeline.protocol import CONTROL_ANNOTATION, MODEL_EXPORT, model_object_name
+from mlpipeline.protocol import CONTROL_ANNOTATION, MODEL_EXPORT, model_object_name, step_output
 
 
 class ServingReconciler:
@@ -37,7 +37,8 @@ class ServingReconciler:
         return GATEWAY_API if self.kube.has_api(HTTP_ROUTE_API) else REPLICAS
 
     def artifact(self, spec: MLPipelineSpec, namespace: str, pipeline: str, version: str) -> str:
-        return step_outputs(self.settings, spec, namespace, pipeline, version)["package"] + "/" + MODEL_EXPORT
+        package = step_output(artifacts_base(spec, self.settings), namespace, pipeline, version, "package")
+        return f"{package}/{MODEL_EXPORT}"
 
     def _analyse(self, spec: MLPipelineSpec, status: ServingStatus) -> list[AnalysisCheck]:
         assert status.canary is not None and status.stable is not None

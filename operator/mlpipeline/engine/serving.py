@@ -163,14 +163,10 @@ def _decide(
 def _first(
     spec: ServeSpec, version: str, provider: str, current: ServingStatus, now: datetime, events: list[Event]
 ) -> ServingPlan:
-    status = ServingStatus(
-        stable=version,
-        phase=ServingPhase.stable,
-        provider=provider,
-        message=f"serving model {version}",
-        control=current.control,
-    )
     message = f"serving model {version}"
+    status = ServingStatus(
+        stable=version, phase=ServingPhase.stable, provider=provider, message=message, control=current.control
+    )
     return ServingPlan(
         status,
         SERVING,

@@ -64,18 +64,18 @@ def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _last(pods: list[dict[str, Any]], phase: str) -> dict[str, Any] | None:
+    return next((p for p in reversed(pods) if (p.get("status") or {}).get("phase") == phase), None)
+
+
 def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservation:
     status = job.get("status") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
     failed = conditions.get("Failed")
     ordered = sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
-    last_failed = next(
-        (p for p in reversed(ordered) if (p.get("status") or {}).get("phase") == "Failed"), None
-    )
+    last_failed = _last(ordered, "Failed")
     terminated = _terminated(last_failed) if last_failed else {}
-    succeeded = next(
-        (p for p in reversed(ordered) if (p.get("status") or {}).get("phase") == "Succeeded"), None
-    )
+    succeeded = _last(ordered, "Succeeded")
     problem, pending_since = None, None
     for pod in ordered:
         if (pod.get("status") or {}).get("phase") == "Pending" and not (pod.get("metadata") or {}).get(

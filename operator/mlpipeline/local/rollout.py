@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlpipeline.api.models import ServeSpec, ServingStatus
+from mlpipeline.api.models import ServeSpec, ServingPhase, ServingStatus
 from mlpipeline.engine import serving
 from mlpipeline.engine.serving import CANARY, ROUTER, ServingPlan
 from mlpipeline.local.prometheus import LocalPrometheus
@@ -18,10 +18,7 @@ from mlpipeline.local.router import Router
 from mlpipeline.local.server import ModelServer, free_port
 from mlpipeline.monitoring.analysis import analyse
 from mlpipeline.monitoring.prometheus import Prometheus
-
-
-def version_of(tag: str) -> str:
-    return tag.split(":", 1)[1]
+from mlpipeline.protocol import model_of, version_of
 
 
 @dataclass
@@ -50,7 +47,7 @@ class LocalRollout:
 
     @property
     def model(self) -> str:
-        return self.stable_tag.split(":", 1)[0]
+        return model_of(self.stable_tag)
 
     def tag(self, version: str) -> str:
         return f"{self.model}:{version}"
@@ -103,7 +100,9 @@ class LocalRollout:
         """Decides and applies until the canary is promoted or rolled back; returns the status."""
         assert self.prometheus is not None
         prometheus = Prometheus(self.prometheus.url)
-        status = status or ServingStatus(stable=version_of(self.stable_tag), phase="Stable", provider=ROUTER)
+        status = status or ServingStatus(
+            stable=version_of(self.stable_tag), phase=ServingPhase.stable, provider=ROUTER
+        )
         candidate = version_of(self.canary_tag)
         while True:
             now = datetime.now(UTC)

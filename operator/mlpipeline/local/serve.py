@@ -20,6 +20,7 @@ from mlpipeline.api.models import ServeSpec, ServingStatus
 from mlpipeline.local.load import Load
 from mlpipeline.local.rollout import LocalRollout, RolloutTick
 from mlpipeline.local.server import ModelServer, free_port
+from mlpipeline.protocol import model_of
 
 SERVING_STATE = "serving-status.json"  # status.serving of the local executor
 
@@ -119,7 +120,7 @@ def rollout_then_serve(
 ) -> tuple[int, ServingStatus]:
     """Canary rollout of the tag ``candidate`` against the stable version in ``status``; returns
     (exit code, the serving status at the end)."""
-    model = candidate.split(":", 1)[0]
+    model = model_of(candidate)
     stable = f"{model}:{status.stable}"
     rollout = LocalRollout(
         stable, candidate, spec, bentoml_home, directory, free_port(port), report=_report(console)

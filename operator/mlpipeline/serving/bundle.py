@@ -29,8 +29,8 @@ class ModelBundle:
     def features(self) -> dict[str, str]:
         return dict(self.schema["features"])
 
-    def transform(self, records: list[dict[str, Any]]) -> np.ndarray:
-        rows = clean_records(self.features, records)
+    def transform(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Features of records already read by clean_records."""
         frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
         for column, kind in self.features.items():
             if kind == "numeric" and column in frame.columns:
@@ -40,9 +40,13 @@ class ModelBundle:
         )
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not records:
+        return self.predict_rows(clean_records(self.features, records))
+
+    def predict_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One answer per record already read (the service reads each request before batching)."""
+        if not rows:
             return []
-        features = self.transform(records)
+        features = self.transform(rows)
         if self.schema["task"] != "classification":
             return [{"prediction": float(v)} for v in self.estimator.predict(features)]
         classes = self.classes

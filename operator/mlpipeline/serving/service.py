@@ -31,6 +31,8 @@ import joblib
 from pydantic import ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from mlpipeline import store
+from mlpipeline.protocol import MODEL_EXPORT
 from mlpipeline.serving.bundle import ModelBundle
 from mlpipeline.serving.chaos import Chaos
 from mlpipeline.serving.validation import UnreadableRecords, clean_records
@@ -64,11 +66,9 @@ def load_bundle(tag: str, uri: str | None = None) -> tuple[str, ModelBundle]:
     except bentoml.exceptions.NotFound:
         if not uri:
             raise
-        from mlpipeline.steps import artifacts
-
         with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / "model.bentomodel"
-            local.write_bytes(artifacts.read_bytes(uri))
+            local = Path(tmp) / MODEL_EXPORT
+            local.write_bytes(store.read_bytes(uri))
             model = bentoml.models.import_model(str(local))
     return model.tag.version or "", joblib.load(model.path_of(BUNDLE))
 
@@ -124,7 +124,7 @@ class ModelService:
     def predict(self, records: Records) -> list[dict[str, Any]]:
         """Predicts one answer per record: label and class probabilities, or a value."""
         self.chaos.before()
-        answers = self.chaos.after(self.bundle.predict(records), self.bundle.classes)
+        answers = self.chaos.after(self.bundle.predict_rows(records), self.bundle.classes)
         count(self.version, answers)
         return answers
 
