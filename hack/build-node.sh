@@ -5,7 +5,8 @@
 #     plane) into bin/k8s-node-v<version>, beside the control plane's bin/k8s-v<version>;
 #   - containerd, containerd-shim-runc-v2 and ctr (github.com/containerd/containerd/v2);
 #   - the pause image: build/pause/linux/pause.c of the k8s.io/kubernetes module, linked statically
-#     and packed by umoci as an OCI archive (pause-<tag>.tar).
+#     and packed by umoci as an OCI archive (pause-<tag>.tar);
+#   - weed, SeaweedFS's single binary (Apache-2.0): the S3-compatible artifact store the real pods share.
 # Installs the Debian packages the node needs when they are missing: runc, containernetworking-plugins,
 # iptables (kube-proxy, the bridge plugin), umoci, gcc and libc6-dev (static pause).
 # Only the Go module proxy and the Debian archive are used.
@@ -14,6 +15,8 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-1.37.2}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-2.4.2}
 PAUSE_TAG=${PAUSE_TAG:-3.10.2}
+# SeaweedFS publishes no semver tags on the module proxy: a pseudo-version of its main branch.
+SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
 CACHE=${MLP_CACHE:-$HOME/.cache/mlpipeline}
 BIN=$CACHE/bin
 APT_PACKAGES=(runc containernetworking-plugins iptables umoci gcc libc6-dev)
@@ -82,9 +85,25 @@ build_pause() {
   rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$work"
 }
 
+build_seaweedfs() {
+  local out=$BIN/seaweedfs-$SEAWEEDFS_VERSION
+  if [[ -x $out/weed ]]; then log "seaweedfs $SEAWEEDFS_VERSION cached in $out"; return; fi
+  local work; work=$(mktemp -d)
+  log "building seaweedfs $SEAWEEDFS_VERSION in $work"
+  (
+    cd "$work"
+    go mod init mlpipeline.local/seaweedfs-wrapper >/dev/null 2>&1
+    go get "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION"
+    rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+    go build -trimpath -ldflags "-s -w" -o "$out.tmp/weed" github.com/seaweedfs/seaweedfs/weed
+  )
+  rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$work"
+}
+
 start=$SECONDS
 timed "Debian packages" apt_packages
 timed "kubelet, kube-proxy" build_k8s "$BIN/k8s-node-v$K8S_VERSION" kubelet kube-proxy
 timed "containerd" build_containerd
 timed "pause image" build_pause
+timed "seaweedfs" build_seaweedfs
 log "done in $((SECONDS - start)) s: $BIN"

@@ -5,6 +5,10 @@
 # nodeSelector); kwok leaves it alone because it lacks the annotation kwok.x-k8s.io/node=fake.
 # Images come from OCI archives (`import`): nothing is pulled. Pods must use imagePullPolicy
 # IfNotPresent or Never.
+# Beside it runs the pods' shared artifact store: SeaweedFS's S3 API on $NODE_IP:18333, bucket
+# `mlpipeline`, one identity whose keys are generated at `up`; `store-env` prints what a client needs
+# (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLP_STORE_BUCKET), the keys of the
+# Secret a pipeline names in spec.artifacts.secretRef.
 # State (configs, certificates, logs, containerd's and the kubelet's dirs) lives in .cluster/node/.
 #
 #   hack/node.sh up                    start the node unless it is up; wait until it is Ready
@@ -12,17 +16,22 @@
 #   hack/node.sh status                exit 0 when the node is Ready
 #   hack/node.sh import ARCHIVE NAME   import an OCI archive as NAME:<its tag> (`ctr images import
 #                                      --base-name NAME`; the tag is the archive's ref name)
+#   hack/node.sh store-env             the S3 store's endpoint, keys and bucket (KEY=value lines)
 #
 # Environment: K8S_VERSION, CONTAINERD_VERSION, PAUSE_TAG, MLP_CACHE (as hack/build-node.sh),
 # MLP_CLUSTER_NAME, MLP_CLUSTER_DIR, KUBECTL (as hack/cluster.sh), MLP_NODE_NAME (real-0),
 # MLP_NODE_IP (the source address of the default route), MLP_NODE_POD_CIDR (10.244.50.0/24),
-# MLP_NODE_TIMEOUT (seconds to wait for readiness, 60).
+# MLP_NODE_TIMEOUT (seconds to wait for readiness, 60), SEAWEEDFS_VERSION, MLP_STORE_PORT (18333; the
+# store's master, volume and filer listen 1000, 2000 and 3000 below it, their gRPC 10000 above those).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 K8S_VERSION=${K8S_VERSION:-1.37.2}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-2.4.2}
 PAUSE_TAG=${PAUSE_TAG:-3.10.2}
+SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
+STORE_PORT=${MLP_STORE_PORT:-18333}
+STORE_BUCKET=mlpipeline
 BIN=${MLP_CACHE:-$HOME/.cache/mlpipeline}/bin
 STATE=${MLP_CLUSTER_DIR:-$ROOT/.cluster}
 CLUSTER_DIR=$STATE/kwok/clusters/${MLP_CLUSTER_NAME:-mlpipeline}
@@ -35,6 +44,8 @@ NODE_DIR=$STATE/node
 TEMPLATES=$ROOT/hack/node
 KUBE_BIN=$BIN/k8s-node-v$K8S_VERSION
 CONTAINERD_BIN=$BIN/containerd-v$CONTAINERD_VERSION
+WEED=$BIN/seaweedfs-$SEAWEEDFS_VERSION/weed
+STORE_DIR=$NODE_DIR/store
 PAUSE_ARCHIVE=$BIN/pause-$PAUSE_TAG/pause.tar
 SANDBOX_IMAGE=localhost/mlpipeline/pause:$PAUSE_TAG
 CONTAINERD_SOCK=$NODE_DIR/containerd/containerd.sock
@@ -46,7 +57,7 @@ SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic k
          kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 # Host paths the kubelet, containerd, runc and the CNI plugins use whatever their configuration says.
 HOST_DIRS=(/var/log/pods /var/log/containers /var/lib/kubelet/device-plugins)
-DAEMONS=(kube-proxy kubelet containerd)  # in stopping order
+DAEMONS=(weed kube-proxy kubelet containerd)  # in stopping order
 
 log() { printf '[node] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -64,6 +75,7 @@ ctr() {
 binary_of() {
   case $1 in
     containerd) echo "$CONTAINERD_BIN/containerd" ;;
+    weed) echo "$WEED" ;;
     *) echo "$KUBE_BIN/$1" ;;
   esac
 }
@@ -138,7 +150,7 @@ kubeconfig_for() {  # component, subject
 check_prerequisites() {
   local b
   for b in "$KUBE_BIN/kubelet" "$KUBE_BIN/kube-proxy" "$CONTAINERD_BIN/containerd" \
-           "$CONTAINERD_BIN/containerd-shim-runc-v2" "$CONTAINERD_BIN/ctr" "$RUNC" "$CNI_BIN_DIR/bridge"; do
+           "$CONTAINERD_BIN/containerd-shim-runc-v2" "$CONTAINERD_BIN/ctr" "$RUNC" "$CNI_BIN_DIR/bridge" "$WEED"; do
     [[ -x $b ]] || die "missing $b (run hack/build-node.sh, or make node-binaries)"
   done
   [[ -s $PAUSE_ARCHIVE ]] || die "missing $PAUSE_ARCHIVE (run hack/build-node.sh)"
@@ -172,6 +184,40 @@ configure() {
     for s in "${SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$NODE_DIR/sysctl.orig"
   fi
   sysctl -qw net.ipv4.ip_forward=1
+  configure_store
+}
+
+# One S3 identity with generated keys (SeaweedFS accepts any key without one), and the client's view.
+configure_store() {
+  mkdir -p "$STORE_DIR/data"
+  local key secret
+  key=$(openssl rand -hex 10) secret=$(openssl rand -hex 20)
+  umask 077
+  printf '{"identities": [{"name": "mlpipeline", "credentials": [{"accessKey": "%s", "secretKey": "%s"}], "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}\n' \
+    "$key" "$secret" >"$STORE_DIR/s3.json"
+  printf 'AWS_ENDPOINT_URL=http://%s:%s\nAWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\nMLP_STORE_BUCKET=%s\n' \
+    "$NODE_IP" "$STORE_PORT" "$key" "$secret" "$STORE_BUCKET" >"$STORE_DIR/store.env"
+  umask 022
+}
+
+start_store() {
+  start_daemon weed server -dir="$STORE_DIR/data" -ip="$NODE_IP" -ip.bind="$NODE_IP" \
+    -master.port=$((STORE_PORT - 1000)) -volume.port=$((STORE_PORT - 2000)) -filer.port=$((STORE_PORT - 3000)) \
+    -master.volumeSizeLimitMB=256 -volume.max=16 -s3 -s3.port="$STORE_PORT" -s3.config="$STORE_DIR/s3.json"
+  # shellcheck disable=SC1091
+  local endpoint; endpoint=$(. "$STORE_DIR/store.env" && echo "$AWS_ENDPOINT_URL")
+  wait_for "S3 store up at $endpoint" s3 GET / -o /dev/null || die "the S3 store did not start: see $NODE_DIR/logs/weed.log"
+  wait_for "bucket $STORE_BUCKET" s3 PUT "/$STORE_BUCKET" -o /dev/null || die "cannot create bucket $STORE_BUCKET: see $NODE_DIR/logs/weed.log"
+}
+
+s3() {  # method, path, curl arguments...: a request signed with the store's identity
+  local method=$1 path=$2; shift 2
+  (
+    # shellcheck disable=SC1091
+    . "$STORE_DIR/store.env"
+    curl -fsS --max-time 5 --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+      -X "$method" "$AWS_ENDPOINT_URL$path" "$@"
+  ) 2>/dev/null
 }
 
 up() {
@@ -199,6 +245,7 @@ up() {
   start_daemon kube-proxy --config "$NODE_DIR/kube-proxy.yaml"
   wait_for "kube-proxy healthy" curl -fs -o /dev/null http://127.0.0.1:11256/healthz \
     || die "kube-proxy is not healthy: see $NODE_DIR/logs/kube-proxy.log"
+  start_store
   log "node $NODE_NAME is up ($(since "$t0")); label $NODE_LABEL"
 }
 
@@ -275,6 +322,7 @@ drain() {
 teardown() {
   local saved
   drain
+  stop_daemon weed
   stop_daemon kube-proxy
   if ! "$KUBE_BIN/kube-proxy" --cleanup >>"$NODE_DIR/logs/kube-proxy-cleanup.log" 2>&1; then
     log "kube-proxy --cleanup failed: see $NODE_DIR/logs/kube-proxy-cleanup.log"
@@ -345,5 +393,6 @@ case ${1:-} in
   down) down ;;
   status) status ;;
   import) shift; import "${1:-}" "${2:-}" ;;
-  *) echo "usage: $0 up|down|status|import ARCHIVE NAME" >&2; exit 2 ;;
+  store-env) healthy || die "node $NODE_NAME is not up (hack/node.sh up)"; cat "$STORE_DIR/store.env" ;;
+  *) echo "usage: $0 up|down|status|import ARCHIVE NAME|store-env" >&2; exit 2 ;;
 esac
