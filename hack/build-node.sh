@@ -6,7 +6,10 @@
 #   - containerd, containerd-shim-runc-v2 and ctr (github.com/containerd/containerd/v2);
 #   - the pause image: build/pause/linux/pause.c of the k8s.io/kubernetes module, linked statically
 #     and packed by umoci as an OCI archive (pause-<tag>.tar);
-#   - weed, SeaweedFS's single binary (Apache-2.0): the S3-compatible artifact store the real pods share.
+#   - weed, SeaweedFS's single binary (Apache-2.0): the S3-compatible artifact store the real pods share;
+#   - Prometheus with Kubernetes service discovery (Debian's package is built without it), and only
+#     that one (build tags remove_all_sd enable_kubernetes_sd): it finds the model pods through the
+#     API server as a platform's Prometheus does.
 # Installs the Debian packages the node needs when they are missing: runc, containernetworking-plugins,
 # iptables (kube-proxy, the bridge plugin), umoci, gcc and libc6-dev (static pause).
 # Only the Go module proxy and the Debian archive are used.
@@ -17,6 +20,8 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-2.4.2}
 PAUSE_TAG=${PAUSE_TAG:-3.10.2}
 # SeaweedFS publishes no semver tags on the module proxy: a pseudo-version of its main branch.
 SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
+# Prometheus 3.x's Go module is versioned v0.<major><minor>.<patch>: v0.316.0 is Prometheus 3.16.0.
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-3.16.0}
 CACHE=${MLP_CACHE:-$HOME/.cache/mlpipeline}
 BIN=$CACHE/bin
 APT_PACKAGES=(runc containernetworking-plugins iptables umoci gcc libc6-dev)
@@ -100,10 +105,24 @@ build_seaweedfs() {
   rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$work"
 }
 
+build_prometheus() {
+  local out=$BIN/prometheus-v$PROMETHEUS_VERSION
+  if [[ -x $out/prometheus ]]; then log "prometheus v$PROMETHEUS_VERSION cached in $out"; return; fi
+  local major=${PROMETHEUS_VERSION%%.*} rest=${PROMETHEUS_VERSION#*.}
+  local module=v0.$((major * 100 + ${rest%%.*})).${rest#*.}
+  log "building prometheus v$PROMETHEUS_VERSION (module $module)"
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  GOBIN=$out.tmp go install -trimpath -tags "remove_all_sd enable_kubernetes_sd" \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$module"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 start=$SECONDS
 timed "Debian packages" apt_packages
 timed "kubelet, kube-proxy" build_k8s "$BIN/k8s-node-v$K8S_VERSION" kubelet kube-proxy
 timed "containerd" build_containerd
 timed "pause image" build_pause
 timed "seaweedfs" build_seaweedfs
+timed "prometheus" build_prometheus
 log "done in $((SECONDS - start)) s: $BIN"

@@ -27,6 +27,8 @@ KWOK_VERSION=${KWOK_VERSION:-0.8.0}
 BIN=${MLP_CACHE:-$HOME/.cache/mlpipeline}/bin
 NAME=${MLP_CLUSTER_NAME:-mlpipeline}
 STATE=${MLP_CLUSTER_DIR:-$ROOT/.cluster}
+# kube-apiserver's default --service-cluster-ip-range is 10.0.0.0/24; the Service "kubernetes" takes its first IP.
+API_SERVICE_IP=10.0.0.1
 TIMEOUT=${MLP_CLUSTER_TIMEOUT:-120}
 KUBECONFIG_FILE=$STATE/kubeconfig
 KUBECTL=${KUBECTL:-$ROOT/.venv/bin/kubectl}
@@ -91,6 +93,10 @@ write_components_config() {
   cat >"$COMPONENTS_YAML" <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
+options:
+  # The ClusterIP of the Service "kubernetes" (the first of the default range): pods on the real node
+  # reach the API server through it, as in any cluster.
+  kubeApiserverCertSANs: ["$API_SERVICE_IP"]
 componentsPatches:
 - name: kwok-controller
   extraArgs:

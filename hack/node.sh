@@ -158,9 +158,11 @@ check_prerequisites() {
   [[ -x $KUBECTL ]] || die "missing $KUBECTL (make install)"
   apiserver_ready || die "the cluster is not up (hack/cluster.sh up)"
   # hack/cluster.sh creates the cluster so that kwok manages only the fake nodes and the API server
-  # reaches kubelets by IP with a client certificate; a cluster made before that cannot host the node.
+  # reaches kubelets by IP with a client certificate, and its certificate names the ClusterIP of the
+  # Service "kubernetes"; a cluster made before that cannot host the node's pods.
   local conf=$CLUSTER_DIR/kwok.yaml
-  if ! grep -q -- '--manage-nodes-with-annotation-selector=' "$conf" || ! grep -q -- '--kubelet-client-certificate=' "$conf"; then
+  if ! grep -q -- '--manage-nodes-with-annotation-selector=' "$conf" || ! grep -q -- '--kubelet-client-certificate=' "$conf" \
+      || ! grep -q 'kubeApiserverCertSANs' "$conf"; then
     die "the cluster predates the real-node settings: recreate it (hack/cluster.sh down && hack/cluster.sh up)"
   fi
 }

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import s3fs
 import yaml
 from mlpipeline.local.server import free_port
 
@@ -27,6 +28,12 @@ from tests.cluster.conftest import KUBECONFIG, Operator, cluster, kube_json, kub
 from tests.conftest import EXAMPLES, ROOT, example
 
 REAL_NODE = "real-0"
+# Prometheus with Kubernetes service discovery, built by hack/build-node.sh (Debian's lacks it).
+PROMETHEUS = sorted(
+    (Path(os.environ.get("MLP_CACHE", Path.home() / ".cache" / "mlpipeline")) / "bin").glob(
+        "prometheus-v*/prometheus"
+    )
+)
 REAL_LABEL = "mlpipeline.dev/real-node=true"
 NODE = ROOT / "hack" / "node.sh"
 
@@ -158,15 +165,63 @@ def shared_store(real_node: Image, request: pytest.FixtureRequest) -> Iterator[S
     remove_shared_store(store)
 
 
-def real_manifest() -> dict[str, Any]:
+@dataclass(frozen=True)
+class S3Store:
+    """The S3 API (SeaweedFS) that hack/node.sh runs beside the real node, and a namespace with the
+    Secret ``artifacts`` holding its endpoint and keys."""
+
+    namespace: str
+    env: dict[str, str]  # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLP_STORE_BUCKET
+
+    @property
+    def prefix(self) -> str:
+        return f"s3://{self.env['MLP_STORE_BUCKET']}/{self.namespace}"
+
+    def fs(self) -> s3fs.S3FileSystem:
+        return s3fs.S3FileSystem(
+            key=self.env["AWS_ACCESS_KEY_ID"],
+            secret=self.env["AWS_SECRET_ACCESS_KEY"],
+            client_kwargs={"endpoint_url": self.env["AWS_ENDPOINT_URL"]},
+            skip_instance_cache=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def s3_store(real_node: Image) -> Iterator[S3Store]:
+    """A ``real-`` namespace whose Secret ``artifacts`` holds the S3 store's endpoint and keys (the
+    keys a pipeline's spec.artifacts.secretRef hands to its pods), the iris data at
+    <prefix>/data/iris.csv."""
+    out = subprocess.run([str(NODE), "store-env"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    env = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    store = S3Store(f"real-{uuid.uuid4().hex[:8]}", env)
+    kubectl("create", "namespace", store.namespace)
+    secret = {k: v for k, v in env.items() if k.startswith("AWS_")}
+    kubectl(
+        "create", "secret", "generic", "artifacts", "-n", store.namespace,
+        *(f"--from-literal={k}={v}" for k, v in secret.items()),
+    )  # fmt: skip
+    store.fs().put(str(EXAMPLES / "data" / "iris.csv"), f"{store.prefix}/data/iris.csv")
+    yield store
+    kubectl("delete", "namespace", store.namespace, "--wait=true", check=False, timeout=180)
+    store.fs().rm(store.prefix, recursive=True)
+
+
+def real_manifest(artifacts: S3Store | None = None) -> dict[str, Any]:
+    """The iris example, small enough for two cores; its data and artifacts in the S3 store with
+    the Secret's credentials, or without one on the claim ``artifacts`` (the PVC mode)."""
     document = example("iris")
     spec = document["spec"]
-    spec["data"]["uri"] = "file:///artifacts/data/iris.csv"
     spec["train"]["tune"] |= {"algorithm": "random", "scheduler": "none", "trials": 2, "maxConcurrent": 1}
     spec["train"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
     spec["serve"] |= {"cpu": "100m", "memory": "1Gi"}
-    spec["artifacts"] = {"pvc": "artifacts"}
     spec["steps"] = {"retries": 0, "timeout": "15m"}
+    if artifacts:
+        spec["data"]["uri"] = f"{artifacts.prefix}/data/iris.csv"
+        spec["artifacts"] = {"uri": artifacts.prefix, "secretRef": {"name": "artifacts"}}
+    else:
+        spec["data"]["uri"] = "file:///artifacts/data/iris.csv"
+        spec["artifacts"] = {"pvc": "artifacts"}
     return document
 
 
@@ -174,9 +229,9 @@ def status_of(namespace: str) -> dict[str, Any]:
     return kube_json("get", "mlpipeline", "iris", "-n", namespace).get("status") or {}
 
 
-def run_to_serving(namespace: str, what: str) -> dict[str, Any]:
-    """Applies the pipeline and waits until it serves; returns its status."""
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(real_manifest()))
+def run_to_serving(namespace: str, what: str, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Applies the pipeline (default: the PVC mode's) and waits until it serves; returns its status."""
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest or real_manifest()))
     status = wait_for(
         what,
         lambda: (s := status_of(namespace)).get("phase") in ("Serving", "Failed") and s,
@@ -200,4 +255,13 @@ def logs(namespace: str, selector: str) -> str:
     return kubectl("logs", "-n", namespace, "-l", selector, "--tail=-1", "--prefix", timeout=60).stdout
 
 
-__all__ = ["KUBECONFIG", "REAL_NODE", "Image", "SharedStore", "logs", "run_to_serving", "wait_ready"]
+__all__ = [
+    "KUBECONFIG",
+    "REAL_NODE",
+    "Image",
+    "S3Store",
+    "SharedStore",
+    "logs",
+    "run_to_serving",
+    "wait_ready",
+]

@@ -1,27 +1,16 @@
 """The operator as users install it: `helm install` of the chart puts the operator in a pod on the
 real node, under the chart's own ServiceAccount and namespaced RBAC (a Role, nothing
-cluster-wide), and that pod runs a pipeline to serving."""
+cluster-wide); it reaches the API server through the `kubernetes` Service like any in-cluster
+client, and runs a pipeline to serving (artifacts on a ReadWriteMany claim: the PVC mode)."""
 
 from __future__ import annotations
 
 import pytest
-import yaml
 from mlpipeline.protocol import model_object_name
 
-from tests.cluster.conftest import KUBECONFIG, kube_json
+from tests.cluster.conftest import kube_json
 from tests.cluster.test_helm import CHART, helm
 from tests.real.conftest import REAL_LABEL, REAL_NODE, Image, SharedStore, logs, run_to_serving, wait_ready
-
-
-def api_server() -> tuple[str, str]:
-    """Where a pod reaches the API server. kwokctl's serving certificate does not name the
-    `kubernetes` Service's ClusterIP (a test-cluster limitation; a real cluster's does), so the
-    operator pod is pointed at the host address the certificate names."""
-    server = yaml.safe_load(KUBECONFIG.read_text())["clusters"][0]["cluster"]["server"]
-    port = server.rsplit(":", 1)[1]
-    node = kube_json("get", "node", REAL_NODE)
-    address = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
-    return address, port
 
 
 @pytest.mark.namespace_prefix("helm-")
@@ -30,7 +19,6 @@ def test_the_chart_s_operator_pod_runs_a_pipeline_under_its_own_rbac(
 ) -> None:
     namespace = shared_store.namespace
     repository, _, tag = real_node.name.rpartition(":")
-    host, port = api_server()
     key, _, value = REAL_LABEL.partition("=")
     key = key.replace(".", "\\.")  # helm --set reads dots as nesting
     helm(
@@ -39,8 +27,6 @@ def test_the_chart_s_operator_pod_runs_a_pipeline_under_its_own_rbac(
         "--set", f"watchNamespace={namespace}",
         "--set-string", f"nodeSelector.{key}={value}",
         "--set-string", f"podNodeSelector.{key}={value}",
-        "--set", "extraEnv[0].name=KUBERNETES_SERVICE_HOST", "--set-string", f"extraEnv[0].value={host}",
-        "--set", "extraEnv[1].name=KUBERNETES_SERVICE_PORT", "--set-string", f"extraEnv[1].value={port}",
     )  # fmt: skip
     try:
         wait_ready(namespace, "mlp", "the operator pod Ready", timeout=180)

@@ -1,30 +1,182 @@
-"""A pipeline trained and served by real pods on the real node: every step's container runs the
-image built here, the model server answers through its Service, and what a step reports reaches
-the status."""
+"""A pipeline trained and served by real pods on the real node, its data and artifacts in the S3
+store (SeaweedFS) with the credentials of a Secret; then new versions rolled out as canaries whose
+analysis reads what a real Prometheus (Debian's, discovering the model pods through the API server)
+scraped from them: a healthy version is promoted, a faulty one rolled back. No check may pass for
+want of data.
+
+The fault is a real one, not an injected error: the third version is trained on data whose labels
+setosa and virginica were swapped upstream. It passes its own evaluation gate (it is accurate on its
+own, equally swapped, test split) and only the comparison of its live predictions with the stable
+version's can catch it."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
+import yaml
+from mlpipeline.local.load import Load
+from mlpipeline.local.prometheus import LocalPrometheus
 from mlpipeline.protocol import model_object_name
 
-from tests.cluster.conftest import Operator, kube_json, wait_for
-from tests.real.conftest import REAL_NODE, SharedStore, logs, run_to_serving, wait_ready
+from tests.cluster.conftest import KUBECONFIG, Operator, kube_json, kubectl, wait_for
+from tests.conftest import EXAMPLES
+from tests.real.conftest import (
+    PROMETHEUS,
+    REAL_NODE,
+    S3Store,
+    logs,
+    real_manifest,
+    run_to_serving,
+    status_of,
+    wait_ready,
+)
+
+# The scrape job platform teams already run for annotated pods (prometheus.io/scrape, port, path),
+# with the pods' labels mapped to metric labels: mlpipeline.dev/model-version becomes
+# mlpipeline_dev_model_version, the operator's default MLP_PROMETHEUS_VERSION_LABEL.
+POD_SCRAPE = """  - job_name: kubernetes-pods
+    kubernetes_sd_configs:
+      - role: pod
+        kubeconfig_file: {kubeconfig}
+        namespaces: {{names: [{namespace}]}}
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+        regex: "true"
+        action: keep
+      - source_labels: [__meta_kubernetes_pod_phase]
+        regex: Running
+        action: keep
+      - source_labels: [__meta_kubernetes_pod_ip, __meta_kubernetes_pod_annotation_prometheus_io_port]
+        regex: (.+);(\\d+)
+        replacement: $1:$2
+        target_label: __address__
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
+        regex: (.+)
+        target_label: __metrics_path__
+      - action: labelmap
+        regex: __meta_kubernetes_pod_label_(.+)
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+"""
+
+SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+VIRGINICA = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
+TRAFFIC = [SETOSA] * 4 + [VIRGINICA]  # a skewed mix: a swap of the two classes shifts it a lot
+
+CANARY = {
+    "steps": [50],
+    "interval": "30s",
+    "traffic": "replicas",
+    "analysis": {
+        "interval": "10s",
+        "window": "30s",
+        "minRequests": 20,
+        "failureThreshold": 2,
+        "maxErrorRate": 0.05,
+        "maxLatencyP95": "2s",
+        "maxPredictionShift": 0.2,
+        "noData": "hold",
+        "noDataDeadline": "4m",
+    },
+}
 
 
-def test_a_pipeline_trains_and_serves_in_real_pods(
-    real_operator: Operator, shared_store: SharedStore
-) -> None:
-    namespace = shared_store.namespace
-    status = run_to_serving(namespace, "the pipeline serving from real pods")
+@dataclass
+class Served:
+    store: S3Store
+    prometheus: LocalPrometheus
+    manifest: dict[str, Any]
+    status: dict[str, Any]
+
+    @property
+    def namespace(self) -> str:
+        return self.store.namespace
+
+    def service_url(self) -> str:
+        ip = kube_json("get", "service", "iris", "-n", self.namespace)["spec"]["clusterIP"]
+        return f"http://{ip}:3000/predict"
+
+    def wait_removed(self, version: str, what: str) -> None:
+        selector = f"mlpipeline.dev/model-version={version}"
+        wait_for(
+            f"{what}'s Deployment removed",
+            lambda: not kube_json("get", "deployments", "-n", self.namespace, "-l", selector)["items"],
+            timeout=120,
+        )
+
+    def roll_out(self, change: dict[str, Any], what: str) -> dict[str, Any]:
+        """Applies a changed spec while a steady mix of requests reaches the pipeline's Service, and
+        waits until the new version's canary ends; returns the serving status."""
+        before = self.status["run"]["id"]
+        spec = self.manifest["spec"]
+        spec.update({key: {**spec[key], **value} for key, value in change.items()})
+        load = Load(self.service_url(), TRAFFIC, rate=6, threads=3, keepalive=False, max_seconds=900).start()
+        try:
+            kubectl("apply", "-n", self.namespace, "-f", "-", stdin=yaml.safe_dump(self.manifest))
+            run = wait_for(
+                f"the run of {what}",
+                lambda: (r := (status_of(self.namespace).get("run") or {}).get("id")) != before and r,
+                timeout=60,
+            )
+
+            def ended() -> dict[str, Any] | None:
+                self.status = status_of(self.namespace)
+                serving = self.status.get("serving") or {}
+                if self.status.get("phase") == "Failed":
+                    raise AssertionError(self.status.get("message"))
+                return serving if run in (serving.get("stable"), serving.get("rolledBack")) else None
+
+            return wait_for(f"the canary of {what} decided", ended, timeout=900, interval=3)  # type: ignore[no-any-return]
+        finally:
+            stats = load.stop()
+            assert stats.total > 0
+
+
+@pytest.fixture(scope="module")
+def served(
+    real_operator: Operator, s3_store: S3Store, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    prometheus = LocalPrometheus(
+        tmp_path_factory.mktemp("prometheus"),
+        scrape_interval="2s",
+        binary=str(PROMETHEUS[-1]),
+        scrape_configs=POD_SCRAPE.format(kubeconfig=KUBECONFIG, namespace=s3_store.namespace),
+    ).start()
+    manifest = real_manifest(s3_store)
+    manifest["spec"]["serve"]["canary"] = {
+        **CANARY,
+        "analysis": {**CANARY["analysis"], "prometheusUrl": prometheus.url},
+    }
+    try:
+        status = run_to_serving(s3_store.namespace, "the pipeline serving from real pods", manifest)
+        yield Served(s3_store, prometheus, manifest, status)
+    finally:
+        prometheus.stop()
+
+
+def predict(url: str, body: dict[str, Any]) -> httpx.Response | None:
+    try:
+        return httpx.post(url, json=body, timeout=10)
+    except httpx.TransportError:
+        return None  # the ClusterIP refuses for about a second after the pod turns Ready
+
+
+def test_a_pipeline_trains_and_serves_in_real_pods_from_the_s3_store(served: Served) -> None:
+    namespace, status = served.namespace, served.status
     pods = kube_json("get", "pods", "-n", namespace, "-l", "mlpipeline.dev/step")["items"]
     assert {p["spec"]["nodeName"] for p in pods} == {REAL_NODE}
     assert all(p["status"]["phase"] == "Succeeded" for p in pods)
     tune_log = logs(namespace, "mlpipeline.dev/step=tune")
     assert "trial" in tune_log.lower(), tune_log[-2000:]
     run = status["run"]["id"]
-    assert (shared_store.path / namespace / "iris" / run / "package" / "model.bentomodel").is_file()
+    fs = served.store.fs()
+    assert fs.exists(f"{served.store.prefix}/{namespace}/iris/{run}/package/model.bentomodel")
     assert 0.85 <= status["model"]["score"] <= 1.0  # what the real evaluate pod measured on the test split
 
     wait_ready(namespace, model_object_name("iris", run), "the model Deployment Ready through its probes")
@@ -34,17 +186,65 @@ def test_a_pipeline_trains_and_serves_in_real_pods(
     assert model_pod["spec"]["nodeName"] == REAL_NODE
     security = model_pod["spec"]["containers"][0]["securityContext"]
     assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
-    service = kube_json("get", "service", "iris", "-n", namespace)["spec"]["clusterIP"]
-    record = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
+    assert model_pod["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "artifacts"}}]
 
-    def predict(body: dict[str, Any]) -> httpx.Response | None:
-        try:
-            return httpx.post(f"http://{service}:3000/predict", json=body, timeout=10)
-        except httpx.TransportError:
-            return None  # the ClusterIP refuses for about a second after the pod turns Ready
-
-    answer = wait_for("a prediction through the Service", lambda: predict({"records": [record]}), timeout=60)
+    url = served.service_url()
+    answer = wait_for(
+        "a prediction through the Service", lambda: predict(url, {"records": [VIRGINICA]}), timeout=60
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()[0]["label"] == "virginica"
-    refused = predict({"records": [{**record, "petal_length": "abc"}]})
+    refused = predict(url, {"records": [{**VIRGINICA, "petal_length": "abc"}]})
     assert refused is not None and refused.status_code == 400 and "petal_length" in refused.text
+
+    query = f'sum(bentoml_service_request_total{{mlpipeline_dev_model_version="{run}",endpoint="/predict"}})'
+
+    def scraped() -> float | None:
+        result = httpx.get(f"{served.prometheus.url}/api/v1/query", params={"query": query}).json()
+        values = [float(r["value"][1]) for r in result["data"]["result"]]
+        return values[0] if values and values[0] >= 2 else None
+
+    wait_for("Prometheus scraping the requests of the model pod it discovered", scraped, timeout=60)
+
+
+def test_a_healthy_version_is_promoted_on_metrics_prometheus_scraped(served: Served) -> None:
+    stable = served.status["serving"]["stable"]
+    serving = served.roll_out(
+        {"train": {"tune": {**served.manifest["spec"]["train"]["tune"], "trials": 3}}}, "a retrained version"
+    )
+    run = served.status["run"]["id"]
+    assert serving["stable"] == run != stable, serving.get("message")
+    assert serving["phase"] == "Promoted"
+    checks = {c["name"]: c for c in serving["checks"]}
+    assert set(checks) == {"errorRate", "latencyP95", "predictionShift"}
+    assert all(c["verdict"] == "pass" and c["value"] is not None for c in checks.values()), checks
+    events = kube_json("get", "events", "-n", served.namespace, "--field-selector", "reason=CanaryPromoted")
+    assert any(run in e["message"] for e in events["items"])
+    served.wait_removed(stable, "the old version")
+
+
+def swapped_labels() -> bytes:
+    rows = list(csv.DictReader((EXAMPLES / "data" / "iris.csv").open()))
+    swap = {"setosa": "virginica", "virginica": "setosa"}
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows({**r, "species": swap.get(r["species"], r["species"])} for r in rows)
+    return out.getvalue().encode()
+
+
+def test_a_faulty_version_is_rolled_back_and_the_stable_one_keeps_serving(served: Served) -> None:
+    stable = served.status["serving"]["stable"]
+    data = f"{served.store.prefix}/data/iris-swapped.csv"
+    served.store.fs().pipe(data, swapped_labels())
+    serving = served.roll_out({"data": {"uri": data}}, "a version trained on swapped labels")
+    faulty = served.status["run"]["id"]
+    assert served.status["model"]["score"] >= 0.85  # the evaluation gate could not see the fault
+    assert serving["rolledBack"] == faulty and serving["stable"] == stable, serving.get("message")
+    assert serving["phase"] == "RolledBack"
+    shift = next(c for c in serving["checks"] if c["name"] == "predictionShift")
+    assert shift["verdict"] == "fail" and shift["value"] > 0.2, shift
+    assert all(c["value"] is not None for c in serving["checks"]), serving["checks"]
+    served.wait_removed(faulty, "the faulty version")
+    answer = predict(served.service_url(), {"records": [SETOSA]})
+    assert answer is not None and answer.json()[0]["label"] == "setosa"

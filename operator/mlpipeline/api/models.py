@@ -556,7 +556,9 @@ class ArtifactsSpec(Model):
         description="s3://bucket/prefix or file:///mounted/path; default: the operator's setting.",
     )
     secret_ref: SecretRef | None = Field(
-        default=None, description="Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, endpoint."
+        default=None,
+        description="Secret whose keys become the environment of the step and model containers: "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and, for an S3-compatible server, AWS_ENDPOINT_URL.",
     )
     pvc: str | None = Field(default=None, description="PersistentVolumeClaim mounted at /artifacts.")
 

@@ -40,6 +40,9 @@ class Load:
     rate: float = 20.0  # requests per second, all threads together
     threads: int = 4
     max_seconds: float = 600.0
+    # False: a new connection per request, so that a Service's per-connection balancing (kube-proxy)
+    # spreads the requests over its pods as their ratio says, as many independent clients would.
+    keepalive: bool = True
     stats: LoadStats = field(default_factory=LoadStats)
     on_answer: Callable[[int, float], None] | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -49,7 +52,8 @@ class Load:
         interval = self.threads / self.rate
         deadline = time.monotonic() + self.max_seconds
         next_at = time.monotonic() + index * interval / self.threads
-        with httpx.Client(timeout=30) as client:
+        limits = httpx.Limits(max_keepalive_connections=20 if self.keepalive else 0)
+        with httpx.Client(timeout=30, limits=limits) as client:
             i = index
             while not self._stop.is_set() and time.monotonic() < deadline:
                 pause = next_at - time.monotonic()

@@ -1,6 +1,7 @@
-"""Debian's Prometheus as a local process, scraping the local model servers every second. Targets
-come from a file that is rewritten as servers come and go (file_sd), each labelled with its
-model version."""
+"""Debian's Prometheus as a local process, scraping model servers every second. By default its
+targets come from a file that is rewritten as local servers come and go (file_sd), each labelled
+with its model version; given other scrape configs (e.g. Kubernetes service discovery of model
+pods) it scrapes what those find."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ CONFIG = """global:
   scrape_interval: {interval}
   evaluation_interval: {interval}
 scrape_configs:
-  - job_name: models
+{scrape}"""
+FILE_SD = """  - job_name: models
     file_sd_configs:
       - files: ['{targets}']
         refresh_interval: 1s
@@ -38,6 +40,8 @@ class LocalPrometheus:
     directory: Path
     scrape_interval: str = "1s"
     port: int = field(default_factory=free_port)
+    scrape_configs: str | None = None  # YAML items of scrape_configs; None: the file of set_targets
+    binary: str = field(default_factory=prometheus_binary)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,15 +61,21 @@ class LocalPrometheus:
         partial.write_text(json.dumps(groups))
         partial.replace(self.targets_file)
 
-    def start(self, targets: dict[str, str]) -> LocalPrometheus:
+    def start(self, targets: dict[str, str] | None = None) -> LocalPrometheus:
+        """Starts and waits until every target of ``targets`` was scraped, or with its own scrape
+        configs until it is ready."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.set_targets(targets)
+        scrape = self.scrape_configs
+        if scrape is None:
+            targets = targets or {}
+            self.set_targets(targets)
+            scrape = FILE_SD.format(targets=self.targets_file)
         config = self.directory / "prometheus.yml"
-        config.write_text(CONFIG.format(interval=self.scrape_interval, targets=self.targets_file))
+        config.write_text(CONFIG.format(interval=self.scrape_interval, scrape=scrape))
         with (self.directory / "prometheus.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [
-                    prometheus_binary(),
+                    self.binary,
                     f"--config.file={config}",
                     f"--storage.tsdb.path={self.directory / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
@@ -78,10 +88,16 @@ class LocalPrometheus:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Prometheus exited; see {self.directory / 'prometheus.log'}")
-            if self.scraping(len(targets)):
+            if self.scraping(len(targets)) if targets is not None else self.ready():
                 return self
             time.sleep(0.2)
         raise TimeoutError("Prometheus did not scrape its targets within 30s")
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def scraping(self, expected: int) -> bool:
         """Ready, and every target scraped successfully at least once."""
