@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from mlpipeline.schedule import Schedule
+
 GROUP = "mlpipeline.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -528,20 +530,41 @@ class ServeSpec(Model):
     memory: str = Field(default="1Gi", pattern=QUANTITY_PATTERN, description="Memory per replica.")
 
 
-class DriftTrigger(Model):
-    threshold: float = Field(default=0.2, gt=0, description="PSI of a feature that triggers retraining.")
+class ConcurrencyPolicy(StrEnum):
+    Forbid = "Forbid"
+    Replace = "Replace"  # a member named replace would shadow str.replace
 
 
 class RetrainSpec(Model):
-    """When a new run starts by itself."""
+    """When a new run starts by itself. A scheduled time that passes while the operator is down
+    fires once when it is back (the latest one only: no catch-up storm); what fired is recorded in
+    status.retrain, so a restart never fires it twice."""
 
     schedule: str | None = Field(
         default=None,
         pattern=r"^(@(hourly|daily|weekly|monthly)|(\S+\s+){4}\S+)$",
-        description="Cron schedule, e.g. '0 3 * * *'.",
+        description="Cron schedule (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', "
+        "or @hourly, @daily, @weekly, @monthly.",
     )
-    on_data_change: bool = Field(default=False, description="Retrain when the data changes.")
-    on_drift: DriftTrigger | None = Field(default=None, description="Retrain on feature drift.")
+    time_zone: str = Field(
+        default="UTC", min_length=1, description="IANA time zone of the schedule, e.g. Europe/Berlin."
+    )
+    cooldown: str = Field(
+        default="0s",
+        pattern=DURATION_PATTERN,
+        description="A trigger within this time of the last triggered run's start is skipped (recorded).",
+    )
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.Forbid,
+        description="A trigger while a run or canary is in progress: Forbid skips it (recorded), "
+        "Replace starts the new run, which supersedes the one in progress.",
+    )
+
+    @model_validator(mode="after")
+    def _schedule_parses(self) -> RetrainSpec:
+        if self.schedule:
+            Schedule.parse(self.schedule, self.time_zone)
+        return self
 
 
 class SecretRef(Model):
@@ -633,7 +656,8 @@ class StepStatus(StatusModel):
 
 class RunStatus(StatusModel):
     id: str
-    trigger: str = Field(description="What started the run: create, spec, rerun, schedule, data, drift.")
+    trigger: str = Field(description="What started the run: create, spec, rerun or schedule.")
+    trigger_value: str | None = Field(default=None, description="The value that fired the trigger.")
     generation: int | None = None
     started_at: str | None = None
     finished_at: str | None = None
@@ -710,6 +734,27 @@ class ServingStatus(StatusModel):
     )
 
 
+class TriggerRecord(StatusModel):
+    """One trigger the operator acted on."""
+
+    kind: str = Field(description="schedule")
+    value: str = Field(description="What fired: the scheduled time and its schedule.")
+    at: str = Field(description="When the operator acted on it.")
+    action: Literal["started", "skipped"]
+    reason: str | None = Field(default=None, description="Why it was skipped.")
+
+
+class RetrainStatus(StatusModel):
+    """The record of the retraining triggers: what fired, and from when the schedule counts."""
+
+    schedule: str | None = Field(default=None, description="The schedule and time zone being followed.")
+    since: str | None = Field(default=None, description="Scheduled times after this one are due.")
+    next_at: str | None = Field(default=None, description="The next scheduled time.")
+    token: str | None = Field(default=None, description="What makes the triggered run's identity new.")
+    fired_at: str | None = Field(default=None, description="When the last triggered run started.")
+    last: TriggerRecord | None = None
+
+
 class MLPipelineStatus(StatusModel):
     model_config = ConfigDict(extra="allow")
 
@@ -720,6 +765,7 @@ class MLPipelineStatus(StatusModel):
     run: RunStatus | None = None
     model: ModelStatus | None = None
     serving: ServingStatus | None = None
+    retrain: RetrainStatus | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The status as the API server stores it: camelCase, unset fields left out."""

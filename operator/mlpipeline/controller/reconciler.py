@@ -13,20 +13,23 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlpipeline.api.manifest import field_errors
-from mlpipeline.api.models import MLPipelineSpec, MLPipelineStatus, parse_duration
+from mlpipeline.api.models import MLPipelineSpec, MLPipelineStatus, RetrainStatus, parse_duration
 from mlpipeline.controller import metrics
 from mlpipeline.controller.serving import ServingReconciler
+from mlpipeline.engine import triggers
 from mlpipeline.engine.event import Event
 from mlpipeline.engine.plan import run_id
 from mlpipeline.engine.reconcile import (
     DONE_PHASE,
     FAILED_PHASE,
+    SETTLED_PHASES,
     Decision,
     JobObservation,
     conditions,
     decide,
     model_status,
 )
+from mlpipeline.engine.triggers import Firing
 from mlpipeline.kube.client import Kube
 from mlpipeline.kube.jobs import OperatorSettings, build_step_job, unshared_store
 from mlpipeline.kube.observe import observe_job
@@ -45,10 +48,18 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return (parse_stamp(end) - parse_stamp(start)).total_seconds()
 
 
-def trigger_of(status: MLPipelineStatus, generation: int | None) -> str:
+def trigger_of(status: MLPipelineStatus, generation: int | None, fired: Firing | None) -> str:
     if status.run is None:
         return "create"
-    return "spec" if status.run.generation != generation else "rerun"
+    if status.run.generation != generation:
+        return "spec"
+    return fired.kind if fired else "rerun"
+
+
+def rerun_token(annotation: str | None, retrain: RetrainStatus | None) -> str | None:
+    """What besides the spec makes a run new: the rerun annotation and the last trigger that fired."""
+    parts = [p for p in (annotation, retrain.token if retrain else None) if p]
+    return "/".join(parts) or None
 
 
 class Reconciler:
@@ -57,14 +68,14 @@ class Reconciler:
         self.settings = settings
         self.serving = serving or ServingReconciler(kube, settings, None, "mlpipeline_dev_model_version")
         self.locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-        self.wakeups: dict[tuple[str, str], threading.Timer] = {}
+        self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self.phases = metrics.PhaseBook()
 
     def forget(self, namespace: str, name: str) -> None:
         self.phases.set((namespace, name), None)
-        timer = self.wakeups.pop((namespace, name), None)
-        if timer:
-            timer.cancel()
+        pending = self.wakeups.pop((namespace, name), None)
+        if pending:
+            pending[1].cancel()
 
     def reconcile(self, namespace: str, name: str) -> None:
         started = time.monotonic()
@@ -81,14 +92,19 @@ class Reconciler:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
     def wake_later(self, namespace: str, name: str, seconds: float) -> None:
-        """Reconcile again after a deadline that no event would announce (a pod stuck pending)."""
+        """Reconcile again after a deadline that no event would announce (a pod stuck pending, a
+        canary analysis, a scheduled time). The earliest pending deadline wins: every
+        reconciliation asks again for the ones it still needs."""
         key = (namespace, name)
-        previous = self.wakeups.pop(key, None)
+        due = time.monotonic() + seconds
+        previous = self.wakeups.get(key)
+        if previous and time.monotonic() < previous[0] <= due:
+            return
         if previous:
-            previous.cancel()
+            previous[1].cancel()
         timer = threading.Timer(seconds, self.reconcile, args=(namespace, name))
         timer.daemon = True
-        self.wakeups[key] = timer
+        self.wakeups[key] = (due, timer)
         timer.start()
 
     def _reconcile(self, namespace: str, name: str) -> str:
@@ -111,7 +127,11 @@ class Reconciler:
             self._refuse(body, status, recorded, generation, problem, "ArtifactStoreNotShared")
             return "invalid"
         annotations = body["metadata"].get("annotations") or {}
-        current = run_id(spec, name, rerun=annotations.get(RERUN_ANNOTATION))
+        now = datetime.now(UTC)
+        busy = status.run is not None and status.phase not in SETTLED_PHASES
+        retrain = triggers.decide(spec.retrain, status.retrain, busy, now)
+        status.retrain = retrain.status
+        current = run_id(spec, name, rerun=rerun_token(annotations.get(RERUN_ANNOTATION), retrain.status))
         all_jobs = self.kube.list_jobs(namespace, name)
         for job in all_jobs:
             job_run = job["metadata"]["labels"].get(RUN_LABEL)
@@ -127,10 +147,10 @@ class Reconciler:
                 p for p in pods if p["metadata"].get("labels", {}).get("job-name") == job["metadata"]["name"]
             ]
             observations[labels[STEP_LABEL]] = observe_job(job, own)
-        now = datetime.now(UTC)
-        decision = decide(
-            name, spec, status, current, trigger_of(status, generation), generation, observations, now
-        )
+        trigger = trigger_of(status, generation, retrain.fired)
+        value = retrain.fired.value if retrain.fired else None
+        decision = decide(name, spec, status, current, trigger, generation, observations, now, value)
+        decision.events[:0] = retrain.events
         new = decision.status
         if new.phase == DONE_PHASE and (new.model is None or new.model.version != current):
             artifact = self.serving.artifact(spec, namespace, name, current)
@@ -143,6 +163,8 @@ class Reconciler:
             deadline = parse_duration(spec.steps.pending_timeout)
             waited = max((now - o.pending_since).total_seconds() for o in stuck if o.pending_since)
             self.wake_later(namespace, name, max(deadline - waited, 0) + 0.5)
+        if retrain.wake_after is not None:
+            self.wake_later(namespace, name, retrain.wake_after + 0.5)
         self.phases.set((namespace, name), new.phase)
         return "ok"
 

@@ -84,9 +84,11 @@ def _failure_message(job: JobObservation) -> str:
     return f"{ending}{detail}"
 
 
-def _new_run(run_id: str, trigger: str, generation: int | None, now: str) -> RunStatus:
+def _new_run(run_id: str, trigger: str, value: str | None, generation: int | None, now: str) -> RunStatus:
     steps = [StepStatus(name=s, phase=StepPhase.pending, attempts=0) for s in STEPS]
-    return RunStatus(id=run_id, trigger=trigger, generation=generation, started_at=now, steps=steps)
+    return RunStatus(
+        id=run_id, trigger=trigger, trigger_value=value, generation=generation, started_at=now, steps=steps
+    )
 
 
 def decide(
@@ -98,6 +100,7 @@ def decide(
     generation: int | None,
     jobs: dict[str, JobObservation],
     now: datetime,
+    trigger_value: str | None = None,
 ) -> Decision:
     """One reconciliation. ``jobs`` maps step name to the Job of ``current_run`` (if it exists)."""
     moment = stamp(now)
@@ -105,9 +108,10 @@ def decide(
     decision = Decision(status=new)
     if new.run is None or new.run.id != current_run:
         superseded = new.run.id if new.run else None
-        new.run = _new_run(current_run, trigger, generation, moment)
+        new.run = _new_run(current_run, trigger, trigger_value, generation, moment)
         note = f" (supersedes run {superseded})" if superseded else ""
-        decision.events.append(Event("Normal", "RunStarted", f"run {current_run} started by {trigger}{note}"))
+        cause = f"{trigger} {trigger_value}" if trigger_value else trigger
+        decision.events.append(Event("Normal", "RunStarted", f"run {current_run} started by {cause}{note}"))
         new.message = None
     run = new.run
     steps = {s.name: s for s in run.steps}

@@ -1,0 +1,122 @@
+"""The retraining trigger engine: when a schedule fires, what it records, and what it refuses to do
+(catch up, fire twice, fire during a run it must not replace, fire within the cooldown)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from mlpipeline.api.manifest import ManifestError, parse_manifest
+from mlpipeline.api.models import RetrainSpec, RetrainStatus
+from mlpipeline.engine.triggers import decide
+
+T0 = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 02:30 in Berlin
+
+
+def nightly(**extra: str) -> RetrainSpec:
+    return RetrainSpec.model_validate({"schedule": "0 3 * * *", "timeZone": "Europe/Berlin", **extra})
+
+
+def settle(
+    spec: RetrainSpec, status: RetrainStatus | None, now: datetime, busy: bool = False
+) -> RetrainStatus:
+    plan = decide(spec, status, busy, now)
+    assert plan.status is not None
+    return plan.status
+
+
+def test_a_new_schedule_fires_nothing_for_times_before_it_and_wakes_at_the_next() -> None:
+    plan = decide(nightly(), None, False, T0)
+    assert plan.fired is None and not plan.events
+    assert plan.wake_after == 30 * 60  # 03:00 Berlin is 02:00 UTC
+    assert plan.status is not None and plan.status.next_at == "2026-11-25T02:00:00Z"
+
+
+def test_a_due_time_fires_once_and_is_recorded() -> None:
+    status = settle(nightly(), None, T0)
+    fired = decide(nightly(), status, False, T0 + timedelta(minutes=31))
+    assert fired.fired is not None and fired.fired.kind == "schedule"
+    assert "2026-11-25T03:00:00+01:00" in fired.fired.value and "Europe/Berlin" in fired.fired.value
+    assert fired.status is not None and fired.status.token == "schedule@2026-11-25T02:00:00Z"
+    assert fired.status.last is not None and fired.status.last.action == "started"
+    assert [e.reason for e in fired.events] == ["RetrainTriggered"]
+    again = decide(nightly(), fired.status, False, T0 + timedelta(minutes=40))  # e.g. after a restart
+    assert again.fired is None and again.status == fired.status.model_copy(
+        update={"next_at": again.status.next_at}
+    )  # type: ignore[union-attr]
+
+
+def test_downtime_fires_only_the_latest_missed_time() -> None:
+    status = settle(nightly(), None, T0)
+    week_later = T0 + timedelta(days=7, hours=1)
+    plan = decide(nightly(), status, False, week_later)
+    assert plan.fired is not None and "2026-12-02T03:00:00+01:00" in plan.fired.value
+    follow = decide(nightly(), plan.status, False, week_later + timedelta(seconds=5))
+    assert follow.fired is None
+
+
+def test_forbid_skips_a_time_that_comes_during_a_run_and_records_why() -> None:
+    status = settle(nightly(), None, T0)
+    plan = decide(nightly(), status, True, T0 + timedelta(minutes=31))
+    assert plan.fired is None
+    assert plan.status is not None and plan.status.last is not None
+    assert plan.status.last.action == "skipped" and "Forbid" in (plan.status.last.reason or "")
+    assert [e.reason for e in plan.events] == ["RetrainSkipped"]
+    after = decide(nightly(), plan.status, False, T0 + timedelta(hours=2))  # the run ended: no late fire
+    assert after.fired is None
+
+
+def test_replace_fires_during_a_run() -> None:
+    spec = nightly(concurrencyPolicy="Replace")
+    status = settle(spec, None, T0)
+    assert decide(spec, status, True, T0 + timedelta(minutes=31)).fired is not None
+
+
+def test_the_cooldown_skips_a_time_too_close_to_the_last_triggered_run() -> None:
+    spec = RetrainSpec.model_validate({"schedule": "*/10 * * * *", "cooldown": "25m"})
+    status = settle(spec, None, T0)
+    first = decide(spec, status, False, T0 + timedelta(minutes=10))
+    assert first.fired is not None
+    second = decide(spec, first.status, False, T0 + timedelta(minutes=20))
+    assert second.fired is None and "cooldown" in (second.status.last.reason or "")  # type: ignore[union-attr]
+    third = decide(spec, second.status, False, T0 + timedelta(minutes=40))
+    assert third.fired is not None
+
+
+def test_editing_the_schedule_restarts_its_count() -> None:
+    status = settle(nightly(), None, T0)
+    hourly = RetrainSpec.model_validate({"schedule": "@hourly"})
+    plan = decide(hourly, status, False, T0 + timedelta(hours=5))
+    assert plan.fired is None and plan.status is not None and plan.status.schedule == "0 * * * * (UTC)"
+
+
+def test_removing_the_schedule_keeps_the_record_but_fires_nothing() -> None:
+    status = settle(nightly(), None, T0)
+    plan = decide(RetrainSpec(), status, False, T0 + timedelta(days=1))
+    assert plan.fired is None and plan.wake_after is None
+    assert plan.status is not None and plan.status.schedule is None
+
+
+@pytest.mark.parametrize(
+    ("retrain", "expected"),
+    [
+        ({"schedule": "0 3 * * *", "timeZone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"schedule": "0 25 * * *"}, "invalid cron schedule '0 25 * * *'"),
+        ({"cooldown": "soon"}, "spec.retrain.cooldown"),
+        ({"concurrencyPolicy": "Queue"}, "spec.retrain.concurrencyPolicy"),
+    ],
+)
+def test_a_bad_retrain_section_is_refused_with_its_field(retrain: dict[str, str], expected: str) -> None:
+    document = {
+        "apiVersion": "mlpipeline.dev/v1alpha1",
+        "kind": "MLPipeline",
+        "metadata": {"name": "p"},
+        "spec": {
+            "data": {"uri": "d.csv", "label": "y"},
+            "train": {"model": "random_forest"},
+            "retrain": retrain,
+        },
+    }
+    with pytest.raises(ManifestError) as error:
+        parse_manifest(document)
+    assert "spec.retrain" in str(error.value) and expected in str(error.value)
