@@ -51,6 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not serve or outcome.version is None:
         return 0
     spec, name = pipeline.spec.serve, pipeline.metadata.name
+    monitoring = pipeline.spec.monitoring.server_env(name, str((runner.root / "capture").resolve()))
     status = load_serving(runner.root)
     plan = serving.decide(spec, status, outcome.version, serving.ROUTER, None, None, datetime.now(UTC))
     if plan.phase == serving.CANARY and status is not None:
@@ -64,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             runner.root / "rollout",
             args.canary_load,
             console,
+            monitoring,
         )
         save_serving(runner.root, final)
         return code
@@ -78,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         port,
         runner.root / "logs" / "serve.log",
         console,
+        monitoring,
     )
 
 

@@ -42,6 +42,11 @@ def step_output(base: str, namespace: str, pipeline: str, run: str, step: str) -
     return f"{base.rstrip('/')}/{namespace}/{pipeline}/{run}/{step}"
 
 
+def capture_uri(base: str, namespace: str, pipeline: str) -> str:
+    """Where a pipeline's model servers write what they capture (every version, partitioned)."""
+    return f"{base.rstrip('/')}/{namespace}/{pipeline}/capture"
+
+
 def job_name(pipeline: str, run: str, step: str) -> str:
     return f"{pipeline}-{run}-{step}"
 

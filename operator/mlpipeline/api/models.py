@@ -530,6 +530,78 @@ class ServeSpec(Model):
     memory: str = Field(default="1Gi", pattern=QUANTITY_PATTERN, description="Memory per replica.")
 
 
+class CaptureSpec(Model):
+    """What the model servers keep of what they serve."""
+
+    sample_rate: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Share of served records captured (features, prediction, version).",
+    )
+    buffer: int = Field(
+        default=10_000,
+        ge=100,
+        le=1_000_000,
+        description="Captured records a server holds awaiting a write; beyond it samples are dropped "
+        '(counted in mlpipeline_capture_records_total{outcome="dropped"}), never requests.',
+    )
+
+
+class DriftSpec(Model):
+    """Drift of the served data from the training data, measured by each model server."""
+
+    window: str = Field(default="1h", pattern=DURATION_PATTERN, description="Served samples of this long.")
+    min_samples: int = Field(
+        default=100, ge=10, description="Fewer samples in the window: not enough data, never drift."
+    )
+    threshold: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Jensen-Shannon distance (0 to 1) above which a feature or the predictions drifted.",
+    )
+    interval: str = Field(
+        default="30s", pattern=DURATION_PATTERN, description="How often drift is measured and read back."
+    )
+
+
+class MonitoringSpec(Model):
+    """Capture and drift: the model servers sample what they serve into the artifact store
+    (<artifacts>/<namespace>/<pipeline>/capture/version=<v>/hour=<h>/) and export drift to Prometheus;
+    the operator reads it into status.monitoring."""
+
+    capture: CaptureSpec = Field(default_factory=CaptureSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+
+    def server_env(self, pipeline: str, capture_uri: str | None) -> dict[str, str]:
+        """The model server's environment for it (read by serving/monitor.py)."""
+        env = {
+            "MLP_PIPELINE": pipeline,
+            "MLP_CAPTURE_RATE": str(self.capture.sample_rate),
+            "MLP_CAPTURE_BUFFER": str(self.capture.buffer),
+            "MLP_DRIFT_WINDOW": str(parse_duration(self.drift.window)),
+            "MLP_DRIFT_MIN_SAMPLES": str(self.drift.min_samples),
+            "MLP_DRIFT_THRESHOLD": str(self.drift.threshold),
+            "MLP_MONITOR_INTERVAL": str(parse_duration(self.drift.interval)),
+        }
+        if capture_uri:
+            env["MLP_CAPTURE_URI"] = capture_uri
+        return env
+
+
+class DriftTrigger(Model):
+    """Retrain when the stable version's drift stays above spec.monitoring.drift.threshold."""
+
+    sustained: str = Field(
+        default="10m", pattern=DURATION_PATTERN, description="How long drift must stay above the threshold."
+    )
+    features: list[str] = Field(
+        default_factory=list,
+        description="Features (or 'prediction') that count; empty: any feature or the predictions.",
+    )
+
+
 class ConcurrencyPolicy(StrEnum):
     Forbid = "Forbid"
     Replace = "Replace"  # a member named replace would shadow str.replace
@@ -553,6 +625,9 @@ class RetrainSpec(Model):
         default="0s",
         pattern=DURATION_PATTERN,
         description="A trigger within this time of the last triggered run's start is skipped (recorded).",
+    )
+    on_drift: DriftTrigger | None = Field(
+        default=None, description="Retrain on drift (needs Prometheus: the canary analysis's)."
     )
     concurrency_policy: ConcurrencyPolicy = Field(
         default=ConcurrencyPolicy.Forbid,
@@ -612,6 +687,7 @@ class MLPipelineSpec(Model):
     train: TrainSpec
     evaluate: EvaluateSpec
     serve: ServeSpec = Field(default_factory=ServeSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
     artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
     steps: StepPolicy = Field(default_factory=StepPolicy)
@@ -656,7 +732,7 @@ class StepStatus(StatusModel):
 
 class RunStatus(StatusModel):
     id: str
-    trigger: str = Field(description="What started the run: create, spec, rerun or schedule.")
+    trigger: str = Field(description="What started the run: create, spec, rerun, schedule or drift.")
     trigger_value: str | None = Field(default=None, description="The value that fired the trigger.")
     generation: int | None = None
     started_at: str | None = None
@@ -737,8 +813,8 @@ class ServingStatus(StatusModel):
 class TriggerRecord(StatusModel):
     """One trigger the operator acted on."""
 
-    kind: str = Field(description="schedule")
-    value: str = Field(description="What fired: the scheduled time and its schedule.")
+    kind: str = Field(description="schedule or drift")
+    value: str = Field(description="What fired: the scheduled time, or the drifted features and values.")
     at: str = Field(description="When the operator acted on it.")
     action: Literal["started", "skipped"]
     reason: str | None = Field(default=None, description="Why it was skipped.")
@@ -752,7 +828,28 @@ class RetrainStatus(StatusModel):
     next_at: str | None = Field(default=None, description="The next scheduled time.")
     token: str | None = Field(default=None, description="What makes the triggered run's identity new.")
     fired_at: str | None = Field(default=None, description="When the last triggered run started.")
+    drift_since: str | None = Field(
+        default=None, description="Since when drift has stayed above the threshold."
+    )
     last: TriggerRecord | None = None
+
+
+class FeatureDriftStatus(StatusModel):
+    name: str = Field(description="A feature, or 'prediction'.")
+    value: float | None = Field(default=None, description="Jensen-Shannon distance; null: not enough data.")
+    drifted: bool = False
+
+
+class MonitoringStatus(StatusModel):
+    """The stable version's drift as its servers last exported it to Prometheus."""
+
+    model_version: str | None = None
+    measured_at: str | None = Field(default=None, description="When the operator read it.")
+    samples: int | None = Field(default=None, description="Served samples in the drift window.")
+    threshold: float | None = None
+    features: list[FeatureDriftStatus] = Field(default_factory=list)
+    report: str | None = Field(default=None, description="The drift report (HTML) in the artifact store.")
+    message: str | None = None
 
 
 class MLPipelineStatus(StatusModel):
@@ -766,6 +863,7 @@ class MLPipelineStatus(StatusModel):
     model: ModelStatus | None = None
     serving: ServingStatus | None = None
     retrain: RetrainStatus | None = None
+    monitoring: MonitoringStatus | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The status as the API server stores it: camelCase, unset fields left out."""

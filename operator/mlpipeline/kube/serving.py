@@ -8,12 +8,20 @@ from typing import Any
 
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.engine.serving import GATEWAY_API, Topology
-from mlpipeline.kube.jobs import OperatorSettings, labels, mount_artifacts, owner_reference, secure
+from mlpipeline.kube.jobs import (
+    OperatorSettings,
+    artifacts_base,
+    labels,
+    mount_artifacts,
+    owner_reference,
+    secure,
+)
 from mlpipeline.protocol import (
     COMPONENT_LABEL,
     PIPELINE_LABEL,
     SERVING_COMPONENT,
     VERSION_LABEL,
+    capture_uri,
     model_object_name,
     model_tag,
     route_name,
@@ -59,6 +67,12 @@ def build_model_deployment(
         "env": [
             {"name": "MLP_MODEL_TAG", "value": model_tag(pipeline, version)},
             {"name": "MLP_MODEL_URI", "value": artifact},
+            *(
+                {"name": k, "value": v}
+                for k, v in spec.monitoring.server_env(
+                    pipeline, capture_uri(artifacts_base(spec, settings), namespace, pipeline)
+                ).items()
+            ),
         ],
         "ports": [{"name": "http", "containerPort": port}],
         "readinessProbe": probe,

@@ -38,7 +38,8 @@ class LocalRollout:
     bentoml_home: Path
     directory: Path
     port: int
-    canary_env: dict[str, str] = field(default_factory=dict)
+    canary_env: dict[str, str] = field(default_factory=dict)  # on top of env, for the canary only
+    env: dict[str, str] = field(default_factory=dict)  # every server's
     report: Callable[[RolloutTick], None] | None = None
     servers: dict[str, ModelServer] = field(default_factory=dict)  # by version
     router: Router | None = None
@@ -53,7 +54,7 @@ class LocalRollout:
         return f"{self.model}:{version}"
 
     def _server(self, version: str) -> ModelServer:
-        env = self.canary_env if version == version_of(self.canary_tag) else {}
+        env = {**self.env, **(self.canary_env if version == version_of(self.canary_tag) else {})}
         server = ModelServer(
             tag=self.tag(version),
             bentoml_home=self.bentoml_home,

@@ -78,9 +78,18 @@ def wait(stop: threading.Event, alive: Callable[[], bool]) -> int:
 
 
 def serve_until_interrupted(
-    tag: str, bentoml_home: Path, ingest_out: str, port: int, log: Path, console: Console
+    tag: str,
+    bentoml_home: Path,
+    ingest_out: str,
+    port: int,
+    log: Path,
+    console: Console,
+    env: dict[str, str] | None = None,
 ) -> int:
-    server = ModelServer(tag=tag, bentoml_home=bentoml_home, port=free_port(port), log=log)
+    """``env``: the server's monitoring settings (MonitoringSpec.server_env)."""
+    server = ModelServer(
+        tag=tag, bentoml_home=bentoml_home, port=free_port(port), log=log, extra_env=env or {}
+    )
     if server.port != port:
         console.print(f"[yellow]port {port} is busy; serving on {server.port}[/]")
     with interruptible() as stop:
@@ -117,13 +126,21 @@ def rollout_then_serve(
     directory: Path,
     load_rate: float,
     console: Console,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, ServingStatus]:
     """Canary rollout of the tag ``candidate`` against the stable version in ``status``; returns
     (exit code, the serving status at the end)."""
     model = model_of(candidate)
     stable = f"{model}:{status.stable}"
     rollout = LocalRollout(
-        stable, candidate, spec, bentoml_home, directory, free_port(port), report=_report(console)
+        stable,
+        candidate,
+        spec,
+        bentoml_home,
+        directory,
+        free_port(port),
+        report=_report(console),
+        env=env or {},
     )
     with interruptible() as stop:
         try:

@@ -32,7 +32,7 @@ def profile_column(series: pd.Series, kind: str) -> dict[str, Any]:
                 min=float(numbers.min()),
                 max=float(numbers.max()),
                 edges=[float(e) for e in edges],
-                fractions=_bin_fractions(numbers, edges),
+                fractions=bin_fractions(numbers, edges),
             )
     else:
         counts = values.astype(str).value_counts(normalize=True)
@@ -44,7 +44,7 @@ def profile_column(series: pd.Series, kind: str) -> dict[str, Any]:
     return out
 
 
-def _bin_fractions(numbers: np.ndarray, edges: np.ndarray) -> list[float]:
+def bin_fractions(numbers: np.ndarray, edges: np.ndarray) -> list[float]:
     if len(edges) < 2:
         return [1.0]
     inner = edges[1:-1]
@@ -52,11 +52,17 @@ def _bin_fractions(numbers: np.ndarray, edges: np.ndarray) -> list[float]:
     return [float(c) for c in counts / max(numbers.size, 1)]
 
 
-def profile_frame(frame: pd.DataFrame, kinds: dict[str, str]) -> dict[str, Any]:
-    return {
+def profile_frame(
+    frame: pd.DataFrame, kinds: dict[str, str], label: str | None = None, label_kind: str = "categorical"
+) -> dict[str, Any]:
+    """Every feature's profile and, with ``label``, the label's (the reference of prediction drift)."""
+    profile: dict[str, Any] = {
         "rows": len(frame),
         "columns": {name: profile_column(frame[name], kind) for name, kind in kinds.items()},
     }
+    if label is not None:
+        profile["label"] = profile_column(frame[label], label_kind)
+    return profile
 
 
 def column_psi(column_profile: dict[str, Any], values: pd.Series) -> float:
@@ -67,7 +73,7 @@ def column_psi(column_profile: dict[str, Any], values: pd.Series) -> float:
         if len(edges) < 2 or not numbers.size:
             return 0.0
         expected = dict(enumerate(column_profile["fractions"]))
-        actual = dict(enumerate(_bin_fractions(numbers, edges)))
+        actual = dict(enumerate(bin_fractions(numbers, edges)))
         return psi({str(k): v for k, v in expected.items()}, {str(k): v for k, v in actual.items()})
     known = column_profile["frequencies"]
     observed = values.dropna().astype(str)

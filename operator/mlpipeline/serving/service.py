@@ -21,6 +21,7 @@ BentoML alone and counted only in its request metrics.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -32,9 +33,18 @@ from pydantic import ValidationError, ValidatorFunctionWrapHandler, WrapValidato
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from mlpipeline import store
+from mlpipeline.monitoring.drift import DriftReport
+from mlpipeline.monitoring.drift_metrics import (
+    CAPTURED,
+    DRIFT_SAMPLES,
+    FEATURE_DRIFT,
+    PREDICTION,
+    PREDICTION_DRIFT,
+)
 from mlpipeline.protocol import MODEL_EXPORT
 from mlpipeline.serving.bundle import ModelBundle
 from mlpipeline.serving.chaos import Chaos
+from mlpipeline.serving.monitor import Monitor, MonitorSettings
 from mlpipeline.serving.validation import UnreadableRecords, clean_records
 from mlpipeline.steps.package import BUNDLE
 
@@ -52,6 +62,26 @@ prediction_values = bentoml.metrics.Histogram(
     documentation="Predicted values of a regression model",
     labelnames=["model_version"],
     buckets=(-1e6, -1e3, -100, -10, -1, 0, 1, 10, 100, 1e3, 1e6),
+)
+feature_drift = bentoml.metrics.Gauge(
+    name=FEATURE_DRIFT,
+    documentation="Jensen-Shannon distance of a feature's served distribution from its training one",
+    labelnames=["pipeline", "model_version", "feature"],
+)
+prediction_drift = bentoml.metrics.Gauge(
+    name=PREDICTION_DRIFT,
+    documentation="Jensen-Shannon distance of the predictions from the training labels",
+    labelnames=["pipeline", "model_version"],
+)
+drift_samples = bentoml.metrics.Gauge(
+    name=DRIFT_SAMPLES,
+    documentation="Served samples the drift was measured on (below the minimum: no drift exported)",
+    labelnames=["pipeline", "model_version"],
+)
+captured_total = bentoml.metrics.Counter(
+    name=CAPTURED,
+    documentation="Sampled records written to the artifact store, or dropped (buffer full, store down)",
+    labelnames=["pipeline", "model_version", "outcome"],
 )
 rejected_requests_total = bentoml.metrics.Counter(
     name="mlpipeline_rejected_requests_total",
@@ -119,6 +149,34 @@ class ModelService:
     def __init__(self) -> None:
         self.version, self.bundle = load_bundle(os.environ["MLP_MODEL_TAG"], os.environ.get("MLP_MODEL_URI"))
         self.chaos = Chaos()
+        settings = MonitorSettings.from_env()
+        pipeline = settings.pipeline
+
+        def count(outcome: str, n: int) -> None:
+            captured_total.labels(pipeline=pipeline, model_version=self.version, outcome=outcome).inc(n)
+
+        self.monitor = Monitor(
+            settings,
+            self.version,
+            self.bundle.metadata.get("profile") or {"columns": {}},
+            count,
+            self.publish,
+        ).start()
+
+    def publish(self, report: DriftReport) -> None:
+        labels = {"pipeline": self.monitor.settings.pipeline, "model_version": self.version}
+        drift_samples.labels(**labels).set(report.samples)
+        for feature in report.features:
+            gauge, extra = (
+                (prediction_drift, {})
+                if feature.name == PREDICTION
+                else (feature_drift, {"feature": feature.name})
+            )
+            if feature.value is not None:
+                gauge.labels(**labels, **extra).set(feature.value)
+            else:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*{**labels, **extra}.values())
 
     @bentoml.api(batchable=BATCHING, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)  # type: ignore[untyped-decorator]
     def predict(self, records: Records) -> list[dict[str, Any]]:
@@ -126,7 +184,14 @@ class ModelService:
         self.chaos.before()
         answers = self.chaos.after(self.bundle.predict_rows(records), self.bundle.classes)
         count(self.version, answers)
+        self.monitor.capture.offer(records, answers)
         return answers
+
+    @bentoml.api  # type: ignore[untyped-decorator]
+    def drift(self) -> dict[str, Any]:
+        """The last drift measurement: per feature (and ``prediction``) the distance, or null when
+        there were fewer samples than the minimum; the report's location in the artifact store."""
+        return self.monitor.summary()
 
     @bentoml.api  # type: ignore[untyped-decorator]
     def metadata(self) -> dict[str, Any]:

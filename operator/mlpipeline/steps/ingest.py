@@ -126,7 +126,7 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     schema: dict[str, Any] = {"label": label, "task": spec.train.task, "features": kinds}
     if classification:
         schema["classes"] = sorted(frame[label].unique().tolist(), key=str)
-    profile = profile_frame(train, kinds)
+    profile = profile_frame(train, kinds, label, "categorical" if classification else "numeric")
     artifacts.write_table(artifacts.join(out, "train.parquet"), train)
     artifacts.write_table(artifacts.join(out, "test.parquet"), test)
     artifacts.write_json(artifacts.join(out, "schema.json"), schema)

@@ -1,0 +1,126 @@
+"""The model server's monitor thread: every interval it writes the captured samples to the store,
+measures drift over the recent window against the training profile the model carries, exports it
+as gauges and writes the HTML report next to the captures.
+
+Configured by the environment the operator or the local runner sets from ``spec.monitoring``:
+MLP_PIPELINE, MLP_CAPTURE_URI (unset: nothing written), MLP_CAPTURE_RATE, MLP_CAPTURE_BUFFER,
+MLP_DRIFT_WINDOW, MLP_DRIFT_MIN_SAMPLES, MLP_DRIFT_THRESHOLD, MLP_MONITOR_INTERVAL (seconds)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlpipeline import store
+from mlpipeline.monitoring.drift import DriftReport, measure
+from mlpipeline.monitoring.report import render
+from mlpipeline.protocol import stamp
+from mlpipeline.serving.capture import Capture, Count
+
+log = logging.getLogger("mlpipeline.monitor")
+REPORT = "drift.html"
+
+
+def report_uri(capture_uri: str, version: str) -> str:
+    return store.join(capture_uri, f"report/version={version}/{REPORT}")
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    pipeline: str = ""
+    capture_uri: str | None = None
+    rate: float = 0.1
+    buffer: int = 10_000
+    window: float = 3600.0
+    min_samples: int = 100
+    threshold: float = 0.2
+    interval: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> MonitorSettings:
+        env = os.environ.get
+        return cls(
+            pipeline=env("MLP_PIPELINE", ""),
+            capture_uri=env("MLP_CAPTURE_URI") or None,
+            rate=float(env("MLP_CAPTURE_RATE", "0.1")),
+            buffer=int(env("MLP_CAPTURE_BUFFER", "10000")),
+            window=float(env("MLP_DRIFT_WINDOW", "3600")),
+            min_samples=int(env("MLP_DRIFT_MIN_SAMPLES", "100")),
+            threshold=float(env("MLP_DRIFT_THRESHOLD", "0.2")),
+            interval=float(env("MLP_MONITOR_INTERVAL", "30")),
+        )
+
+
+Publish = Callable[[DriftReport], None]
+
+
+class Monitor:
+    def __init__(
+        self, settings: MonitorSettings, version: str, profile: dict[str, Any], count: Count, publish: Publish
+    ):
+        self.settings = settings
+        self.version = version
+        self.profile = profile
+        self.publish = publish
+        self.capture = Capture(
+            version,
+            settings.capture_uri,
+            rate=settings.rate,
+            source=socket.gethostname(),
+            buffer=settings.buffer,
+            count=count,
+        )
+        self.last: DriftReport | None = None
+        self.measured_at: str | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> Monitor:
+        threading.Thread(target=self._loop, name="mlpipeline-monitor", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.interval):
+            try:
+                self.tick()
+            except Exception:  # the monitor must never take the server down
+                log.exception("monitoring tick failed")
+
+    def tick(self) -> DriftReport:
+        self.capture.flush()
+        records, predictions = self.capture.window(self.settings.window)
+        report = measure(self.profile, records, predictions, self.settings.min_samples)
+        self.last, self.measured_at = report, stamp(datetime.now(UTC))
+        self.publish(report)
+        if self.settings.capture_uri:
+            page = render(
+                report, self.settings.pipeline, self.version, self.settings.threshold, self.measured_at
+            )
+            try:
+                store.write_bytes(report_uri(self.settings.capture_uri, self.version), page.encode())
+            except Exception:
+                log.warning("cannot write the drift report to %s", self.settings.capture_uri)
+        return report
+
+    def summary(self) -> dict[str, Any]:
+        """The last measurement, as /drift answers it."""
+        report = self.last or measure(self.profile, [], [], self.settings.min_samples)
+        return {
+            "version": self.version,
+            "measuredAt": self.measured_at,
+            "samples": report.samples,
+            "minSamples": report.min_samples,
+            "threshold": self.settings.threshold,
+            "features": {f.name: f.value for f in report.features},
+            "report": report_uri(self.settings.capture_uri, self.version)
+            if self.settings.capture_uri
+            else None,
+        }
