@@ -47,6 +47,11 @@ def capture_uri(base: str, namespace: str, pipeline: str) -> str:
     return f"{base.rstrip('/')}/{namespace}/{pipeline}/capture"
 
 
+def drift_report_uri(capture: str, version: str) -> str:
+    """The drift report a version's servers keep up to date beside the captures."""
+    return f"{capture.rstrip('/')}/report/version={version}/drift.html"
+
+
 def job_name(pipeline: str, run: str, step: str) -> str:
     return f"{pipeline}-{run}-{step}"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -51,9 +52,52 @@ def write_json(uri: str, value: Any) -> None:
     write_bytes(uri, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
 
 
+def is_pattern(uri: str) -> bool:
+    """A URI with glob characters names partitions (``s3://b/churn/month=*/*.csv``)."""
+    return any(c in uri for c in "*?[")
+
+
+@dataclass(frozen=True)
+class Partition:
+    uri: str
+    size: int
+    version: str  # ETag, or size and modification time: changes when the content does
+
+
+def partitions(uri: str) -> list[Partition]:
+    """The files a pattern matches, sorted by name (so ``month=2026-01`` comes before ``2026-02``)."""
+    fs, path = _fs(uri)
+    scheme = uri.split("://", 1)[0] + "://" if "://" in uri else ""
+    try:
+        found = fs.glob(path, detail=True)
+    except (OSError, ValueError) as exc:
+        raise StepError(f"cannot list {uri}: {exc}") from None
+    out = []
+    for name, info in sorted(found.items()):
+        if info.get("type") == "directory":
+            continue
+        version = (
+            info.get("ETag")
+            or info.get("etag")
+            or f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
+        )
+        out.append(
+            Partition(
+                f"{scheme}{name}" if scheme and not name.startswith(scheme) else name,
+                int(info.get("size") or 0),
+                str(version),
+            )
+        )
+    return out
+
+
 def fingerprint(uri: str) -> str:
     """What identifies the content behind a URI: a hash of the bytes of local files, the ETag or
-    size and modification time of remote objects."""
+    size and modification time of remote objects; for a pattern, of every partition's name and
+    version."""
+    if is_pattern(uri):
+        listing = [(p.uri, p.version) for p in partitions(uri)]
+        return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
     fs, path = _fs(uri)
     try:
         if "file" in fs.protocol:

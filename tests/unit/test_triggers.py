@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from mlpipeline.api.manifest import ManifestError, parse_manifest
-from mlpipeline.api.models import RetrainSpec, RetrainStatus
+from mlpipeline.api.models import FeatureDriftStatus, MonitoringStatus, RetrainSpec, RetrainStatus
 from mlpipeline.engine.triggers import decide
 
 T0 = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 02:30 in Berlin
@@ -120,3 +120,50 @@ def test_a_bad_retrain_section_is_refused_with_its_field(retrain: dict[str, str]
     with pytest.raises(ManifestError) as error:
         parse_manifest(document)
     assert "spec.retrain" in str(error.value) and expected in str(error.value)
+
+
+def reading(**values: float | None) -> MonitoringStatus:
+    features = [
+        FeatureDriftStatus(name=name, value=value, drifted=value is not None and value > 0.2)
+        for name, value in values.items()
+    ]
+    return MonitoringStatus(model_version="v1", threshold=0.2, samples=500, features=features)
+
+
+ON_DRIFT = RetrainSpec.model_validate({"onDrift": {"sustained": "10m"}})
+
+
+def test_drift_fires_only_once_sustained_and_names_what_drifted() -> None:
+    first = decide(ON_DRIFT, None, False, T0, reading(x=0.5, y=0.05))
+    assert first.fired is None and first.wake_after == 600
+    assert first.status is not None and first.status.drift_since == "2026-11-25T01:30:00Z"
+    later = decide(ON_DRIFT, first.status, False, T0 + timedelta(minutes=10), reading(x=0.45, y=0.05))
+    assert later.fired is not None and later.fired.kind == "drift"
+    assert (
+        "x=0.450" in later.fired.value and "y=" not in later.fired.value and "above 0.2" in later.fired.value
+    )
+    assert later.status is not None and later.status.token == "drift@2026-11-25T01:30:00Z"
+    assert later.status.drift_since is None  # sustained again before another firing
+
+
+def test_drift_that_goes_away_or_has_too_few_samples_resets_the_clock() -> None:
+    first = decide(ON_DRIFT, None, False, T0, reading(x=0.5))
+    calm = decide(ON_DRIFT, first.status, False, T0 + timedelta(minutes=5), reading(x=0.1))
+    assert calm.status is not None and calm.status.drift_since is None
+    unknown = decide(ON_DRIFT, first.status, False, T0 + timedelta(minutes=5), reading(x=None))
+    assert unknown.status is not None and unknown.status.drift_since is None
+    again = decide(ON_DRIFT, calm.status, False, T0 + timedelta(minutes=11), reading(x=0.5))
+    assert again.fired is None  # the clock restarted at minute 11
+
+
+def test_only_the_listed_features_count() -> None:
+    spec = RetrainSpec.model_validate({"onDrift": {"sustained": "0s", "features": ["prediction"]}})
+    assert decide(spec, None, False, T0, reading(x=0.9, prediction=0.1)).fired is None
+    assert decide(spec, None, False, T0, reading(x=0.1, prediction=0.3)).fired is not None
+
+
+def test_drift_during_a_run_is_skipped_under_forbid() -> None:
+    spec = RetrainSpec.model_validate({"onDrift": {"sustained": "0s"}})
+    plan = decide(spec, None, True, T0, reading(x=0.9))
+    assert plan.fired is None and plan.status is not None and plan.status.last is not None
+    assert plan.status.last.kind == "drift" and plan.status.last.action == "skipped"

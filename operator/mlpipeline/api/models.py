@@ -70,7 +70,13 @@ class DataSpec(Model):
 
     uri: str = Field(
         min_length=1,
-        description="Data location: file://, s3://, http(s):// or a plain path (local runner).",
+        description="Data location: file://, s3://, http(s):// or a plain path (local runner); with "
+        "glob characters, partitions to read together, e.g. s3://bucket/churn/month=*/*.csv.",
+    )
+    last_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="With a pattern uri: train on the newest N partitions by name (default: all).",
     )
     format: DataFormat | None = Field(
         default=None, description="csv or parquet; inferred from the URI's extension when unset."

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from mlpipeline.api.manifest import field_errors
 from mlpipeline.api.models import MLPipelineSpec, MLPipelineStatus, RetrainStatus, parse_duration
 from mlpipeline.controller import metrics
+from mlpipeline.controller.monitoring import MonitoringReader
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.engine import triggers
 from mlpipeline.engine.event import Event
@@ -67,6 +68,7 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self.serving = serving or ServingReconciler(kube, settings, None, "mlpipeline_dev_model_version")
+        self.monitoring = MonitoringReader(settings, self.serving.prometheus_url)
         self.locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self.phases = metrics.PhaseBook()
@@ -129,7 +131,10 @@ class Reconciler:
         annotations = body["metadata"].get("annotations") or {}
         now = datetime.now(UTC)
         busy = status.run is not None and status.phase not in SETTLED_PHASES
-        retrain = triggers.decide(spec.retrain, status.retrain, busy, now)
+        status.monitoring, read_again = self.monitoring.read(
+            spec, namespace, name, status.serving, status.monitoring, now
+        )
+        retrain = triggers.decide(spec.retrain, status.retrain, busy, now, status.monitoring)
         status.retrain = retrain.status
         current = run_id(spec, name, rerun=rerun_token(annotations.get(RERUN_ANNOTATION), retrain.status))
         all_jobs = self.kube.list_jobs(namespace, name)
@@ -163,8 +168,9 @@ class Reconciler:
             deadline = parse_duration(spec.steps.pending_timeout)
             waited = max((now - o.pending_since).total_seconds() for o in stuck if o.pending_since)
             self.wake_later(namespace, name, max(deadline - waited, 0) + 0.5)
-        if retrain.wake_after is not None:
-            self.wake_later(namespace, name, retrain.wake_after + 0.5)
+        for seconds in (retrain.wake_after, read_again):
+            if seconds is not None:
+                self.wake_later(namespace, name, seconds + 0.5)
         self.phases.set((namespace, name), new.phase)
         return "ok"
 

@@ -69,7 +69,16 @@ class ServingReconciler:
         checks = (
             self._analyse(spec, status) if status and serving.analysis_due(spec.serve, status, now) else None
         )
-        plan = serving.decide(spec.serve, status, version, self.provider(spec, status), control, checks, now)
+        plan = serving.decide(
+            spec.serve,
+            status,
+            version,
+            self.provider(spec, status),
+            control,
+            checks,
+            now,
+            spec.monitoring.model_dump(mode="json"),
+        )
         self.apply(body, spec, plan)
         return plan
 

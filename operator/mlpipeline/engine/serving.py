@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from mlpipeline.api.models import (
     AnalysisCheck,
@@ -117,13 +118,16 @@ def decide(
     control: str | None,
     checks: list[AnalysisCheck] | None,
     now: datetime,
+    rendered: Any = None,
 ) -> ServingPlan:
     """One reconciliation of serving. ``checks`` is the analysis of the canary in ``status`` when
     ``analysis_due`` said so, else None; ``provider`` is how traffic would be split for a new
     canary (gatewayAPI, replicas or router). An edited ``spec.serve`` is re-applied as it is,
-    without a new model version."""
+    without a new model version, and so is ``rendered``: other settings the model servers are
+    rendered from (spec.monitoring)."""
     plan = _decide(spec, status, version, provider, control, checks, now)
-    applied = digest(spec.model_dump(mode="json"))[:16]
+    served = spec.model_dump(mode="json")
+    applied = digest(served if rendered is None else [served, rendered])[:16]
     if plan.status.stable and plan.status.applied != applied:
         if plan.topology is None:
             plan.topology = topology(spec, plan.status)

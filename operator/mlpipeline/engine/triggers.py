@@ -1,4 +1,5 @@
-"""Whether a pipeline retrains by itself now: its schedule, the cooldown and the concurrency policy.
+"""Whether a pipeline retrains by itself now: its schedule, sustained drift, the cooldown and the
+concurrency policy.
 
 Pure: the spec, the recorded RetrainStatus, whether a run is in progress and ``now`` in; the new
 record, the trigger that fired (if any), the Events and when to look again out. The record is the
@@ -12,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mlpipeline.api.models import ConcurrencyPolicy, RetrainSpec, RetrainStatus, TriggerRecord, parse_duration
+from mlpipeline.api.models import (
+    ConcurrencyPolicy,
+    MonitoringStatus,
+    RetrainSpec,
+    RetrainStatus,
+    TriggerRecord,
+    parse_duration,
+)
 from mlpipeline.engine.event import Event
 from mlpipeline.protocol import parse_stamp, stamp
 from mlpipeline.schedule import Schedule
@@ -32,33 +40,88 @@ class TriggerPlan:
     wake_after: float | None = None  # seconds until the next scheduled time
 
 
-def decide(spec: RetrainSpec, status: RetrainStatus | None, busy: bool, now: datetime) -> TriggerPlan:
-    if not spec.schedule:
+def decide(
+    spec: RetrainSpec,
+    status: RetrainStatus | None,
+    busy: bool,
+    now: datetime,
+    drift: MonitoringStatus | None = None,
+) -> TriggerPlan:
+    """``drift``: the stable version's last drift reading (status.monitoring)."""
+    if not spec.schedule and not spec.on_drift:
         return TriggerPlan(None if status is None else status.model_copy(update={"schedule": None}))
-    schedule = Schedule.parse(spec.schedule, spec.time_zone)
     new = (status or RetrainStatus()).model_copy(deep=True)
-    if new.schedule != str(schedule) or not new.since:
-        new.schedule, new.since = str(schedule), stamp(now)  # a new schedule counts from now
     plan = TriggerPlan(new)
-    due = schedule.latest_due(parse_stamp(new.since), now)
-    if due is not None:
-        new.since = stamp(due)
-        value = f"{schedule} at {due.isoformat()}"
-        skip = _why_skip(spec, new, busy, now)
-        if skip:
-            new.last = TriggerRecord(
-                kind="schedule", value=value, at=stamp(now), action="skipped", reason=skip
+    wakes: list[float] = []
+    if spec.schedule:
+        schedule = Schedule.parse(spec.schedule, spec.time_zone)
+        if new.schedule != str(schedule) or not new.since:
+            new.schedule, new.since = str(schedule), stamp(now)  # a new schedule counts from now
+        due = schedule.latest_due(parse_stamp(new.since), now)
+        if due is not None:
+            new.since = stamp(due)
+            _act(
+                plan,
+                spec,
+                busy,
+                now,
+                Firing("schedule", f"{schedule} at {due.isoformat()}"),
+                f"schedule@{stamp(due)}",
             )
-            plan.events.append(Event("Normal", "RetrainSkipped", f"schedule {value} skipped: {skip}"))
-        else:
-            new.last = TriggerRecord(kind="schedule", value=value, at=stamp(now), action="started")
-            new.token, new.fired_at = f"schedule@{stamp(due)}", stamp(now)
-            plan.fired = Firing("schedule", value)
-            plan.events.append(Event("Normal", "RetrainTriggered", f"schedule {value}: a new run starts"))
-    upcoming = schedule.next_after(max(parse_stamp(new.since), now))
-    new.next_at = stamp(upcoming)
-    plan.wake_after = (upcoming - now).total_seconds()
+        upcoming = schedule.next_after(max(parse_stamp(new.since), now))
+        new.next_at = stamp(upcoming)
+        wakes.append((upcoming - now).total_seconds())
+    else:
+        new.schedule = new.next_at = None
+    if spec.on_drift and plan.fired is None:
+        wakes.extend(_drift(plan, spec, busy, now, drift))
+    else:
+        new.drift_since = None if not spec.on_drift else new.drift_since
+    plan.wake_after = min(wakes) if wakes else None
     return plan
+
+
+def _act(plan: TriggerPlan, spec: RetrainSpec, busy: bool, now: datetime, firing: Firing, token: str) -> None:
+    """Fires ``firing`` or records why it is skipped."""
+    new = plan.status
+    assert new is not None
+    skip = _why_skip(spec, new, busy, now)
+    if skip:
+        new.last = TriggerRecord(
+            kind=firing.kind, value=firing.value, at=stamp(now), action="skipped", reason=skip
+        )
+        plan.events.append(Event("Normal", "RetrainSkipped", f"{firing.kind} {firing.value} skipped: {skip}"))
+        return
+    new.last = TriggerRecord(kind=firing.kind, value=firing.value, at=stamp(now), action="started")
+    new.token, new.fired_at = token, stamp(now)
+    plan.fired = firing
+    plan.events.append(Event("Normal", "RetrainTriggered", f"{firing.kind} {firing.value}: a new run starts"))
+
+
+def _drift(
+    plan: TriggerPlan, spec: RetrainSpec, busy: bool, now: datetime, drift: MonitoringStatus | None
+) -> list[float]:
+    """Fires when the counted features stayed drifted for onDrift.sustained; returns when to look again."""
+    assert spec.on_drift is not None and plan.status is not None
+    new = plan.status
+    wanted = spec.on_drift.features
+    counted = [f for f in (drift.features if drift else []) if f.drifted and (not wanted or f.name in wanted)]
+    if not counted or drift is None:
+        new.drift_since = None
+        return []
+    new.drift_since = new.drift_since or stamp(now)
+    since = parse_stamp(new.drift_since)
+    left = parse_duration(spec.on_drift.sustained) - (now - since).total_seconds()
+    if left > 0:
+        return [left]
+    values = ", ".join(f"{f.name}={f.value:.3f}" for f in counted if f.value is not None)
+    firing = Firing(
+        "drift", f"{values} above {drift.threshold:g} since {new.drift_since} (version {drift.model_version})"
+    )
+    token = f"drift@{new.drift_since}"
+    new.drift_since = None  # drift must be sustained again before the next firing
+    _act(plan, spec, busy, now, firing, token)
+    return []
 
 
 def _why_skip(spec: RetrainSpec, status: RetrainStatus, busy: bool, now: datetime) -> str | None:

@@ -20,15 +20,10 @@ from typing import Any
 from mlpipeline import store
 from mlpipeline.monitoring.drift import DriftReport, measure
 from mlpipeline.monitoring.report import render
-from mlpipeline.protocol import stamp
+from mlpipeline.protocol import drift_report_uri, stamp
 from mlpipeline.serving.capture import Capture, Count
 
 log = logging.getLogger("mlpipeline.monitor")
-REPORT = "drift.html"
-
-
-def report_uri(capture_uri: str, version: str) -> str:
-    return store.join(capture_uri, f"report/version={version}/{REPORT}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +100,7 @@ class Monitor:
                 report, self.settings.pipeline, self.version, self.settings.threshold, self.measured_at
             )
             try:
-                store.write_bytes(report_uri(self.settings.capture_uri, self.version), page.encode())
+                store.write_bytes(drift_report_uri(self.settings.capture_uri, self.version), page.encode())
             except Exception:
                 log.warning("cannot write the drift report to %s", self.settings.capture_uri)
         return report
@@ -120,7 +115,7 @@ class Monitor:
             "minSamples": report.min_samples,
             "threshold": self.settings.threshold,
             "features": {f.name: f.value for f in report.features},
-            "report": report_uri(self.settings.capture_uri, self.version)
+            "report": drift_report_uri(self.settings.capture_uri, self.version)
             if self.settings.capture_uri
             else None,
         }

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from mlpipeline import store
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.monitoring.profile import profile_frame
 from mlpipeline.steps import artifacts
@@ -108,9 +109,25 @@ def validate(frame: pd.DataFrame, spec: MLPipelineSpec) -> dict[str, str]:
     return kinds
 
 
+def read_partitions(spec: MLPipelineSpec) -> tuple[pd.DataFrame, list[str]]:
+    """The data behind spec.data.uri: one file, or the window of partitions a pattern matches."""
+    uri = spec.data.uri
+    if not store.is_pattern(uri):
+        return read_data(uri, data_format(uri, spec.data.format)), [uri]
+    found = [p.uri for p in store.partitions(uri)]
+    if not found:
+        raise StepError(f"spec.data.uri: no partition matches {uri}")
+    window = found[-spec.data.last_partitions :] if spec.data.last_partitions else found
+    frames = [read_data(p, data_format(p, spec.data.format)) for p in window]
+    columns = [list(f.columns) for f in frames]
+    for name, cols in zip(window[1:], columns[1:], strict=True):
+        if set(cols) != set(columns[0]):
+            raise StepError(f"{name}: columns {sorted(cols)} differ from {window[0]}'s {sorted(columns[0])}")
+    return pd.concat(frames, ignore_index=True), window
+
+
 def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
-    fmt = data_format(spec.data.uri, spec.data.format)
-    frame = read_data(spec.data.uri, fmt)
+    frame, read = read_partitions(spec)
     frame.columns = [str(c) for c in frame.columns]
     kinds = validate(frame, spec)
     label = spec.data.label
@@ -132,6 +149,9 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     artifacts.write_json(artifacts.join(out, "schema.json"), schema)
     artifacts.write_json(artifacts.join(out, "profile.json"), profile)
     summary = f"{len(frame)} rows, {len(kinds)} features"
+    if len(read) > 1 or store.is_pattern(spec.data.uri):
+        summary += f", {len(read)} partitions (newest {read[-1].rsplit('/', 1)[-1]})"
     if classification:
         summary += f", {len(schema['classes'])} classes"
-    return {"summary": summary, "rows": len(frame), "train": len(train), "test": len(test)}
+    result = {"summary": summary, "rows": len(frame), "train": len(train), "test": len(test)}
+    return result | {"partitions": len(read), "newest": read[-1]}
