@@ -42,6 +42,11 @@ def step_output(base: str, namespace: str, pipeline: str, run: str, step: str) -
     return f"{base.rstrip('/')}/{namespace}/{pipeline}/{run}/{step}"
 
 
+def is_pattern(uri: str) -> bool:
+    """A data URI with glob characters names partitions (``s3://b/churn/month=*/*.csv``)."""
+    return any(c in uri for c in "*?[")
+
+
 def capture_uri(base: str, namespace: str, pipeline: str) -> str:
     """Where a pipeline's model servers write what they capture (every version, partitioned)."""
     return f"{base.rstrip('/')}/{namespace}/{pipeline}/capture"

@@ -7,9 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import fsspec
+
+from mlpipeline.protocol import is_pattern
 
 
 class StepError(Exception):
@@ -52,16 +55,24 @@ def write_json(uri: str, value: Any) -> None:
     write_bytes(uri, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
 
 
-def is_pattern(uri: str) -> bool:
-    """A URI with glob characters names partitions (``s3://b/churn/month=*/*.csv``)."""
-    return any(c in uri for c in "*?[")
-
-
 @dataclass(frozen=True)
 class Partition:
     uri: str
     size: int
     version: str  # ETag, or size and modification time: changes when the content does
+    modified: float | None = None  # seconds since the epoch
+
+
+def _version(info: dict[str, Any]) -> str:
+    modified = info.get("mtime") or info.get("LastModified")
+    return str(info.get("ETag") or info.get("etag") or f"{info.get('size')}:{modified}")
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    value = info.get("mtime") or info.get("LastModified") or info.get("created")
+    if isinstance(value, int | float):
+        return float(value)
+    return float(value.timestamp()) if isinstance(value, datetime) else None
 
 
 def partitions(uri: str) -> list[Partition]:
@@ -72,23 +83,36 @@ def partitions(uri: str) -> list[Partition]:
         found = fs.glob(path, detail=True)
     except (OSError, ValueError) as exc:
         raise StepError(f"cannot list {uri}: {exc}") from None
-    out = []
-    for name, info in sorted(found.items()):
-        if info.get("type") == "directory":
-            continue
-        version = (
-            info.get("ETag")
-            or info.get("etag")
-            or f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
+    return [
+        Partition(
+            f"{scheme}{name}" if scheme and not name.startswith(scheme) else name,
+            int(info.get("size") or 0),
+            _version(info),
+            _modified(info),
         )
-        out.append(
-            Partition(
-                f"{scheme}{name}" if scheme and not name.startswith(scheme) else name,
-                int(info.get("size") or 0),
-                str(version),
-            )
-        )
-    return out
+        for name, info in sorted(found.items())
+        if info.get("type") != "directory"
+    ]
+
+
+def count_rows(uri: str) -> int:
+    """Rows of a CSV (lines after the header, read in chunks) or Parquet file (its footer)."""
+    try:
+        if uri.lower().endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq  # only when a Parquet partition is counted
+
+            with fsspec.open(uri, "rb") as handle:
+                return int(pq.ParquetFile(handle).metadata.num_rows)
+        lines, last = 0, b"\n"
+        with fsspec.open(uri, "rb", compression="infer") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+        return max(lines + (last != b"\n") - 1, 0)
+    except FileNotFoundError:
+        raise StepError(f"{uri}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise StepError(f"cannot read {uri}: {exc}") from None
 
 
 def fingerprint(uri: str) -> str:
@@ -111,9 +135,4 @@ def fingerprint(uri: str) -> str:
         raise StepError(f"{uri}: no such file") from None
     except (OSError, ValueError) as exc:
         raise StepError(f"cannot read {uri}: {exc}") from None
-    key = (
-        info.get("ETag")
-        or info.get("etag")
-        or f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
-    )
-    return hashlib.sha256(str(key).encode()).hexdigest()
+    return hashlib.sha256(_version(info).encode()).hexdigest()

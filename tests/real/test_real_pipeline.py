@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -248,3 +249,76 @@ def test_a_faulty_version_is_rolled_back_and_the_stable_one_keeps_serving(served
     served.wait_removed(faulty, "the faulty version")
     answer = predict(served.service_url(), {"records": [SETOSA]})
     assert answer is not None and answer.json()[0]["label"] == "setosa"
+
+
+def iris_rows(**shift: float) -> list[dict[str, Any]]:
+    """Every iris record, without its label, some features shifted, in a fixed random order (the
+    file is sorted by species: its first 50 rows alone would drift on every feature)."""
+    rows = list(csv.DictReader((EXAMPLES / "data" / "iris.csv").open()))
+    random.Random(0).shuffle(rows)
+    return [{k: float(v) + shift.get(k, 0.0) for k, v in r.items() if k != "species"} for r in rows]
+
+
+def test_served_data_that_drifts_is_captured_reported_and_retrains_the_model(served: Served) -> None:
+    stable = served.status["serving"]["stable"]
+    spec = served.manifest["spec"]
+    spec["data"]["uri"] = f"{served.store.prefix}/data/iris.csv"  # the stable version's own data again
+    spec["monitoring"] = {
+        "capture": {"sampleRate": 1.0},
+        "drift": {"interval": "5s", "window": "10m", "minSamples": 300, "threshold": 0.2},
+    }
+    spec["retrain"] = {"onDrift": {"sustained": "15s", "features": ["petal_length"]}}
+    kubectl("apply", "-n", served.namespace, "-f", "-", stdin=yaml.safe_dump(served.manifest))
+    wait_for(
+        "the model servers re-applied with capture on",
+        lambda: any(
+            e["name"] == "MLP_CAPTURE_RATE" and e["value"] == "1.0"
+            for d in kube_json(
+                "get", "deployments", "-n", served.namespace, "-l", "app.kubernetes.io/component=serving"
+            )["items"]
+            for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+        ),
+        timeout=60,
+    )
+    wait_ready(
+        served.namespace,
+        model_object_name("iris", stable),
+        "the re-applied model Deployment Ready",
+        timeout=300,
+    )
+    load = Load(
+        served.service_url(),
+        iris_rows(petal_length=3.0),
+        rate=10,
+        threads=3,
+        keepalive=False,
+        max_seconds=600,
+    )
+    load.start()
+    try:
+        monitoring = wait_for(
+            "status.monitoring showing the drift",
+            lambda: (m := status_of(served.namespace).get("monitoring") or {}).get("features") and m,
+            timeout=180,
+            interval=3,
+        )
+        drift = {f["name"]: f for f in monitoring["features"]}
+        assert drift["petal_length"]["drifted"] and drift["petal_length"]["value"] > 0.2, monitoring
+        assert not drift["sepal_width"]["drifted"], monitoring
+        assert monitoring["modelVersion"] == stable and monitoring["samples"] >= 300
+        run = wait_for(
+            "a run triggered by the drift",
+            lambda: (r := status_of(served.namespace).get("run") or {}).get("trigger") == "drift" and r,
+            timeout=120,
+            interval=3,
+        )
+        assert "petal_length=" in run["triggerValue"] and stable in run["triggerValue"], run
+    finally:
+        load.stop()
+    fs = served.store.fs()
+    captured = fs.glob(
+        f"{served.store.prefix}/{served.namespace}/iris/capture/version={stable}/hour=*/*.jsonl"
+    )
+    assert captured, "no capture file in the store"
+    report = monitoring["report"]
+    assert report.startswith("s3://") and "petal_length" in fs.cat(report).decode()

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from mlpipeline.api.manifest import ManifestError, parse_manifest
 from mlpipeline.api.models import FeatureDriftStatus, MonitoringStatus, RetrainSpec, RetrainStatus
-from mlpipeline.engine.triggers import decide
+from mlpipeline.engine.triggers import Listing, decide, new_partitions
+
+from tests.conftest import example
 
 T0 = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 02:30 in Berlin
 
@@ -167,3 +169,58 @@ def test_drift_during_a_run_is_skipped_under_forbid() -> None:
     plan = decide(spec, None, True, T0, reading(x=0.9))
     assert plan.fired is None and plan.status is not None and plan.status.last is not None
     assert plan.status.last.kind == "drift" and plan.status.last.action == "skipped"
+
+
+NEW_DATA = RetrainSpec.model_validate({"onNewData": {"interval": "1m", "settle": "2m", "minNewRows": 100}})
+EPOCH = T0.timestamp()
+
+
+def listed(*names: str, age: float = 600, rows: int = 80, fresh: tuple[str, ...] = ()) -> Listing:
+    partitions = [(n, EPOCH - (10 if n in fresh else age)) for n in names]
+    return Listing(partitions, {n: rows for n in names})
+
+
+def test_the_first_listing_is_the_baseline_the_current_run_read() -> None:
+    plan = decide(NEW_DATA, None, False, T0, listing=listed("m=01", "m=02"))
+    assert plan.fired is None and plan.status is not None and plan.status.data is not None
+    assert plan.status.data.processed == "m=02" and plan.status.data.partitions == 2
+
+
+def test_new_settled_partitions_with_enough_rows_fire_once_and_are_recorded() -> None:
+    base = decide(NEW_DATA, None, False, T0, listing=listed("m=01")).status
+    few = decide(NEW_DATA, base, False, T0, listing=listed("m=01", "m=02"))
+    assert few.fired is None and few.status is not None and few.status.data is not None
+    assert few.status.data.pending == ["m=02"] and "minNewRows=100" in (few.status.data.message or "")
+    enough = decide(NEW_DATA, few.status, False, T0, listing=listed("m=01", "m=02", "m=03"))
+    assert enough.fired is not None and enough.fired.kind == "data"
+    assert enough.fired.value == "2 new partition(s), 160 rows, newest m=03"
+    assert enough.status is not None and enough.status.data is not None
+    assert enough.status.data.processed == "m=03" and enough.status.data.pending == []
+    again = decide(NEW_DATA, enough.status, False, T0, listing=listed("m=01", "m=02", "m=03"))
+    assert again.fired is None
+
+
+def test_a_partition_still_being_written_holds_back_the_ones_after_it() -> None:
+    base = decide(NEW_DATA, None, False, T0, listing=listed("m=01")).status
+    assert base is not None
+    listing = listed("m=01", "m=02", "m=03", rows=200, fresh=("m=02",))
+    assert new_partitions(NEW_DATA, base, listing, T0) == []
+    plan = decide(NEW_DATA, base, False, T0, listing=listing)
+    assert plan.fired is None and plan.status is not None and plan.status.data is not None
+    assert plan.status.data.message == "new partitions are settling"
+
+
+def test_new_data_during_a_run_waits_instead_of_being_dropped() -> None:
+    base = decide(NEW_DATA, None, False, T0, listing=listed("m=01")).status
+    busy = decide(NEW_DATA, base, True, T0, listing=listed("m=01", "m=02", rows=500))
+    assert busy.fired is None and busy.status is not None and busy.status.data is not None
+    assert busy.status.data.pending == ["m=02"] and "waiting" in (busy.status.data.message or "")
+    free = decide(NEW_DATA, busy.status, False, T0, listing=listed("m=01", "m=02", rows=500))
+    assert free.fired is not None
+
+
+def test_on_new_data_needs_a_pattern_uri() -> None:
+    document = example("iris")
+    document["spec"]["retrain"] = {"onNewData": {}}
+    with pytest.raises(ManifestError, match=r"retrain\.onNewData needs data\.uri to name partitions"):
+        parse_manifest(document)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from mlpipeline.protocol import is_pattern
 from mlpipeline.schedule import Schedule
 
 GROUP = "mlpipeline.dev"
@@ -608,6 +609,21 @@ class DriftTrigger(Model):
     )
 
 
+class NewDataTrigger(Model):
+    """Retrain when new partitions land under spec.data.uri (a pattern), listed by the operator
+    with its own credentials."""
+
+    interval: str = Field(default="5m", pattern=DURATION_PATTERN, description="How often the data is listed.")
+    settle: str = Field(
+        default="1m",
+        pattern=DURATION_PATTERN,
+        description="A partition counts once it has not been modified for this long (uploads finish).",
+    )
+    min_new_rows: int = Field(
+        default=1, ge=1, description="New settled partitions fire a run once they hold this many rows."
+    )
+
+
 class ConcurrencyPolicy(StrEnum):
     Forbid = "Forbid"
     Replace = "Replace"  # a member named replace would shadow str.replace
@@ -631,6 +647,9 @@ class RetrainSpec(Model):
         default="0s",
         pattern=DURATION_PATTERN,
         description="A trigger within this time of the last triggered run's start is skipped (recorded).",
+    )
+    on_new_data: NewDataTrigger | None = Field(
+        default=None, description="Retrain on new partitions of spec.data.uri (a pattern)."
     )
     on_drift: DriftTrigger | None = Field(
         default=None, description="Retrain on drift (needs Prometheus: the canary analysis's)."
@@ -707,6 +726,15 @@ class MLPipelineSpec(Model):
             raise ValueError(f"evaluate.metric {self.evaluate.metric!r} does not apply to {self.train.task}")
         return self
 
+    @model_validator(mode="after")
+    def _new_data_needs_partitions(self) -> MLPipelineSpec:
+        if self.retrain.on_new_data and not is_pattern(self.data.uri):
+            raise ValueError(
+                "retrain.onNewData needs data.uri to name partitions: a pattern such as "
+                "s3://bucket/churn/month=*/*.csv"
+            )
+        return self
+
 
 # ----------------------------------------------------------------------------------------- status
 
@@ -738,7 +766,7 @@ class StepStatus(StatusModel):
 
 class RunStatus(StatusModel):
     id: str
-    trigger: str = Field(description="What started the run: create, spec, rerun, schedule or drift.")
+    trigger: str = Field(description="What started the run: create, spec, rerun, schedule, data or drift.")
     trigger_value: str | None = Field(default=None, description="The value that fired the trigger.")
     generation: int | None = None
     started_at: str | None = None
@@ -819,11 +847,23 @@ class ServingStatus(StatusModel):
 class TriggerRecord(StatusModel):
     """One trigger the operator acted on."""
 
-    kind: str = Field(description="schedule or drift")
+    kind: str = Field(description="schedule, data or drift")
     value: str = Field(description="What fired: the scheduled time, or the drifted features and values.")
     at: str = Field(description="When the operator acted on it.")
     action: Literal["started", "skipped"]
     reason: str | None = Field(default=None, description="Why it was skipped.")
+
+
+class DataStatus(StatusModel):
+    """The partitions of spec.data.uri as the operator last listed them."""
+
+    listed_at: str | None = None
+    partitions: int | None = Field(default=None, description="Partitions the pattern matched.")
+    processed: str | None = Field(
+        default=None, description="The newest partition a run was started for; later names are new."
+    )
+    pending: list[str] = Field(default_factory=list, description="New partitions not yet trained on.")
+    message: str | None = Field(default=None, description="Why pending partitions wait, or a listing error.")
 
 
 class RetrainStatus(StatusModel):
@@ -837,6 +877,7 @@ class RetrainStatus(StatusModel):
     drift_since: str | None = Field(
         default=None, description="Since when drift has stayed above the threshold."
     )
+    data: DataStatus | None = None
     last: TriggerRecord | None = None
 
 

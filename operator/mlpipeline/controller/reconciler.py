@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from mlpipeline.api.manifest import field_errors
 from mlpipeline.api.models import MLPipelineSpec, MLPipelineStatus, RetrainStatus, parse_duration
 from mlpipeline.controller import metrics
+from mlpipeline.controller.data import list_if_due
 from mlpipeline.controller.monitoring import MonitoringReader
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.engine import triggers
@@ -134,7 +135,8 @@ class Reconciler:
         status.monitoring, read_again = self.monitoring.read(
             spec, namespace, name, status.serving, status.monitoring, now
         )
-        retrain = triggers.decide(spec.retrain, status.retrain, busy, now, status.monitoring)
+        listing, list_again = list_if_due(spec, status.retrain, now)
+        retrain = triggers.decide(spec.retrain, status.retrain, busy, now, status.monitoring, listing)
         status.retrain = retrain.status
         current = run_id(spec, name, rerun=rerun_token(annotations.get(RERUN_ANNOTATION), retrain.status))
         all_jobs = self.kube.list_jobs(namespace, name)
@@ -168,7 +170,7 @@ class Reconciler:
             deadline = parse_duration(spec.steps.pending_timeout)
             waited = max((now - o.pending_since).total_seconds() for o in stuck if o.pending_since)
             self.wake_later(namespace, name, max(deadline - waited, 0) + 0.5)
-        for seconds in (retrain.wake_after, read_again):
+        for seconds in (retrain.wake_after, read_again, list_again):
             if seconds is not None:
                 self.wake_later(namespace, name, seconds + 0.5)
         self.phases.set((namespace, name), new.phase)

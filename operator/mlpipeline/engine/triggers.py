@@ -15,6 +15,7 @@ from datetime import datetime
 
 from mlpipeline.api.models import (
     ConcurrencyPolicy,
+    DataStatus,
     MonitoringStatus,
     RetrainSpec,
     RetrainStatus,
@@ -32,6 +33,36 @@ class Firing:
     value: str  # what fired it
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The partitions of spec.data.uri as the operator just listed them (sorted by name), with the
+    rows it counted of those ``new_partitions`` asked for."""
+
+    partitions: list[tuple[str, float | None]]  # name, modified (seconds since the epoch)
+    rows: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def new_partitions(
+    spec: RetrainSpec, status: RetrainStatus | None, listing: Listing, now: datetime
+) -> list[str]:
+    """The new partitions that have settled, in order, stopping at the first one still being
+    written (so what was processed only ever moves forward): the ones to count rows of."""
+    assert spec.on_new_data is not None
+    processed = status.data.processed if status and status.data else None
+    if processed is None:
+        return []
+    settle = parse_duration(spec.on_new_data.settle)
+    settled = []
+    for name, modified in listing.partitions:
+        if name <= processed:
+            continue
+        if modified is None or now.timestamp() - modified < settle:
+            break
+        settled.append(name)
+    return settled
+
+
 @dataclass
 class TriggerPlan:
     status: RetrainStatus | None
@@ -46,9 +77,11 @@ def decide(
     busy: bool,
     now: datetime,
     drift: MonitoringStatus | None = None,
+    listing: Listing | None = None,
 ) -> TriggerPlan:
-    """``drift``: the stable version's last drift reading (status.monitoring)."""
-    if not spec.schedule and not spec.on_drift:
+    """``drift``: the stable version's last drift reading (status.monitoring); ``listing``: the
+    partitions of spec.data.uri when the operator listed them in this reconciliation."""
+    if not spec.schedule and not spec.on_drift and not spec.on_new_data:
         return TriggerPlan(None if status is None else status.model_copy(update={"schedule": None}))
     new = (status or RetrainStatus()).model_copy(deep=True)
     plan = TriggerPlan(new)
@@ -73,6 +106,10 @@ def decide(
         wakes.append((upcoming - now).total_seconds())
     else:
         new.schedule = new.next_at = None
+    if spec.on_new_data and listing is not None:
+        _new_data(plan, spec, busy, now, listing)
+    elif not spec.on_new_data:
+        new.data = None
     if spec.on_drift and plan.fired is None:
         wakes.extend(_drift(plan, spec, busy, now, drift))
     else:
@@ -122,6 +159,41 @@ def _drift(
     new.drift_since = None  # drift must be sustained again before the next firing
     _act(plan, spec, busy, now, firing, token)
     return []
+
+
+def _new_data(plan: TriggerPlan, spec: RetrainSpec, busy: bool, now: datetime, listing: Listing) -> None:
+    """New settled partitions with enough rows fire a run; until then they wait in ``pending``
+    (a busy pipeline or the cooldown delays them, never drops them)."""
+    assert plan.status is not None and spec.on_new_data is not None
+    new = plan.status
+    data = (new.data or DataStatus()).model_copy(deep=True)
+    new.data = data
+    data.listed_at = stamp(now)
+    if listing.error:
+        data.message = listing.error
+        return
+    names = [name for name, _ in listing.partitions]
+    data.partitions, data.message = len(names), None
+    if data.processed is None:  # first listing: what exists now is what the current run read
+        data.processed, data.pending = (names[-1] if names else ""), []
+        return
+    data.pending = [n for n in names if n > data.processed]
+    settled = [n for n in new_partitions(spec, new, listing, now) if n in listing.rows]
+    rows = sum(listing.rows[n] for n in settled)
+    if not settled:
+        data.message = "new partitions are settling" if data.pending else None
+        return
+    if rows < spec.on_new_data.min_new_rows:
+        data.message = f"{rows} new rows, waiting for minNewRows={spec.on_new_data.min_new_rows}"
+        return
+    skip = _why_skip(spec, new, busy, now) if plan.fired is None else "another trigger fired"
+    if skip:
+        data.message = f"waiting: {skip}"
+        return
+    newest = settled[-1]
+    value = f"{len(settled)} new partition(s), {rows} rows, newest {newest}"
+    data.processed, data.pending = newest, [n for n in data.pending if n > newest]
+    _act(plan, spec, busy, now, Firing("data", value), f"data@{newest}")
 
 
 def _why_skip(spec: RetrainSpec, status: RetrainStatus, busy: bool, now: datetime) -> str | None:

@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 from mlpipeline import store
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.monitoring.profile import profile_frame
+from mlpipeline.protocol import is_pattern
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 
@@ -112,7 +113,7 @@ def validate(frame: pd.DataFrame, spec: MLPipelineSpec) -> dict[str, str]:
 def read_partitions(spec: MLPipelineSpec) -> tuple[pd.DataFrame, list[str]]:
     """The data behind spec.data.uri: one file, or the window of partitions a pattern matches."""
     uri = spec.data.uri
-    if not store.is_pattern(uri):
+    if not is_pattern(uri):
         return read_data(uri, data_format(uri, spec.data.format)), [uri]
     found = [p.uri for p in store.partitions(uri)]
     if not found:
@@ -149,7 +150,7 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     artifacts.write_json(artifacts.join(out, "schema.json"), schema)
     artifacts.write_json(artifacts.join(out, "profile.json"), profile)
     summary = f"{len(frame)} rows, {len(kinds)} features"
-    if len(read) > 1 or store.is_pattern(spec.data.uri):
+    if len(read) > 1 or is_pattern(spec.data.uri):
         summary += f", {len(read)} partitions (newest {read[-1].rsplit('/', 1)[-1]})"
     if classification:
         summary += f", {len(schema['classes'])} classes"
