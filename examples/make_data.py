@@ -1,4 +1,6 @@
-"""Writes the example data sets from what ships with scikit-learn (``make examples``)."""
+"""Writes the example data sets from what ships with scikit-learn (``make examples``), and the
+monthly partitions of the cycle example: ``python examples/make_data.py --month 7 DIR`` lands month 7
+(from month 7 on, the world has changed: see ``sensor_month``)."""
 
 from __future__ import annotations
 
@@ -47,12 +49,47 @@ def customers(rows: int = 600, seed: int = 7) -> pd.DataFrame:
     return frame
 
 
+DRIFT_MONTH = 7
+
+
+def sensor_month(index: int, rows: int = 400) -> pd.DataFrame:
+    """One month of a machine's sensor readings and whether it failed. Until month 6 failures
+    follow ``load + temperature > 0``; from month 7 the load runs higher (a feature shift) and a new
+    part fails on ``load - temperature > 1.5`` (a changed label rule)."""
+    rng = np.random.default_rng(1000 + index)
+    drifted = index >= DRIFT_MONTH
+    frame = pd.DataFrame(
+        {
+            "load": rng.normal(1.5 if drifted else 0.0, 1, rows),
+            "temperature": rng.normal(0, 1, rows),
+            "vibration": rng.normal(5, 2, rows),
+        }
+    )
+    rule = "load - temperature > 1.5" if drifted else "load + temperature > 0"
+    frame["failed"] = np.where(frame.eval(rule), "yes", "no")
+    return frame
+
+
+def write_month(index: int, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"month=2026-{index:02d}.csv"
+    sensor_month(index).to_csv(path, index=False)
+    return path
+
+
 def main(out: str) -> None:
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     for name, frame in (("iris", iris()), ("diabetes", diabetes()), ("customers", customers())):
         frame.to_csv(target / f"{name}.csv", index=False)
+    for index in range(1, DRIFT_MONTH):
+        write_month(index, target / "sensors")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parent / "data"))
+    if len(sys.argv) > 2 and sys.argv[1] == "--month":
+        print(
+            write_month(int(sys.argv[2]), Path(sys.argv[3] if len(sys.argv) > 3 else "examples/data/sensors"))
+        )
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parent / "data"))

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from mlpipeline.api.manifest import ManifestError, load_manifest
+
+if TYPE_CHECKING:  # the local runner's modules load only when `run` does
+    from mlpipeline.local.cycle import LocalCycle
+    from mlpipeline.local.runner import LocalRunner
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -25,12 +30,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
-    from mlpipeline.engine import serving
-    from mlpipeline.local.runner import LocalRunner, summary_table
-    from mlpipeline.local.serve import load_serving, rollout_then_serve, save_serving, serve_until_interrupted
-    from mlpipeline.protocol import model_tag
+    from mlpipeline.local.cycle import LocalCycle
+    from mlpipeline.local.runner import LocalRunner
+    from mlpipeline.local.serve import RETRAINED
 
     console = Console(highlight=False, soft_wrap=True)
     try:
@@ -41,17 +43,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     runner = LocalRunner(pipeline, Path(args.file).resolve().parent, workdir, console, cpu_only=args.cpu_only)
     console.print(f"[bold]MLPipeline {pipeline.metadata.name}[/] — workdir {runner.root}")
+    cycle = LocalCycle(runner, console) if args.watch else None
+    while True:
+        code = run_and_serve(args, runner, console, cycle)
+        if code != RETRAINED:
+            return code
+
+
+def run_and_serve(
+    args: argparse.Namespace, runner: LocalRunner, console: Console, cycle: LocalCycle | None
+) -> int:
+    """One run (cached steps are reused), then serving: the first version, the same one, or a
+    canary rollout of a new one. Returns the exit code, or RETRAINED when --watch retrained."""
+    from datetime import UTC, datetime
+
+    from mlpipeline.engine import serving
+    from mlpipeline.local.runner import summary_table
+    from mlpipeline.local.serve import load_serving, rollout_then_serve, save_serving, serve_until_interrupted
+    from mlpipeline.protocol import model_tag
+
     outcome = runner.run()
     if not outcome.ok:
         console.print(f"[red bold]{outcome.steps[-1].step} failed[/]: nothing was deployed")
-        return outcome.exit_code
-    serve = pipeline.spec.serve.enabled and not args.no_serve
-    port = args.port or pipeline.spec.serve.port
+        return int(outcome.exit_code)
+    pipeline_spec, name = runner.spec, runner.name
+    serve = pipeline_spec.serve.enabled and not args.no_serve
+    port = args.port or pipeline_spec.serve.port
     console.print(summary_table(outcome, f"http://127.0.0.1:{port}" if serve else None))
     if not serve or outcome.version is None:
         return 0
-    spec, name = pipeline.spec.serve, pipeline.metadata.name
-    monitoring = pipeline.spec.monitoring.server_env(name, str((runner.root / "capture").resolve()))
+    spec = pipeline_spec.serve
+    monitoring = pipeline_spec.monitoring.server_env(name, str((runner.root / "capture").resolve()))
+    until = cycle.check if cycle else None
     status = load_serving(runner.root)
     plan = serving.decide(spec, status, outcome.version, serving.ROUTER, None, None, datetime.now(UTC))
     if plan.phase == serving.CANARY and status is not None:
@@ -66,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.canary_load,
             console,
             monitoring,
+            until,
+            lambda decided: save_serving(runner.root, decided),
         )
         save_serving(runner.root, final)
         return code
@@ -81,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner.root / "logs" / "serve.log",
         console,
         monitoring,
+        until,
     )
 
 
@@ -121,6 +147,11 @@ def parser() -> argparse.ArgumentParser:
         help="requests/s of held-out records sent during a canary rollout (0: only your own traffic)",
     )
     run.add_argument("--cpu-only", action="store_true", help="train on the CPU even if the spec asks GPUs")
+    run.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep the cycle going: while serving, retrain when spec.retrain's triggers fire, then roll out",
+    )
     run.set_defaults(func=cmd_run)
     validate = sub.add_parser("validate", help="check manifests; every error with its field path")
     validate.add_argument("-f", "--file", required=True, action="append", help="manifest (repeatable)")

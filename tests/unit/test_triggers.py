@@ -7,8 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from mlpipeline.api.manifest import ManifestError, parse_manifest
-from mlpipeline.api.models import FeatureDriftStatus, MonitoringStatus, RetrainSpec, RetrainStatus
-from mlpipeline.engine.triggers import Listing, decide, new_partitions
+from mlpipeline.api.models import (
+    FeatureDriftStatus,
+    MLPipelineStatus,
+    MonitoringStatus,
+    RetrainSpec,
+    RetrainStatus,
+    RunStatus,
+)
+from mlpipeline.controller.reconciler import trigger_of
+from mlpipeline.engine.triggers import Firing, Listing, decide, new_partitions
 
 from tests.conftest import example
 
@@ -224,3 +232,11 @@ def test_on_new_data_needs_a_pattern_uri() -> None:
     document["spec"]["retrain"] = {"onNewData": {}}
     with pytest.raises(ManifestError, match=r"retrain\.onNewData needs data\.uri to name partitions"):
         parse_manifest(document)
+
+
+def test_a_run_is_named_after_the_trigger_that_fired_even_after_a_spec_edit() -> None:
+    status = MLPipelineStatus(run=RunStatus(id="r1", trigger="create", generation=1))
+    assert trigger_of(status, 2, Firing("drift", "x=0.5")) == "drift"
+    assert trigger_of(status, 2, None) == "spec"
+    assert trigger_of(status, 1, None) == "rerun"
+    assert trigger_of(MLPipelineStatus(), 1, None) == "create"

@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from mlpipeline.api.manifest import field_errors
 from mlpipeline.api.models import MLPipelineSpec, MLPipelineStatus, RetrainStatus, parse_duration
 from mlpipeline.controller import metrics
-from mlpipeline.controller.data import list_if_due
 from mlpipeline.controller.monitoring import MonitoringReader
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.engine import triggers
@@ -36,6 +35,7 @@ from mlpipeline.kube.client import Kube
 from mlpipeline.kube.jobs import OperatorSettings, build_step_job, unshared_store
 from mlpipeline.kube.observe import observe_job
 from mlpipeline.kube.patch import merge_patch
+from mlpipeline.listing import list_if_due
 from mlpipeline.protocol import RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, parse_stamp, stamp
 
 log = logging.getLogger("mlpipeline.operator")
@@ -51,11 +51,13 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
 
 
 def trigger_of(status: MLPipelineStatus, generation: int | None, fired: Firing | None) -> str:
+    """What starts a run, should the run id have changed: a trigger that fired in this
+    reconciliation, else a new generation of the spec, else the rerun annotation."""
     if status.run is None:
         return "create"
-    if status.run.generation != generation:
-        return "spec"
-    return fired.kind if fired else "rerun"
+    if fired:
+        return fired.kind
+    return "spec" if status.run.generation != generation else "rerun"
 
 
 def rerun_token(annotation: str | None, retrain: RetrainStatus | None) -> str | None:

@@ -70,10 +70,16 @@ def announce(url: str, tag: str, records: list[dict[str, Any]], console: Console
     console.print("[dim]Ctrl-C stops the server.[/]")
 
 
-def wait(stop: threading.Event, alive: Callable[[], bool]) -> int:
+RETRAINED = -1  # serving ended because a trigger retrained the model (mlpipeline run --watch)
+Until = Callable[[str, str], bool]  # (the stable server's URL, its version): stop serving now?
+
+
+def wait(stop: threading.Event, alive: Callable[[], bool], until: Callable[[], bool] | None = None) -> int:
     while not stop.wait(0.5):
         if not alive():
             return 1
+        if until is not None and until():
+            return RETRAINED
     return 0
 
 
@@ -85,8 +91,10 @@ def serve_until_interrupted(
     log: Path,
     console: Console,
     env: dict[str, str] | None = None,
+    until: Until | None = None,
 ) -> int:
-    """``env``: the server's monitoring settings (MonitoringSpec.server_env)."""
+    """``env``: the server's monitoring settings (MonitoringSpec.server_env); ``until``: asked
+    while serving whether to stop (RETRAINED)."""
     server = ModelServer(
         tag=tag, bentoml_home=bentoml_home, port=free_port(port), log=log, extra_env=env or {}
     )
@@ -97,8 +105,13 @@ def serve_until_interrupted(
             with console.status(f"starting the model server {tag}…"):
                 server.start().wait_ready()
             announce(server.url, tag, sample_records(ingest_out), console)
-            code = wait(stop, lambda: server.process is not None and server.process.poll() is None)
-            if code:
+            version = tag.rsplit(":", 1)[-1]
+            code = wait(
+                stop,
+                lambda: server.process is not None and server.process.poll() is None,
+                (lambda: until(server.url, version)) if until else None,
+            )
+            if code > 0:
                 console.print(f"[red]the model server exited; see {log}[/]")
             return code
         finally:
@@ -127,9 +140,12 @@ def rollout_then_serve(
     load_rate: float,
     console: Console,
     env: dict[str, str] | None = None,
+    until: Until | None = None,
+    decided: Callable[[ServingStatus], None] | None = None,
 ) -> tuple[int, ServingStatus]:
-    """Canary rollout of the tag ``candidate`` against the stable version in ``status``; returns
-    (exit code, the serving status at the end)."""
+    """Canary rollout of the tag ``candidate`` against the stable version in ``status``, then
+    serving the winner; ``decided`` is told the outcome as soon as there is one. Returns (exit
+    code, the serving status at the end)."""
     model = model_of(candidate)
     stable = f"{model}:{status.stable}"
     rollout = LocalRollout(
@@ -168,13 +184,16 @@ def rollout_then_serve(
             finally:
                 if load:
                     load.stop()
+            if decided:
+                decided(final)
             style = "green" if final.phase == "Promoted" else "red"
             console.print(f"[bold {style}]{final.phase}[/]: {final.message}", soft_wrap=True)
             if stop.is_set():
                 return 130, final
             assert final.stable is not None
             announce(rollout.router.url, f"{model}:{final.stable}", records[:2], console)
-            server = rollout.servers[final.stable]
-            return wait(stop, lambda: server.process is not None and server.process.poll() is None), final
+            server, version = rollout.servers[final.stable], final.stable
+            alive = lambda: server.process is not None and server.process.poll() is None  # noqa: E731
+            return wait(stop, alive, (lambda: until(server.url, version)) if until else None), final
         finally:
             rollout.stop()

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -94,11 +95,18 @@ class ModelServer:
         raise TimeoutError(f"the model server was not ready after {timeout:.0f}s; see {self.log}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_group(self.process, signal.SIGTERM, 15)
+
+
+def stop_group(process: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float = 60) -> None:
+    """Signals the process group a process leads (started with start_new_session) and waits;
+    SIGKILL when it does not end in time."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

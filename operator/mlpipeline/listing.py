@@ -1,6 +1,6 @@
-"""New data in the cluster: the operator lists the partitions of spec.data.uri once per
-onNewData.interval, with its own credentials (its environment: the chart's storeSecret), and counts
-the rows of the new settled ones for the trigger engine."""
+"""New data: the partitions of spec.data.uri listed once per onNewData.interval, and the rows of the
+new settled ones counted, for the trigger engine. The operator lists with its own credentials (its
+environment: the chart's storeSecret), the local runner with the user's."""
 
 from __future__ import annotations
 

@@ -1,0 +1,2 @@
+"""The example manifests and the script that writes their data (importable by the tests and
+the benchmarks)."""

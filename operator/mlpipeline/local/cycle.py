@@ -1,0 +1,90 @@
+"""`mlpipeline run --watch`: the cycle on this machine. While the model serves, the same trigger
+engine as the operator's looks at the schedule, the partitions of spec.data.uri and the stable
+server's drift (its POST /drift) every few seconds; when a trigger fires, the pipeline runs again
+while the old model keeps serving, and a new model is then rolled out as a canary. What fired is
+kept in <workdir>/<pipeline>/retrain-status.json, so a restarted `--watch` fires nothing twice."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from mlpipeline.api.models import FeatureDriftStatus, MonitoringStatus, RetrainStatus
+from mlpipeline.engine import triggers
+from mlpipeline.listing import list_if_due
+from mlpipeline.local.runner import LocalRunner
+from mlpipeline.protocol import stamp
+
+STATE = "retrain-status.json"
+
+
+def drift_of(server_url: str, threshold: float) -> MonitoringStatus | None:
+    """The stable server's last drift measurement, as status.monitoring would show it."""
+    try:
+        summary = httpx.post(f"{server_url}/drift", json={}, timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    features = [
+        FeatureDriftStatus(name=name, value=value, drifted=value is not None and value > threshold)
+        for name, value in sorted(summary.get("features", {}).items())
+    ]
+    return MonitoringStatus(
+        model_version=summary.get("version"),
+        measured_at=summary.get("measuredAt"),
+        samples=summary.get("samples"),
+        threshold=threshold,
+        features=[f for f in features if f.value is not None],
+        report=summary.get("report"),
+    )
+
+
+@dataclass
+class LocalCycle:
+    runner: LocalRunner
+    console: Console
+    every: float = 2.0  # seconds between looks
+    retrained: str | None = None  # the version of the run a trigger started, once it is packaged
+    _next: float = field(default=0.0)
+
+    @property
+    def state(self) -> Path:
+        return self.runner.root / STATE
+
+    def load(self) -> RetrainStatus | None:
+        return RetrainStatus.model_validate_json(self.state.read_text()) if self.state.exists() else None
+
+    def check(self, stable_url: str, stable: str) -> bool:
+        """Called while serving; True when a trigger retrained a model other than ``stable``."""
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self.every
+        spec = self.runner.spec
+        now = datetime.now(UTC)
+        recorded = self.load()
+        listing, _ = list_if_due(spec, recorded, now)
+        drift = drift_of(stable_url, spec.monitoring.drift.threshold) if spec.retrain.on_drift else None
+        plan = triggers.decide(spec.retrain, recorded, False, now, drift, listing)
+        if plan.status is not None:
+            self.state.parent.mkdir(parents=True, exist_ok=True)
+            self.state.write_text(plan.status.model_dump_json(by_alias=True, indent=2))
+        for event in plan.events:
+            self.console.print(f"[bold]{event.reason}[/] {event.message}", soft_wrap=True)
+        if plan.fired is None:
+            return False
+        self.console.print(f"[bold]retraining[/] ({plan.fired.kind}) at {stamp(now)} while {stable} serves")
+        outcome = self.runner.run()
+        if not outcome.ok:
+            self.console.print(
+                f"[red]the retraining run failed at {outcome.steps[-1].step}; {stable} keeps serving[/]"
+            )
+            return False
+        if outcome.version == stable:
+            self.console.print(f"[dim]the same data trained the same model {stable}: nothing to roll out[/]")
+            return False
+        self.retrained = outcome.version
+        return True
