@@ -18,6 +18,12 @@ def test_examples_are_valid(name: str) -> None:
     assert pipeline.spec.train.tune.search_space
 
 
+def test_the_cycle_example_is_valid_and_reads_partitions() -> None:
+    pipeline = load_manifest(EXAMPLES / "cycle.yaml")
+    assert pipeline.spec.data.uri.endswith("month=*.csv") and pipeline.spec.retrain.on_new_data
+    assert len(list((EXAMPLES / "data" / "sensors").glob("month=*.csv"))) == 6
+
+
 def test_defaults_fill_what_the_manifest_leaves_out() -> None:
     spec = load_manifest(EXAMPLES / "diabetes.yaml").spec
     assert spec.preprocess.numeric.impute == "median"
