@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import yaml
-from mlpipeline.local.server import stop_group
+from mlpipeline.local.server import is_ready, stop_group
 
 from examples import make_data
 
@@ -98,7 +98,7 @@ def scenario(window: int | None, port: int) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
         try:
             before = wait("the first model", lambda: read_json(status).get("stable"), 600, process)
-            wait("the server", lambda: accuracy(url, records[:1], labels[:1]) is not None, 60, process)
+            wait("the server", lambda: is_ready(url), 60, process)
             accuracy_before = accuracy(url, records, labels)
             landed = time.monotonic()
             data.write_month(data.DRIFT_MONTH, folder / "data")

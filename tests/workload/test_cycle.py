@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from mlpipeline.local.server import stop_group
+from mlpipeline.local.server import is_ready, stop_group
 
 from examples import make_data
 from tests.conftest import BIN, example, write_manifest
@@ -47,13 +47,6 @@ def manifest(tmp: Path) -> Path:
     return write_manifest(tmp / "cycle.yaml", document)
 
 
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def wait_for_file(path: Path, what: str, check: Any, timeout: float, process: subprocess.Popen[str]) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,7 +76,7 @@ def test_drift_on_a_new_partition_retrains_and_rolls_out_the_new_model(tmp_path:
         )
         url = f"http://127.0.0.1:{port}"
         wait_for_file(
-            root / "serving-status.json", "the server answering", lambda _: answers(url), 60, process
+            root / "serving-status.json", "the server answering", lambda _: is_ready(url), 60, process
         )
         data.write_month(data.DRIFT_MONTH, tmp_path / "data")
         records = data.sensor_month(data.DRIFT_MONTH).drop(columns="failed").to_dict(orient="records")

@@ -86,17 +86,22 @@ class ModelServer:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"the model server exited with {self.process.returncode}; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if is_ready(self.url):
+                return
             time.sleep(0.3)
         raise TimeoutError(f"the model server was not ready after {timeout:.0f}s; see {self.log}")
 
     def stop(self) -> None:
         if self.process is not None:
             stop_group(self.process, signal.SIGTERM, 15)
+
+
+def is_ready(url: str) -> bool:
+    """Whether a model server (or the router in front of it) answers its readiness probe."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def stop_group(process: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float = 60) -> None:
