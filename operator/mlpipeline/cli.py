@@ -44,6 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner = LocalRunner(pipeline, Path(args.file).resolve().parent, workdir, console, cpu_only=args.cpu_only)
     console.print(f"[bold]MLPipeline {pipeline.metadata.name}[/] — workdir {runner.root}")
     cycle = LocalCycle(runner, console) if args.watch else None
+    if cycle:
+        cycle.begin()
     while True:
         code = run_and_serve(args, runner, console, cycle)
         if code != RETRAINED:

@@ -18,7 +18,6 @@ from mlpipeline.api.models import FeatureDriftStatus, MonitoringStatus, RetrainS
 from mlpipeline.engine import triggers
 from mlpipeline.listing import list_if_due
 from mlpipeline.local.runner import LocalRunner
-from mlpipeline.protocol import stamp
 
 STATE = "retrain-status.json"
 
@@ -58,25 +57,35 @@ class LocalCycle:
     def load(self) -> RetrainStatus | None:
         return RetrainStatus.model_validate_json(self.state.read_text()) if self.state.exists() else None
 
+    def begin(self) -> None:
+        """Before the first run: a new schedule counts from now and the partitions present now are
+        what that run reads (the baseline), as when the operator first sees a pipeline."""
+        self.look(None)
+
+    def look(self, stable_url: str | None) -> triggers.TriggerPlan:
+        spec = self.runner.spec
+        now = datetime.now(UTC)
+        recorded = self.load()
+        listing, _ = list_if_due(spec, recorded, now)
+        threshold = spec.monitoring.drift.threshold
+        drift = drift_of(stable_url, threshold) if stable_url and spec.retrain.on_drift else None
+        plan = triggers.decide(spec.retrain, recorded, False, now, drift, listing)
+        if plan.status is not None:
+            self.state.parent.mkdir(parents=True, exist_ok=True)
+            self.state.write_text(plan.status.model_dump_json(by_alias=True, indent=2))
+        return plan
+
     def check(self, stable_url: str, stable: str) -> bool:
         """Called while serving; True when a trigger retrained a model other than ``stable``."""
         if time.monotonic() < self._next:
             return False
         self._next = time.monotonic() + self.every
-        spec = self.runner.spec
-        now = datetime.now(UTC)
-        recorded = self.load()
-        listing, _ = list_if_due(spec, recorded, now)
-        drift = drift_of(stable_url, spec.monitoring.drift.threshold) if spec.retrain.on_drift else None
-        plan = triggers.decide(spec.retrain, recorded, False, now, drift, listing)
-        if plan.status is not None:
-            self.state.parent.mkdir(parents=True, exist_ok=True)
-            self.state.write_text(plan.status.model_dump_json(by_alias=True, indent=2))
+        plan = self.look(stable_url)
         for event in plan.events:
             self.console.print(f"[bold]{event.reason}[/] {event.message}", soft_wrap=True)
         if plan.fired is None:
             return False
-        self.console.print(f"[bold]retraining[/] ({plan.fired.kind}) at {stamp(now)} while {stable} serves")
+        self.console.print(f"[bold]retraining[/] ({plan.fired.kind}) while {stable} serves")
         outcome = self.runner.run()
         if not outcome.ok:
             self.console.print(
