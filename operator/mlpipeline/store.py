@@ -58,7 +58,6 @@ def write_json(uri: str, value: Any) -> None:
 @dataclass(frozen=True)
 class Partition:
     uri: str
-    size: int
     version: str  # ETag, or size and modification time: changes when the content does
     modified: float | None = None  # seconds since the epoch
 
@@ -86,7 +85,6 @@ def partitions(uri: str) -> list[Partition]:
     return [
         Partition(
             f"{scheme}{name}" if scheme and not name.startswith(scheme) else name,
-            int(info.get("size") or 0),
             _version(info),
             _modified(info),
         )

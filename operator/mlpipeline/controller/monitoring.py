@@ -3,6 +3,7 @@ Prometheus, read back into status.monitoring once per drift interval."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from mlpipeline.api.models import MLPipelineSpec, MonitoringStatus, ServingStatus, parse_duration
@@ -13,9 +14,9 @@ from mlpipeline.protocol import capture_uri, drift_report_uri, parse_stamp, stam
 
 
 class MonitoringReader:
-    def __init__(self, settings: OperatorSettings, prometheus_url: str | None):
+    def __init__(self, settings: OperatorSettings, prometheus: Callable[[MLPipelineSpec], Prometheus | None]):
         self.settings = settings
-        self.prometheus_url = prometheus_url
+        self.prometheus = prometheus  # the pipeline's Prometheus (ServingReconciler.prometheus)
 
     def read(
         self,
@@ -35,16 +36,14 @@ class MonitoringReader:
             elapsed = (now - parse_stamp(recorded.measured_at)).total_seconds()
             if elapsed < interval:
                 return recorded, interval - elapsed
-        url = spec.serve.canary.analysis.prometheus_url or self.prometheus_url
-        if not url:
+        source = self.prometheus(spec)
+        if source is None:
             if spec.retrain.on_drift is None:
                 return None, None
             message = "no Prometheus to read drift from: set spec.serve.canary.analysis.prometheusUrl"
             return MonitoringStatus(model_version=stable, measured_at=stamp(now), message=message), interval
         drift = spec.monitoring.drift
-        reading = drift_metrics.read(
-            Prometheus(url), pipeline, stable, drift.threshold, drift.min_samples, stamp(now)
-        )
+        reading = drift_metrics.read(source, pipeline, stable, drift.threshold, drift.min_samples, stamp(now))
         captured = capture_uri(artifacts_base(spec, self.settings), namespace, pipeline)
         reading.report = drift_report_uri(captured, stable)
         return reading, interval

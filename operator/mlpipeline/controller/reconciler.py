@@ -71,7 +71,7 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self.serving = serving or ServingReconciler(kube, settings, None, "mlpipeline_dev_model_version")
-        self.monitoring = MonitoringReader(settings, self.serving.prometheus_url)
+        self.monitoring = MonitoringReader(settings, self.serving.prometheus)
         self.locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self.phases = metrics.PhaseBook()

@@ -13,7 +13,7 @@ from mlpipeline.kube.client import Kube
 from mlpipeline.kube.jobs import OperatorSettings, artifacts_base
 from mlpipeline.kube.serving import HTTP_ROUTE_API, build_serving_objects
 from mlpipeline.monitoring.analysis import analyse
-from mlpipeline.monitoring.prometheus import Prometheus
+from mlpipeline.monitoring.prometheus import Prometheus, client
 from mlpipeline.protocol import CONTROL_ANNOTATION, MODEL_EXPORT, model_object_name, step_output
 
 
@@ -40,10 +40,15 @@ class ServingReconciler:
         package = step_output(artifacts_base(spec, self.settings), namespace, pipeline, version, "package")
         return f"{package}/{MODEL_EXPORT}"
 
+    def prometheus(self, spec: MLPipelineSpec) -> Prometheus | None:
+        """The pipeline's Prometheus (canary analysis and drift): its own URL or the operator's."""
+        url = spec.serve.canary.analysis.prometheus_url or self.prometheus_url
+        return client(url) if url else None
+
     def _analyse(self, spec: MLPipelineSpec, status: ServingStatus) -> list[AnalysisCheck]:
         assert status.canary is not None and status.stable is not None
-        url = spec.serve.canary.analysis.prometheus_url or self.prometheus_url
-        if not url:
+        source = self.prometheus(spec)
+        if source is None:
             return [
                 AnalysisCheck(
                     name="prometheus",
@@ -52,9 +57,7 @@ class ServingReconciler:
                     verdict="nodata",
                 )
             ]
-        return analyse(
-            Prometheus(url), spec.serve.canary.analysis, status.canary, status.stable, self.version_label
-        )
+        return analyse(source, spec.serve.canary.analysis, status.canary, status.stable, self.version_label)
 
     def reconcile(
         self,

@@ -110,10 +110,10 @@ def decide(
         _new_data(plan, spec, busy, now, listing)
     elif not spec.on_new_data:
         new.data = None
-    if spec.on_drift and plan.fired is None:
+    if not spec.on_drift:
+        new.drift_since = None
+    elif plan.fired is None:
         wakes.extend(_drift(plan, spec, busy, now, drift))
-    else:
-        new.drift_since = None if not spec.on_drift else new.drift_since
     plan.wake_after = min(wakes) if wakes else None
     return plan
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from mlpipeline.api.models import FeatureDriftStatus, MonitoringStatus, RetrainStatus
+from mlpipeline.api.models import MonitoringStatus, RetrainStatus
 from mlpipeline.engine import triggers
 from mlpipeline.listing import list_if_due
 from mlpipeline.local.runner import LocalRunner
+from mlpipeline.monitoring import drift_metrics
 
 STATE = "retrain-status.json"
 
@@ -28,18 +29,15 @@ def drift_of(server_url: str, threshold: float) -> MonitoringStatus | None:
         summary = httpx.post(f"{server_url}/drift", json={}, timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return None
-    features = [
-        FeatureDriftStatus(name=name, value=value, drifted=value is not None and value > threshold)
-        for name, value in sorted(summary.get("features", {}).items())
-    ]
-    return MonitoringStatus(
-        model_version=summary.get("version"),
-        measured_at=summary.get("measuredAt"),
-        samples=summary.get("samples"),
-        threshold=threshold,
-        features=[f for f in features if f.value is not None],
-        report=summary.get("report"),
+    status = drift_metrics.reading(
+        summary.get("version"),
+        summary.get("features", {}),
+        threshold,
+        summary.get("samples"),
+        summary.get("measuredAt"),
     )
+    status.report = summary.get("report")
+    return status
 
 
 @dataclass
@@ -47,7 +45,6 @@ class LocalCycle:
     runner: LocalRunner
     console: Console
     every: float = 2.0  # seconds between looks
-    retrained: str | None = None  # the version of the run a trigger started, once it is packaged
     _next: float = field(default=0.0)
 
     @property
@@ -95,5 +92,4 @@ class LocalCycle:
         if outcome.version == stable:
             self.console.print(f"[dim]the same data trained the same model {stable}: nothing to roll out[/]")
             return False
-        self.retrained = outcome.version
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import httpx
@@ -9,6 +10,12 @@ import httpx
 
 class PrometheusError(Exception):
     pass
+
+
+@functools.lru_cache(maxsize=32)
+def client(url: str) -> Prometheus:
+    """One client (and its connection pool) per Prometheus, shared by every pipeline using it."""
+    return Prometheus(url)
 
 
 class Prometheus:

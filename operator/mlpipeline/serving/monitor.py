@@ -79,9 +79,6 @@ class Monitor:
         threading.Thread(target=self._loop, name="mlpipeline-monitor", daemon=True).start()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.interval):
             try:
