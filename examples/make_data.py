@@ -1,6 +1,7 @@
 """Writes the example data sets from what ships with scikit-learn (``make examples``), and the
 monthly partitions of the cycle example: ``python examples/make_data.py --month 7 DIR`` lands month 7
-(from month 7 on, the world has changed: see ``sensor_month``)."""
+(from month 7 on, the world has changed: see ``sensor_month``), and the labeling example's seed
+and unlabeled batch."""
 
 from __future__ import annotations
 
@@ -77,6 +78,19 @@ def write_month(index: int, folder: Path) -> Path:
     return path
 
 
+SEED_ROWS, POOL_ROWS = 40, 600
+
+
+def write_labeling(folder: Path) -> None:
+    """The labeling example: 40 labeled readings to start from, and a batch of 600 without labels
+    (the truth of that batch is ``sensor_month(2, POOL_ROWS)``, which tests use to play the person)."""
+    (folder / "labeled").mkdir(parents=True, exist_ok=True)
+    (folder / "unlabeled").mkdir(parents=True, exist_ok=True)
+    sensor_month(1, SEED_ROWS).to_csv(folder / "labeled" / "0-seed.csv", index=False)
+    pool = sensor_month(2, POOL_ROWS).drop(columns=["failed"])
+    pool.to_csv(folder / "unlabeled" / "batch-01.csv", index=False)
+
+
 def main(out: str) -> None:
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
@@ -84,6 +98,7 @@ def main(out: str) -> None:
         frame.to_csv(target / f"{name}.csv", index=False)
     for index in range(1, DRIFT_MONTH):
         write_month(index, target / "sensors")
+    write_labeling(target / "labeling")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,27 @@ def run_and_serve(
     )
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    from mlpipeline.api.models import LabelRoundPhase
+    from mlpipeline.local.labeling import LocalLabeling
+    from mlpipeline.local.runner import LocalRunner
+
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        pipeline = load_manifest(args.file)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if pipeline.spec.labeling is None:
+        print(f"{args.file}: spec.labeling is not set", file=sys.stderr)
+        return 1
+    runner = LocalRunner(pipeline, Path(args.file).resolve().parent, Path(args.workdir), console)
+    current = LocalLabeling(runner, console).round()
+    if current is None:
+        return 0
+    return 0 if current.phase == LabelRoundPhase.merged else 2
+
+
 def cmd_crd(args: argparse.Namespace) -> int:
     from mlpipeline.api.crd import render_crd
 
@@ -158,6 +179,12 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check manifests; every error with its field path")
     validate.add_argument("-f", "--file", required=True, action="append", help="manifest (repeatable)")
     validate.set_defaults(func=cmd_validate)
+    label = sub.add_parser(
+        "label", help="one labeling round: the last run's model labels new source files, people the rest"
+    )
+    label.add_argument("-f", "--file", required=True, help="MLPipeline manifest (YAML) with spec.labeling")
+    label.add_argument("--workdir", default=".mlpipeline", help="the workdir of `mlpipeline run`")
+    label.set_defaults(func=cmd_label)
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition generated from the API models")
     crd.add_argument("-o", "--output", help="write to this file instead of stdout")
     crd.set_defaults(func=cmd_crd)

@@ -21,6 +21,9 @@ SERVING_COMPONENT = "serving"
 RERUN_ANNOTATION = "mlpipeline.dev/rerun"  # any new value starts a new run of the same spec
 CONTROL_ANNOTATION = "mlpipeline.dev/canary"  # pause | resume | promote | abort, acted on once
 
+# The environment variable a labeling step reads its Label Studio token from.
+TOKEN_ENV = "LABEL_STUDIO_API_KEY"
+
 # Exit codes of `python -m mlpipeline.steps`.
 EXIT_OK = 0
 EXIT_FAILED = 2  # the step failed: bad input or a broken invariant; retrying cannot help
@@ -40,6 +43,11 @@ RUN_ID_LENGTH = 10  # a Job name is <pipeline (≤40)>-<run>-<step (≤10)>: at 
 
 def step_output(base: str, namespace: str, pipeline: str, run: str, step: str) -> str:
     return f"{base.rstrip('/')}/{namespace}/{pipeline}/{run}/{step}"
+
+
+def label_output(base: str, namespace: str, pipeline: str, round_id: str, step: str) -> str:
+    """Where a labeling round's step writes: <base>/<namespace>/<pipeline>/labeling/<round>/<step>."""
+    return f"{base.rstrip('/')}/{namespace}/{pipeline}/labeling/{round_id}/{step}"
 
 
 def is_pattern(uri: str) -> bool:

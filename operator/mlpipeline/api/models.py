@@ -8,6 +8,7 @@ tests check that both reject the same manifests.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from enum import StrEnum
 from itertools import pairwise
@@ -671,6 +672,108 @@ class SecretRef(Model):
     name: str = Field(min_length=1)
 
 
+class Uncertainty(StrEnum):
+    margin = "margin"  # the gap between the two most probable classes: smallest first
+    entropy = "entropy"  # of the predicted distribution: largest first
+
+
+class DeadlinePolicy(StrEnum):
+    merge = "merge"  # merge what people labeled by then with the automatic labels
+    discard = "discard"  # write no partition: the round failed
+
+
+class AuditSpec(Model):
+    """A random sample of the automatic labels that people label too, shown without the model's
+    guess so that the measured disagreement is not anchored on it."""
+
+    fraction: float = Field(default=0.05, ge=0, le=1, description="Share of the automatic labels audited.")
+    max_disagreement: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Above this share of audited labels that people changed, the round's automatic "
+        "labels are left out of the partition (people's labels are kept).",
+    )
+
+
+class SecretKeyRef(Model):
+    name: str = Field(min_length=1, description="Secret in the pipeline's namespace.")
+    key: str = Field(default="token", min_length=1, description="Key of the value in the Secret.")
+
+
+class LabelStudioSpec(Model):
+    """A Label Studio server people label in. Without it, the round writes Label Studio's JSON
+    import file and reads its JSON export back from the artifact store."""
+
+    url: str = Field(pattern=r"^https?://", description="Base URL, e.g. http://label-studio.tools:8080.")
+    project: str | None = Field(
+        default=None,
+        description="Title of the project, created when missing; default: mlpipeline <pipeline>.",
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret holding an access token (a personal access token, or a legacy token), "
+        "given to the step as LABEL_STUDIO_API_KEY; never logged. Locally: $LABEL_STUDIO_API_KEY.",
+    )
+
+
+class LabelingSpec(Model):
+    """Automated labeling rounds: the serving model labels the unlabeled records it is sure of,
+    people label the ones it is least sure of (and an audit sample), and the merged result lands
+    as a new partition of spec.data.uri, which spec.retrain.onNewData trains on."""
+
+    source: str = Field(
+        min_length=1,
+        description="Unlabeled records: a file or pattern of CSV, Parquet or JSON Lines files (the "
+        "serving capture's lines are read by their features), e.g. s3://bucket/sensors/unlabeled/*.csv.",
+    )
+    into: str = Field(
+        min_length=1,
+        description="Directory each round writes its labeled partition to "
+        "(<into>/labels-<time>-<round>.csv); spec.data.uri must match it.",
+    )
+    min_confidence: float = Field(
+        default=0.95,
+        ge=0.5,
+        le=1,
+        description="Records the model predicts with at least this probability are labeled automatically.",
+    )
+    max_class_share: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="No class gets more than this share of a round's automatic labels (the most "
+        "confident are kept), so a confident majority class cannot swamp the data.",
+    )
+    budget: int = Field(default=50, ge=0, description="Most uncertain records sent to people per round.")
+    uncertainty: Uncertainty = Field(default=Uncertainty.margin, description="margin or entropy.")
+    audit: AuditSpec = Field(default_factory=AuditSpec)
+    use_auto_labels: bool = Field(
+        default=True, description="false: only people's labels go into the partition."
+    )
+    deadline: str = Field(
+        default="24h", pattern=DURATION_PATTERN, description="How long a round waits for people."
+    )
+    on_deadline: DeadlinePolicy = Field(
+        default=DeadlinePolicy.merge,
+        description="merge: what people labeled by then plus the automatic labels; discard: nothing.",
+    )
+    interval: str = Field(
+        default="5m", pattern=DURATION_PATTERN, description="How often the source is listed for new files."
+    )
+    settle: str = Field(
+        default="1m",
+        pattern=DURATION_PATTERN,
+        description="A source file counts once it has not been modified for this long.",
+    )
+    label_studio: LabelStudioSpec | None = Field(default=None, description="Where people label.")
+
+    def partition_name(self, started: str, round_id: str) -> str:
+        """The file a round writes: named by its start, so partitions sort in the order they land."""
+        moment = started.replace("-", "").replace(":", "")
+        return f"{self.into.rstrip('/')}/labels-{moment}-{round_id}.csv"
+
+
 class ArtifactsSpec(Model):
     """Where step outputs (splits, transforms, trials, models) are stored."""
 
@@ -714,6 +817,9 @@ class MLPipelineSpec(Model):
     serve: ServeSpec = Field(default_factory=ServeSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
+    labeling: LabelingSpec | None = Field(
+        default=None, description="Automated labeling rounds (classification only)."
+    )
     artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
     steps: StepPolicy = Field(default_factory=StepPolicy)
 
@@ -732,6 +838,20 @@ class MLPipelineSpec(Model):
             raise ValueError(
                 "retrain.onNewData needs data.uri to name partitions: a pattern such as "
                 "s3://bucket/churn/month=*/*.csv"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _labels_land_in_the_data(self) -> MLPipelineSpec:
+        if self.labeling is None:
+            return self
+        if self.train.task != Task.classification.value:
+            raise ValueError("labeling applies to classification only")
+        written = self.labeling.partition_name("2026-01-01T00:00:00Z", "r")
+        if not fnmatch.fnmatchcase(written, self.data.uri):
+            raise ValueError(
+                f"labeling.into: the partitions it receives ({written.replace('20260101T000000Z-r', '*')}) "
+                f"are not matched by data.uri {self.data.uri!r}, so no run would train on them"
             )
         return self
 
@@ -899,6 +1019,54 @@ class MonitoringStatus(StatusModel):
     message: str | None = None
 
 
+class LabelRoundPhase(StrEnum):
+    proposing = "Proposing"  # the model predicts, picks and sends tasks to people
+    awaiting = "AwaitingPeople"  # people label; the merge step collects their answers
+    merged = "Merged"  # the partition is written
+    failed = "Failed"
+
+
+class LabelRound(StatusModel):
+    """One labeling round: the counts a person checks the loop by."""
+
+    id: str
+    model: str = Field(description="The model version that labeled.")
+    phase: LabelRoundPhase = LabelRoundPhase.proposing
+    started_at: str | None = None
+    deadline: str | None = Field(default=None, description="When the round stops waiting for people.")
+    finished_at: str | None = None
+    sources: list[str] = Field(default_factory=list, description="The unlabeled files of the round.")
+    records: int | None = None
+    auto_labeled: int | None = Field(default=None, description="Labeled by the model (confident).")
+    sent_to_people: int | None = Field(default=None, description="Uncertain records sent to people.")
+    audited: int | None = Field(default=None, description="Automatic labels sent to people to audit.")
+    labeled_by_people: int | None = None
+    audit_disagreement: float | None = Field(
+        default=None, description="Share of answered audit tasks where people chose another class."
+    )
+    auto_labels_used: bool | None = Field(default=None, description="Whether the partition has them.")
+    partition: str | None = Field(
+        default=None, description="The labeled partition written (dataset version)."
+    )
+    rows: int | None = Field(default=None, description="Rows of that partition.")
+    project: str | None = Field(
+        default=None, description="Where people label (Label Studio URL or import file)."
+    )
+    message: str | None = None
+
+
+class LabelingStatus(StatusModel):
+    """The labeling rounds: the source as last listed and the current or last round."""
+
+    listed_at: str | None = None
+    processed: str | None = Field(
+        default=None, description="The newest source file a round took; later ones are new."
+    )
+    pending: list[str] = Field(default_factory=list, description="Source files waiting for the next round.")
+    round: LabelRound | None = None
+    message: str | None = None
+
+
 class MLPipelineStatus(StatusModel):
     model_config = ConfigDict(extra="allow")
 
@@ -911,6 +1079,7 @@ class MLPipelineStatus(StatusModel):
     serving: ServingStatus | None = None
     retrain: RetrainStatus | None = None
     monitoring: MonitoringStatus | None = None
+    labeling: LabelingStatus | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The status as the API server stores it: camelCase, unset fields left out."""

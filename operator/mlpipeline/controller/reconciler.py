@@ -13,12 +13,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlpipeline.api.manifest import field_errors
-from mlpipeline.api.models import MLPipelineSpec, MLPipelineStatus, RetrainStatus, parse_duration
+from mlpipeline.api.models import (
+    LabelingStatus,
+    MLPipelineSpec,
+    MLPipelineStatus,
+    RetrainStatus,
+    parse_duration,
+)
 from mlpipeline.controller import metrics
 from mlpipeline.controller.monitoring import MonitoringReader
 from mlpipeline.controller.serving import ServingReconciler
-from mlpipeline.engine import triggers
+from mlpipeline.engine import labeling, triggers
 from mlpipeline.engine.event import Event
+from mlpipeline.engine.labeling import LABEL_STEPS
 from mlpipeline.engine.plan import run_id
 from mlpipeline.engine.reconcile import (
     DONE_PHASE,
@@ -32,10 +39,10 @@ from mlpipeline.engine.reconcile import (
 )
 from mlpipeline.engine.triggers import Firing
 from mlpipeline.kube.client import Kube
-from mlpipeline.kube.jobs import OperatorSettings, build_step_job, unshared_store
+from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job, build_step_job, unshared_store
 from mlpipeline.kube.observe import observe_job
 from mlpipeline.kube.patch import merge_patch
-from mlpipeline.listing import list_if_due
+from mlpipeline.listing import list_if_due, list_sources_if_due
 from mlpipeline.protocol import RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, parse_stamp, stamp
 
 log = logging.getLogger("mlpipeline.operator")
@@ -142,20 +149,12 @@ class Reconciler:
         status.retrain = retrain.status
         current = run_id(spec, name, rerun=rerun_token(annotations.get(RERUN_ANNOTATION), retrain.status))
         all_jobs = self.kube.list_jobs(namespace, name)
-        for job in all_jobs:
+        run_jobs = [j for j in all_jobs if j["metadata"]["labels"].get(STEP_LABEL) not in LABEL_STEPS]
+        for job in run_jobs:
             job_run = job["metadata"]["labels"].get(RUN_LABEL)
             if job_run != current and (job.get("status") or {}).get("active"):
                 self.kube.delete_job(namespace, job["metadata"]["name"])  # superseded run
-        pods = self.kube.list_pods(namespace, name, current)
-        observations: dict[str, JobObservation] = {}
-        for job in all_jobs:
-            labels = job["metadata"]["labels"]
-            if labels.get(RUN_LABEL) != current:
-                continue
-            own = [
-                p for p in pods if p["metadata"].get("labels", {}).get("job-name") == job["metadata"]["name"]
-            ]
-            observations[labels[STEP_LABEL]] = observe_job(job, own)
+        observations = self._observe(namespace, name, current, run_jobs)
         trigger = trigger_of(status, generation, retrain.fired)
         value = retrain.fired.value if retrain.fired else None
         decision = decide(name, spec, status, current, trigger, generation, observations, now, value)
@@ -166,17 +165,75 @@ class Reconciler:
             new.model = model_status(spec, current, artifact, observations.get("evaluate"))
         if new.phase == DONE_PHASE and spec.serve.enabled:
             self._serve(body, spec, current, decision, now)
+        labeling, label_again = self._label(body, spec, status.labeling, new, all_jobs, now)
+        new.labeling = labeling.status
+        decision.events.extend(labeling.events)
         self._apply(body, spec, current, decision, status, recorded)
         stuck = [o for o in observations.values() if o.pod_problem and o.pending_since]
         if stuck and new.phase != FAILED_PHASE:
             deadline = parse_duration(spec.steps.pending_timeout)
             waited = max((now - o.pending_since).total_seconds() for o in stuck if o.pending_since)
             self.wake_later(namespace, name, max(deadline - waited, 0) + 0.5)
-        for seconds in (retrain.wake_after, read_again, list_again):
+        for seconds in (retrain.wake_after, read_again, list_again, label_again):
             if seconds is not None:
                 self.wake_later(namespace, name, seconds + 0.5)
         self.phases.set((namespace, name), new.phase)
         return "ok"
+
+    def _observe(
+        self, namespace: str, name: str, run: str, jobs: list[dict[str, Any]]
+    ) -> dict[str, JobObservation]:
+        """The Jobs of one run (or labeling round) with their pods, by step."""
+        mine = [j for j in jobs if j["metadata"]["labels"].get(RUN_LABEL) == run]
+        if not mine:
+            return {}
+        pods = self.kube.list_pods(namespace, name, run)
+        observations: dict[str, JobObservation] = {}
+        for job in mine:
+            own = [
+                p for p in pods if p["metadata"].get("labels", {}).get("job-name") == job["metadata"]["name"]
+            ]
+            observations[job["metadata"]["labels"][STEP_LABEL]] = observe_job(job, own)
+        return observations
+
+    def _label(
+        self,
+        body: dict[str, Any],
+        spec: MLPipelineSpec,
+        recorded: LabelingStatus | None,
+        status: MLPipelineStatus,
+        all_jobs: list[dict[str, Any]],
+        now: datetime,
+    ) -> tuple[labeling.LabelingPlan, float | None]:
+        """The labeling round: started when new source files settled and a model serves, moved on
+        by its Jobs, which it creates."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        listing, again = list_sources_if_due(spec, recorded, now)
+        if spec.serve.enabled:
+            model = status.serving.stable if status.serving else None
+        else:
+            model = status.model.version if status.model and status.phase == DONE_PHASE else None
+        current = recorded.round if recorded else None
+        jobs = [j for j in all_jobs if j["metadata"]["labels"].get(STEP_LABEL) in labeling.LABEL_STEPS]
+        observed = self._observe(namespace, name, current.id, jobs) if current else {}
+        plan = labeling.decide(spec.labeling, recorded, model, listing, observed, now)
+        round_now = plan.status.round if plan.status else None
+        for step in plan.create:
+            assert round_now is not None
+            job = build_labeling_job(
+                pipeline=name,
+                namespace=namespace,
+                uid=meta["uid"],
+                spec=spec,
+                current=round_now,
+                step=step,
+                settings=self.settings,
+                model_uri=self.serving.artifact(spec, namespace, name, round_now.model),
+            )
+            if self.kube.create_job(job):
+                log.info("created Job %s/%s", namespace, job["metadata"]["name"])
+        return plan, again
 
     def _serve(
         self, body: dict[str, Any], spec: MLPipelineSpec, run: str, decision: Decision, now: datetime

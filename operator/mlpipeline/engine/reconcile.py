@@ -73,7 +73,7 @@ def _condition(
     return Condition(type=kind, status=status, reason=reason, message=message, last_transition_time=since)
 
 
-def _failure_message(job: JobObservation) -> str:
+def failure_message(job: JobObservation) -> str:
     """What the step said (its termination message) first, then how the Job ended."""
     ending = f"{job.failed_reason or 'Failed'} after {job.failed} attempt(s)"
     if job.termination_message:
@@ -144,7 +144,7 @@ def decide(
                 decision.events.append(Event("Normal", "StepSucceeded", f"{step} succeeded ({job.name})"))
             continue
         if job.failed_reason is not None:
-            text = _failure_message(job)
+            text = failure_message(job)
             record.phase, record.finished_at, record.message = (
                 StepPhase.failed,
                 job.finished_at or moment,

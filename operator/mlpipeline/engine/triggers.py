@@ -52,10 +52,15 @@ def new_partitions(
     processed = status.data.processed if status and status.data else None
     if processed is None:
         return []
-    settle = parse_duration(spec.on_new_data.settle)
+    return settled_after(listing, processed, parse_duration(spec.on_new_data.settle), now)
+
+
+def settled_after(listing: Listing, processed: str | None, settle: float, now: datetime) -> list[str]:
+    """The files named after ``processed`` (all when None) that nobody has written to for
+    ``settle`` seconds, in order, up to the first that is still being written."""
     settled = []
     for name, modified in listing.partitions:
-        if name <= processed:
+        if processed is not None and name <= processed:
             continue
         if modified is None or now.timestamp() - modified < settle:
             break

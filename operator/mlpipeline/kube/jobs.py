@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlpipeline.api.models import API_VERSION, KIND, MLPipelineSpec, parse_duration
+from mlpipeline.api.models import API_VERSION, KIND, LabelRound, MLPipelineSpec, parse_duration
 from mlpipeline.engine.plan import STEPS, StepInvocation
 from mlpipeline.protocol import (
     ARTIFACTS_MOUNT,
@@ -15,7 +15,10 @@ from mlpipeline.protocol import (
     PIPELINE_LABEL,
     RUN_LABEL,
     STEP_LABEL,
+    TOKEN_ENV,
     job_name,
+    label_output,
+    model_tag,
     step_output,
 )
 
@@ -23,6 +26,7 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_NODE_LABEL = "nvidia.com/gpu.present"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 SMALL_STEP = {"cpu": "500m", "memory": "512Mi"}
+MERGE_GRACE = 600  # seconds a merge Job has past its round's deadline to write the partition
 TERMINATION_LOG = "/dev/termination-log"
 RUN_AS = 10001  # the image's user
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
@@ -163,10 +167,15 @@ def build_step_job(
     run: str,
     step: str,
     settings: OperatorSettings,
+    args: list[str] | None = None,
+    timeout: float | None = None,
+    env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The Job that runs one step of one run."""
-    outputs = step_outputs(settings, spec, namespace, pipeline, run)
-    invocation = StepInvocation(step, outputs[step], outputs, pipeline, run, run)
+    """The Job that runs one step of one run (or of one labeling round, whose ``args`` and
+    ``timeout`` are given)."""
+    if args is None:
+        outputs = step_outputs(settings, spec, namespace, pipeline, run)
+        args = StepInvocation(step, outputs[step], outputs, pipeline, run, run).args()
     step_labels = labels(pipeline, run, step)
     pod_labels = {**step_labels, **spec.steps.pod_labels}
     if spec.train.queue:
@@ -175,11 +184,12 @@ def build_step_job(
         "name": "step",
         "image": spec.train.image or settings.image,
         "command": ["python", "-m", "mlpipeline.steps"],
-        "args": invocation.args(),
+        "args": args,
         "env": [
             {"name": "MLPIPELINE_SPEC", "value": json.dumps(spec.model_dump(by_alias=True, mode="json"))},
             {"name": "MLP_TERMINATION_LOG", "value": TERMINATION_LOG},
             {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
+            *(env or []),
         ],
         "resources": _resources(spec, step),
         "terminationMessagePath": TERMINATION_LOG,
@@ -205,7 +215,7 @@ def build_step_job(
         },
         "spec": {
             "backoffLimit": spec.steps.retries,
-            "activeDeadlineSeconds": int(parse_duration(spec.steps.timeout)),
+            "activeDeadlineSeconds": int(timeout or parse_duration(spec.steps.timeout)),
             "podFailurePolicy": {
                 "rules": [
                     {
@@ -224,3 +234,54 @@ def build_step_job(
             },
         },
     }
+
+
+def build_labeling_job(
+    *,
+    pipeline: str,
+    namespace: str,
+    uid: str,
+    spec: MLPipelineSpec,
+    current: LabelRound,
+    step: str,
+    settings: OperatorSettings,
+    model_uri: str,
+) -> dict[str, Any]:
+    """A step of a labeling round: ``label`` (predict and send tasks), or ``merge``, which waits
+    for people until the round's deadline (its Job's deadline is that one, plus time to merge)."""
+    assert spec.labeling is not None
+    base = artifacts_base(spec, settings)
+    outputs = {s: label_output(base, namespace, pipeline, current.id, s) for s in ("label", "merge")}
+    args = [step, "--out", outputs[step], "--pipeline", pipeline]
+    timeout = None
+    if step == "label":
+        args += [
+            "--model",
+            model_tag(pipeline, current.model),
+            "--model-uri",
+            model_uri,
+            "--round",
+            current.id,
+        ]
+        for source in current.sources:
+            args += ["--source", source]
+    else:
+        args += ["--proposal", outputs["label"], "--started", current.started_at or ""]
+        timeout = parse_duration(spec.labeling.deadline) + MERGE_GRACE
+    env = []
+    studio = spec.labeling.label_studio
+    if studio and studio.token_secret_ref:
+        ref = studio.token_secret_ref
+        env.append({"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return build_step_job(
+        pipeline=pipeline,
+        namespace=namespace,
+        uid=uid,
+        spec=spec,
+        run=current.id,
+        step=step,
+        settings=settings,
+        args=args,
+        timeout=timeout,
+        env=env,
+    )

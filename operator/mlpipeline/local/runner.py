@@ -72,6 +72,9 @@ class LocalRunner:
     ):
         spec = pipeline.spec.model_copy(deep=True)
         spec.data.uri = resolve_data_uri(spec.data.uri, manifest_dir)
+        if spec.labeling:
+            spec.labeling.source = resolve_data_uri(spec.labeling.source, manifest_dir)
+            spec.labeling.into = resolve_data_uri(spec.labeling.into, manifest_dir)
         if cpu_only and spec.train.resources.gpu:
             console.print(
                 f"[yellow]--cpu-only: training on the CPU instead of {spec.train.resources.gpu} GPU(s)[/]"
@@ -86,11 +89,15 @@ class LocalRunner:
     def environment(self) -> dict[str, str]:
         return {**os.environ, "BENTOML_HOME": str(self.bentoml_home), "RAY_USAGE_STATS_ENABLED": "0"}
 
-    def run(self) -> RunOutcome:
+    def spec_file(self) -> str:
+        """The spec as the steps read it (``--spec``), written afresh."""
         self.root.mkdir(parents=True, exist_ok=True)
-        spec_json = json.dumps(self.spec.model_dump(by_alias=True, mode="json"), sort_keys=True)
-        spec_path = self.root / "spec.json"
-        spec_path.write_text(spec_json)
+        path = self.root / "spec.json"
+        path.write_text(json.dumps(self.spec.model_dump(by_alias=True, mode="json"), sort_keys=True))
+        return str(path)
+
+    def run(self) -> RunOutcome:
+        spec_path = self.spec_file()
         outcome = RunOutcome(self.name, [], self.root)
         try:
             data_fp = store.fingerprint(self.spec.data.uri)
@@ -98,7 +105,7 @@ class LocalRunner:
             outcome.steps.append(
                 StepOutcome("ingest", "failed", 0.0, "", {"message": f"spec.data.uri: {exc}"})
             )
-            self._show(outcome.steps[-1])
+            self.show(outcome.steps[-1])
             outcome.exit_code = EXIT_FAILED
             return outcome
         prints = fingerprints(self.spec, data_fp, self.name)
@@ -110,13 +117,13 @@ class LocalRunner:
             if result is not None:
                 outcome.steps.append(StepOutcome(step, "cached", 0.0, outs[step], result))
             else:
-                step_outcome, code = self._execute(invocation)
+                step_outcome, code = self.execute(step, outs[step], invocation.args())
                 outcome.steps.append(step_outcome)
                 if code:
-                    self._show(step_outcome)
+                    self.show(step_outcome)
                     outcome.exit_code = code
                     return outcome
-            self._show(outcome.steps[-1])
+            self.show(outcome.steps[-1])
         outcome.version, outcome.model_tag = version, model_tag(self.name, version)
         (self.root / "last-run.json").write_text(
             json.dumps(
@@ -133,19 +140,20 @@ class LocalRunner:
         result: dict[str, Any] = json.loads(path.read_text())
         return result if result.get("ok") else None
 
-    def _execute(self, invocation: StepInvocation) -> tuple[StepOutcome, int]:
-        log_path = self.root / "logs" / f"{invocation.step}.log"
+    def execute(self, step: str, out: str, args: list[str]) -> tuple[StepOutcome, int]:
+        """Runs ``python -m mlpipeline.steps ARGS`` as the step's pod would; its log in logs/."""
+        log_path = self.root / "logs" / f"{step}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        with log_path.open("wb") as log, self.console.status(f"[bold]{invocation.step}[/] running…"):
+        with log_path.open("wb") as log, self.console.status(f"[bold]{step}[/] running…"):
             code = subprocess.call(
-                [sys.executable, "-m", "mlpipeline.steps", *invocation.args()],
+                [sys.executable, "-m", "mlpipeline.steps", *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.environment(),
             )
         seconds = time.monotonic() - started
-        result_path = Path(invocation.out) / RESULT_FILE
+        result_path = Path(out) / RESULT_FILE
         if result_path.exists():
             result = json.loads(result_path.read_text())
         else:
@@ -154,12 +162,12 @@ class LocalRunner:
         if code == 0 and not result.get("ok"):
             code = EXIT_FAILED
         state = "done" if code == 0 else "failed"
-        outcome = StepOutcome(invocation.step, state, seconds, invocation.out, result)
+        outcome = StepOutcome(step, state, seconds, out, result)
         if code:
             outcome.result["log"] = str(log_path)
         return outcome, code if code in (0, EXIT_GATE) else (code or EXIT_FAILED)
 
-    def _show(self, step: StepOutcome) -> None:
+    def show(self, step: StepOutcome) -> None:
         mark = {"done": "[green]✓[/]", "cached": "[cyan]↺[/]", "failed": "[red]✗[/]"}[step.state]
         timing = "cached" if step.state == "cached" else f"{step.seconds:5.1f}s"
         self.console.print(f"{mark} {step.step:<11} {timing:>7}  {step.message}")

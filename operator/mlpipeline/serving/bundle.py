@@ -4,12 +4,16 @@ serving/validation.py describes: a value that cannot be read raises UnreadableRe
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlpipeline import store
+from mlpipeline.protocol import MODEL_EXPORT
 from mlpipeline.serving.validation import clean_records
 from mlpipeline.steps.preprocess import as_object_categories
 
@@ -59,3 +63,23 @@ class ModelBundle:
                 answers.append({"label": columns[int(np.argmax(row))], "probabilities": probabilities})
             return answers
         return [{"label": classes[int(i)], "probabilities": {}} for i in self.estimator.predict(features)]
+
+
+def load_bundle(tag: str, uri: str | None = None) -> tuple[str, ModelBundle]:
+    """A packaged model by its BentoML tag, imported from its export at ``uri`` when the local
+    model store lacks it (a fresh pod); returns its version and bundle."""
+    import bentoml
+    import joblib
+
+    from mlpipeline.steps.package import BUNDLE
+
+    try:
+        model = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        if not uri:
+            raise
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / MODEL_EXPORT
+            local.write_bytes(store.read_bytes(uri))
+            model = bentoml.models.import_model(str(local))
+    return model.tag.version or "", joblib.load(model.path_of(BUNDLE))

@@ -23,16 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-import joblib
 from pydantic import ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from mlpipeline import store
 from mlpipeline.monitoring.drift import DriftReport
 from mlpipeline.monitoring.drift_metrics import (
     CAPTURED,
@@ -41,12 +37,10 @@ from mlpipeline.monitoring.drift_metrics import (
     PREDICTION,
     PREDICTION_DRIFT,
 )
-from mlpipeline.protocol import MODEL_EXPORT
-from mlpipeline.serving.bundle import ModelBundle
+from mlpipeline.serving.bundle import load_bundle
 from mlpipeline.serving.chaos import Chaos
 from mlpipeline.serving.monitor import Monitor, MonitorSettings
 from mlpipeline.serving.validation import UnreadableRecords, clean_records
-from mlpipeline.steps.package import BUNDLE
 
 MAX_BATCH_SIZE = int(os.environ.get("MLP_MAX_BATCH_SIZE", "128"))
 MAX_LATENCY_MS = int(os.environ.get("MLP_MAX_LATENCY_MS", "1000"))
@@ -88,19 +82,6 @@ rejected_requests_total = bentoml.metrics.Counter(
     documentation="Prediction requests refused with HTTP 400, by reason and the field first unreadable",
     labelnames=["model_version", "reason", "field"],
 )
-
-
-def load_bundle(tag: str, uri: str | None = None) -> tuple[str, ModelBundle]:
-    try:
-        model = bentoml.models.get(tag)
-    except bentoml.exceptions.NotFound:
-        if not uri:
-            raise
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / MODEL_EXPORT
-            local.write_bytes(store.read_bytes(uri))
-            model = bentoml.models.import_model(str(local))
-    return model.tag.version or "", joblib.load(model.path_of(BUNDLE))
 
 
 def count(version: str, answers: list[dict[str, Any]]) -> None:

@@ -21,7 +21,7 @@ from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 
-REPORTED = ("summary", "metrics", "version", "tag")  # what a succeeded step tells the operator
+REPORTED = ("summary", "metrics", "version", "tag", "labeling")  # what a succeeded step tells the operator
 
 
 def _spec(args: argparse.Namespace) -> MLPipelineSpec:
@@ -53,6 +53,14 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         from mlpipeline.steps import evaluate
 
         return evaluate.run(spec, args.data, args.preprocess, args.tune, args.out)
+    if step in ("label", "merge"):
+        from mlpipeline.steps import label
+
+        if step == "label":
+            return label.propose(
+                spec, args.pipeline, args.model, args.model_uri, args.source, args.round, args.out
+            )
+        return label.merge(spec, args.pipeline, args.proposal, args.out, args.started)
     from mlpipeline.steps import package
 
     return package.run(
@@ -62,7 +70,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mlpipeline.steps")
-    p.add_argument("step", choices=["ingest", "preprocess", "tune", "evaluate", "package"])
+    p.add_argument("step", choices=["ingest", "preprocess", "tune", "evaluate", "package", "label", "merge"])
     p.add_argument("--spec", help="URI of the spec as JSON (default: $MLPIPELINE_SPEC)")
     p.add_argument("--out", required=True, help="URI this step writes to")
     for name in ("data", "preprocess", "tune", "evaluate"):
@@ -70,6 +78,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", default="pipeline")
     p.add_argument("--run", default="local")
     p.add_argument("--version", default="0")
+    labeling = p.add_argument_group("labeling rounds (label, merge)")
+    labeling.add_argument("--model", help="label: BentoML tag of the model that labels")
+    labeling.add_argument("--model-uri", help="label: its export in the artifact store")
+    labeling.add_argument("--source", action="append", default=[], help="label: an unlabeled file (repeat)")
+    labeling.add_argument("--round", help="label: the round's id")
+    labeling.add_argument("--proposal", help="merge: URI of the label step's output")
+    labeling.add_argument(
+        "--started", help="merge: the round's start (RFC 3339), where its deadline counts from"
+    )
     return p
 
 

@@ -1,0 +1,146 @@
+"""When a labeling round starts and how it moves on: pure, shared by the operator and the local
+runner. A round takes the unlabeled source files that have settled since the last round, with the
+model that serves now; it runs the ``label`` step (predict, pick, send tasks to people), then the
+``merge`` step (wait for people, write the labeled partition). One round at a time per pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from mlpipeline.api.models import LabelingSpec, LabelingStatus, LabelRound, LabelRoundPhase, parse_duration
+from mlpipeline.engine.event import Event
+from mlpipeline.engine.plan import digest
+from mlpipeline.engine.reconcile import JobObservation, failure_message
+from mlpipeline.engine.triggers import Listing, settled_after
+from mlpipeline.protocol import RUN_ID_LENGTH, stamp
+
+LABEL_STEPS = ("label", "merge")
+STEP_OF = {LabelRoundPhase.proposing: "label", LabelRoundPhase.awaiting: "merge"}
+COUNTED = {
+    "records": "records",
+    "autoLabeled": "auto_labeled",
+    "sentToPeople": "sent_to_people",
+    "audited": "audited",
+    "project": "project",
+    "labeledByPeople": "labeled_by_people",
+    "auditDisagreement": "audit_disagreement",
+    "autoLabelsUsed": "auto_labels_used",
+    "partition": "partition",
+    "rows": "rows",
+}
+
+
+def round_id(sources: list[str], model: str) -> str:
+    return digest({"sources": sources, "model": model})[:RUN_ID_LENGTH]
+
+
+@dataclass
+class LabelingPlan:
+    status: LabelingStatus | None
+    create: list[str] = field(default_factory=list)  # steps of status.round to start
+    events: list[Event] = field(default_factory=list)
+
+
+def start(spec: LabelingSpec, sources: list[str], model: str, now: datetime) -> LabelRound:
+    return LabelRound(
+        id=round_id(sources, model),
+        model=model,
+        started_at=stamp(now),
+        deadline=stamp(now + timedelta(seconds=parse_duration(spec.deadline))),
+        sources=sources,
+    )
+
+
+def record(current: LabelRound, reported: dict[str, object]) -> None:
+    """Copies what a step reported (its ``labeling`` counts) into the round."""
+    for key, attribute in COUNTED.items():
+        if key in reported:
+            setattr(current, attribute, reported[key])
+
+
+def advance(current: LabelRound, jobs: dict[str, JobObservation], now: datetime) -> LabelingPlan:
+    """The round in progress, moved on by what its Jobs did."""
+    plan = LabelingPlan(None)
+    step = STEP_OF[current.phase]
+    job = jobs.get(step)
+    if job is None:
+        plan.create.append(step)
+        return plan
+    if job.failed_reason is not None:
+        current.phase, current.finished_at = LabelRoundPhase.failed, job.finished_at or stamp(now)
+        current.message = f"{step} failed: {failure_message(job)}"
+        plan.events.append(Event("Warning", "LabelingFailed", f"round {current.id}: {current.message}"))
+        return plan
+    if not job.complete:
+        return plan
+    record(current, dict((job.result or {}).get("labeling") or {}))
+    if current.phase == LabelRoundPhase.proposing:
+        current.phase = LabelRoundPhase.awaiting
+        current.message = f"waiting for people until {current.deadline}: {current.project}"
+        plan.create.append("merge")
+        plan.events.append(
+            Event(
+                "Normal",
+                "LabelsRequested",
+                f"round {current.id}: {current.records} records, {current.auto_labeled} labeled by model "
+                f"{current.model}, {current.sent_to_people} sent to people and {current.audited} to audit "
+                f"({current.project})",
+            )
+        )
+        return plan
+    current.phase, current.finished_at = LabelRoundPhase.merged, job.finished_at or stamp(now)
+    current.message = str((job.result or {}).get("summary") or "") or None
+    plan.events.append(
+        Event(
+            "Normal",
+            "LabelsMerged",
+            f"round {current.id}: {current.rows} labeled rows in {current.partition}",
+        )
+    )
+    return plan
+
+
+def decide(
+    spec: LabelingSpec | None,
+    status: LabelingStatus | None,
+    model: str | None,
+    listing: Listing | None,
+    jobs: dict[str, JobObservation],
+    now: datetime,
+) -> LabelingPlan:
+    """``model``: the version serving now (None: nothing serves yet); ``listing``: the source files
+    when they were listed in this reconciliation; ``jobs``: the Jobs of status.labeling.round."""
+    if spec is None:
+        return LabelingPlan(None)
+    new = (status or LabelingStatus()).model_copy(deep=True)
+    current = new.round
+    if current is not None and current.phase in STEP_OF:
+        plan = advance(current, jobs, now)
+        plan.status = new
+        return plan
+    plan = LabelingPlan(new)
+    if listing is None:
+        return plan
+    new.listed_at = stamp(now)
+    if listing.error:
+        new.message = listing.error
+        return plan
+    names = [name for name, _ in listing.partitions]
+    new.pending = [n for n in names if new.processed is None or n > new.processed]
+    settled = settled_after(listing, new.processed, parse_duration(spec.settle), now)
+    if not settled:
+        new.message = "new source files are settling" if new.pending else None
+        return plan
+    if model is None:
+        new.message = f"{len(settled)} source file(s) wait for a serving model"
+        return plan
+    new.round = start(spec, settled, model, now)
+    new.processed, new.message = settled[-1], None
+    new.pending = [n for n in new.pending if n > settled[-1]]
+    plan.create.append("label")
+    plan.events.append(
+        Event("Normal", "LabelingStarted", f"round {new.round.id}: {len(settled)} file(s) for model {model}")
+    )
+    return plan

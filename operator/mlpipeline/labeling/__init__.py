@@ -1,0 +1,1 @@
+"""Automated labeling: which records the model labels, which go to people, how both are merged."""

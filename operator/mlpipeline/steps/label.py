@@ -1,0 +1,164 @@
+"""The two steps of a labeling round.
+
+``label``: the serving model predicts every record of the round's source files; the confident ones
+get automatic labels, the most uncertain ones (and an audit sample) become Label Studio tasks.
+``merge``: waits for people until every task is answered or the deadline passes, then writes the
+labeled partition into spec.labeling.into, where the next run finds it.
+
+Both are idempotent: a restarted pod finds the tasks it posted (by round) and the files it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline import store
+from mlpipeline.api.models import DeadlinePolicy, LabelingSpec, MLPipelineSpec, parse_duration
+from mlpipeline.labeling import tasks
+from mlpipeline.labeling.desk import desk_for
+from mlpipeline.labeling.merge import merge as merge_labels
+from mlpipeline.labeling.select import Pick, Selection, select
+from mlpipeline.protocol import parse_stamp
+from mlpipeline.steps import artifacts
+from mlpipeline.steps.artifacts import StepError
+from mlpipeline.steps.ingest import data_format, read_data
+
+POOL = "pool.parquet"  # the round's records, row = position
+PROPOSAL = "proposal.json"  # what the model picked
+PROVENANCE = "provenance.json"  # where each label of the partition came from
+
+
+def labeling_of(spec: MLPipelineSpec) -> LabelingSpec:
+    if spec.labeling is None:
+        raise StepError("spec.labeling is not set")
+    return spec.labeling
+
+
+def read_source(uri: str) -> pd.DataFrame:
+    """One source file: CSV or Parquet, or JSON Lines whose objects are records or captures
+    (``{"features": {...}, ...}``, as the model servers write them)."""
+    if uri.lower().endswith((".jsonl", ".ndjson", ".json")):
+        try:
+            lines = [json.loads(line) for line in artifacts.read_bytes(uri).splitlines() if line.strip()]
+        except ValueError as exc:
+            raise StepError(f"{uri}: not JSON Lines: {exc}") from None
+        return pd.DataFrame.from_records([line.get("features", line) for line in lines])
+    return read_data(uri, data_format(uri, None))
+
+
+def read_pool(sources: list[str], label: str, features: list[str]) -> pd.DataFrame:
+    frames = [read_source(uri) for uri in sources]
+    pool = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=features)
+    missing = [f for f in features if f not in pool.columns]
+    if missing:
+        raise StepError(f"the unlabeled records lack the model's features: {', '.join(missing)}")
+    return pool[features].reset_index(drop=True)
+
+
+def _picks(items: list[Pick]) -> list[dict[str, Any]]:
+    return [{"row": p.row, "label": p.label, "confidence": round(p.confidence, 6)} for p in items]
+
+
+def _unpicks(items: list[dict[str, Any]]) -> list[Pick]:
+    return [Pick(int(i["row"]), str(i["label"]), float(i["confidence"])) for i in items]
+
+
+def propose(
+    spec: MLPipelineSpec,
+    pipeline: str,
+    model_tag: str,
+    model_uri: str | None,
+    sources: list[str],
+    round_id: str,
+    out: str,
+) -> dict[str, Any]:
+    from mlpipeline.serving.bundle import load_bundle
+
+    labeling = labeling_of(spec)
+    version, bundle = load_bundle(model_tag, model_uri)
+    pool = read_pool(sources, spec.data.label, list(bundle.features))
+    records = pool.to_dict("records")
+    answers = bundle.predict(records)
+    classes = [str(c) for c in bundle.classes]
+    probabilities = np.array([[a["probabilities"].get(c, 0.0) for c in classes] for a in answers])
+    selection = select(probabilities.reshape(len(records), len(classes)), classes, labeling, spec.data.seed)
+    desk = desk_for(labeling, pipeline, out)
+    desk.post(tasks.tasks(records, selection.human, selection.audit, round_id, version), classes, version)
+    artifacts.write_table(artifacts.join(out, POOL), pool)
+    proposal = {
+        "round": round_id,
+        "model": version,
+        "classes": classes,
+        "sources": sources,
+        "auto": _picks(selection.auto),
+        "human": _picks(selection.human),
+        "audit": _picks(selection.audit),
+        "capped": selection.capped,
+        "project": desk.where,
+    }
+    artifacts.write_json(artifacts.join(out, PROPOSAL), proposal)
+    counts = {"records": len(records), **selection.counts(), "project": desk.where}
+    summary = (
+        f"{len(records)} records: {len(selection.auto)} labeled by model {version}, "
+        f"{len(selection.human)} sent to people, {len(selection.audit)} to audit ({desk.where})"
+    )
+    return {"summary": summary, "labeling": counts}
+
+
+def merge(
+    spec: MLPipelineSpec,
+    pipeline: str,
+    proposal_uri: str,
+    out: str,
+    started: str,
+    poll: float = 5.0,
+    now: Any = lambda: datetime.now(UTC),
+) -> dict[str, Any]:
+    labeling = labeling_of(spec)
+    proposal = artifacts.read_json(artifacts.join(proposal_uri, PROPOSAL))
+    selection = Selection(
+        _unpicks(proposal["auto"]),
+        _unpicks(proposal["human"]),
+        _unpicks(proposal["audit"]),
+        proposal["capped"],
+    )
+    wanted = {p.row for p in selection.human} | {p.row for p in selection.audit}
+    deadline = parse_stamp(started).timestamp() + parse_duration(labeling.deadline)
+    desk = desk_for(labeling, pipeline, proposal_uri)
+    while True:
+        answers = desk.collect(proposal["round"])
+        if wanted <= set(answers):
+            late = False
+            break
+        if now().timestamp() >= deadline:
+            late = True
+            break
+        time.sleep(poll)
+    if late and labeling.on_deadline == DeadlinePolicy.discard:
+        raise StepError(
+            f"the deadline ({labeling.deadline}) passed with {len(wanted - set(answers))} of {len(wanted)} "
+            "tasks unanswered; spec.labeling.onDeadline is discard: no partition written"
+        )
+    pool = artifacts.read_table(artifacts.join(proposal_uri, POOL))
+    merged = merge_labels(pool, selection, answers, spec.data.label, labeling)
+    partition = labeling.partition_name(started, proposal["round"])
+    store.write_bytes(partition, merged.frame.to_csv(index=False).encode())
+    artifacts.write_json(artifacts.join(out, PROVENANCE), {"partition": partition, "rows": merged.provenance})
+    counts = {
+        "labeledByPeople": merged.labeled_by_people,
+        "auditDisagreement": merged.audit_disagreement,
+        "autoLabelsUsed": merged.auto_labels_used,
+        "partition": partition,
+        "rows": len(merged.frame),
+    }
+    summary = f"{len(merged.frame)} labeled rows in {partition} ({merged.labeled_by_people} by people"
+    summary += ")" if merged.reason is None else f"; automatic labels left out: {merged.reason})"
+    if late:
+        summary += f"; the deadline passed with {len(wanted - set(answers))} tasks unanswered"
+    return {"summary": summary, "labeling": counts}
