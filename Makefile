@@ -76,7 +76,7 @@ test-real: control-plane node-binaries image $(STAMP)
 test: lint crds-check control-plane node-binaries image prometheus ## lint, then unit, workload, cluster and real-node tests
 	$(BIN)/pytest tests
 
-bench: bench-serving bench-canary bench-cycle ## every benchmark (JSON on stdout)
+bench: bench-serving bench-canary bench-cycle bench-labeling ## every benchmark (JSON on stdout)
 
 bench-serving: $(STAMP) ## adaptive batching against unbatched serving, requests/s and p50/p99
 	$(BIN)/python -m bench.serving
@@ -87,6 +87,9 @@ bench-canary: $(STAMP) prometheus ## seconds from a canary going bad to its roll
 bench-cycle: $(STAMP) prometheus ## a drifting month lands: accuracy before/after the automatic retraining, seconds to serving
 	$(BIN)/python -m bench.cycle
 
+bench-labeling: $(STAMP) ## accuracy against human labels spent: automated labeling vs a random sample vs everything
+	$(BIN)/python -m bench.labeling
+
 run: $(STAMP) ## run the operator against the cluster in KUBECONFIG (default: the local one)
 	$(BIN)/mlpipeline operator
 
@@ -94,7 +97,7 @@ clean: ## remove the venv and local state (keeps the binary cache)
 	-hack/cluster.sh down
 	rm -rf $(VENV) .mlpipeline .cluster
 
-.PHONY: help install prometheus bench bench-serving bench-canary bench-cycle control-plane node-binaries cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster test-real run clean image
+.PHONY: help install prometheus bench bench-serving bench-canary bench-cycle bench-labeling control-plane node-binaries cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster test-real run clean image
 
 image: $(STAMP) ## build the OCI image without a container engine (.cluster/image/*.tar; cached by content)
 	hack/build-image.sh

@@ -1,0 +1,284 @@
+"""Automated labeling, the pure parts: which records the model labels and which go to people, the
+class cap, the audit, how people's answers are read and merged, the round's life in the engine and
+its Jobs, and the manifest rules."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlpipeline.api.manifest import ManifestError, parse_manifest
+from mlpipeline.api.models import LabelingSpec, LabelRoundPhase, MLPipelineSpec
+from mlpipeline.engine import labeling
+from mlpipeline.engine.reconcile import JobObservation
+from mlpipeline.engine.triggers import Listing
+from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job
+from mlpipeline.labeling import tasks
+from mlpipeline.labeling.merge import merge
+from mlpipeline.labeling.select import Pick, Selection, class_caps, select, uncertainty
+
+from tests.conftest import example
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+CLASSES = ["no", "yes"]
+
+
+def spec(**fields: Any) -> LabelingSpec:
+    return LabelingSpec.model_validate(
+        {"source": "s3://b/unlabeled/*.csv", "into": "s3://b/labeled", **fields}
+    )
+
+
+def probabilities(*yes: float) -> np.ndarray:
+    return np.array([[1 - p, p] for p in yes])
+
+
+def test_confident_records_are_labeled_by_the_model_and_the_least_sure_go_to_people() -> None:
+    chosen = select(probabilities(0.99, 0.02, 0.5, 0.6, 0.97, 0.8), CLASSES, spec(budget=2, maxClassShare=1))
+    assert [(p.row, p.label) for p in chosen.auto] == [(0, "yes"), (1, "no"), (4, "yes")]
+    assert [p.row for p in chosen.human] == [2, 3]  # margins 0 and 0.2; row 5's is 0.6
+    assert not {p.row for p in chosen.human} & {p.row for p in chosen.auto}
+
+
+def test_the_budget_bounds_what_people_get_and_zero_sends_nothing() -> None:
+    unsure = probabilities(*np.linspace(0.3, 0.7, 20))
+    assert len(select(unsure, CLASSES, spec(budget=5)).human) == 5
+    assert select(unsure, CLASSES, spec(budget=0)).human == []
+
+
+def test_entropy_ranks_the_flattest_distribution_first() -> None:
+    three = np.array([[0.5, 0.5, 0.0], [0.4, 0.3, 0.3], [0.9, 0.05, 0.05]])
+    assert np.argsort(-uncertainty(three, "entropy"))[0] == 1  # type: ignore[arg-type]
+    assert np.argsort(-uncertainty(three, "margin"))[0] == 0  # type: ignore[arg-type]
+    chosen = select(three, ["a", "b", "c"], spec(budget=1, uncertainty="entropy"))
+    assert [p.row for p in chosen.human] == [1]
+
+
+def test_a_confident_majority_class_is_capped_keeping_its_most_confident_records() -> None:
+    yes = [0.999 - i * 0.001 for i in range(30)]  # 30 confident "yes"
+    no = [0.01] * 5  # 5 confident "no"
+    chosen = select(probabilities(*yes, *no), CLASSES, spec(maxClassShare=0.8))
+    labels = [p.label for p in chosen.auto]
+    assert labels.count("no") == 5 and labels.count("yes") == 20  # 20 / 25 = 0.8
+    kept_yes = [p.confidence for p in chosen.auto if p.label == "yes"]
+    assert min(kept_yes) > max(p.confidence for p in chosen.auto if p.label == "yes") - 0.02
+    assert chosen.capped == 10
+
+
+def test_class_caps_hold_the_share_and_a_lone_confident_class_gets_nothing() -> None:
+    caps = class_caps({"a": 100, "b": 10}, 0.8)
+    assert caps["a"] / sum(caps.values()) <= 0.8 and caps["b"] == 10
+    assert class_caps({"a": 50}, 0.9) == {"a": 0}
+    assert class_caps({"a": 50, "b": 1}, 1.0) == {"a": 50, "b": 1}
+
+
+def test_the_audit_samples_the_automatic_labels_reproducibly() -> None:
+    confident = probabilities(*([0.99] * 20 + [0.01] * 20))
+    first = select(confident, CLASSES, spec(audit={"fraction": 0.1}, maxClassShare=1), seed=3)
+    again = select(confident, CLASSES, spec(audit={"fraction": 0.1}, maxClassShare=1), seed=3)
+    assert len(first.audit) == 4 and first.audit == again.audit
+    assert {p.row for p in first.audit} <= {p.row for p in first.auto}
+    assert select(confident, CLASSES, spec(audit={"fraction": 0})).audit == []
+
+
+def pool(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"load": np.arange(n, dtype=float), "temperature": np.zeros(n)})
+
+
+SELECTION = Selection(
+    auto=[Pick(0, "yes", 0.99), Pick(1, "no", 0.98), Pick(2, "yes", 0.97)],
+    human=[Pick(3, "no", 0.55), Pick(4, "yes", 0.5)],
+    audit=[Pick(2, "yes", 0.97)],
+)
+
+
+def test_people_override_the_model_and_every_row_says_where_its_label_came_from() -> None:
+    merged = merge(pool(5), SELECTION, {2: "no", 3: "yes"}, "failed", spec(audit={"maxDisagreement": 1}))
+    assert merged.frame["load"].tolist() == [0, 1, 2, 3]  # row 4 was not answered: left out
+    assert merged.frame["failed"].tolist() == ["yes", "no", "no", "yes"]
+    assert merged.provenance == ["auto", "auto", "audit", "human"]
+    assert merged.labeled_by_people == 2 and merged.audit_disagreement == 1.0 and merged.auto_labels_used
+
+
+def test_too_much_audit_disagreement_leaves_the_automatic_labels_out() -> None:
+    merged = merge(pool(5), SELECTION, {2: "no", 3: "yes"}, "failed", spec(audit={"maxDisagreement": 0.5}))
+    assert merged.frame["load"].tolist() == [2, 3] and merged.provenance == ["audit", "human"]
+    assert not merged.auto_labels_used and merged.reason and "100%" in merged.reason
+
+
+def test_automatic_labels_can_be_excluded_by_the_spec() -> None:
+    merged = merge(pool(5), SELECTION, {2: "yes", 4: "no"}, "failed", spec(useAutoLabels=False))
+    assert merged.provenance == ["audit", "human"] and merged.audit_disagreement == 0.0
+
+
+def test_answers_are_read_from_label_studio_tasks_skipping_cancelled_and_other_rounds() -> None:
+    def annotated(
+        row: int, label: str, round_id: str = "r1", cancelled: bool = False, at: str = "1"
+    ) -> dict[str, Any]:
+        result = [tasks.choice(label)] if label else []
+        return {
+            "data": {"mlp_row": row, "mlp_round": round_id},
+            "annotations": [{"id": 1, "updated_at": at, "was_cancelled": cancelled, "result": result}],
+        }
+
+    relabeled = annotated(2, "no", at="2026-01-01")
+    relabeled["annotations"].append({"id": 2, "updated_at": "2026-01-02", "result": [tasks.choice("yes")]})
+    listed = [annotated(0, "yes"), annotated(1, "no", cancelled=True), annotated(5, "yes", "r0"), relabeled]
+    assert tasks.answers([*listed, {"data": {"mlp_row": 3, "mlp_round": "r1"}}], "r1") == {0: "yes", 2: "yes"}
+
+
+def test_tasks_carry_the_guess_for_people_but_not_for_the_audit() -> None:
+    records = [{"load": 0.5, "temperature": float("nan")}, {"load": 2.0, "temperature": 1.0}]
+    made = tasks.tasks(records, [Pick(0, "no", 0.55)], [Pick(1, "yes", 0.99)], "r1", "v7")
+    assert made[0]["data"]["text"] == "load: 0.5\ntemperature: (missing)"
+    assert made[0]["predictions"][0] == {"model_version": "v7", "score": 0.55, "result": [tasks.choice("no")]}
+    assert "predictions" not in made[1] and made[1]["data"]["mlp_kind"] == "audit"
+    assert '<Choice value="a &amp; b"/>' in tasks.label_config(["a & b"])
+
+
+def listing(*names: str, age: float = 120) -> Listing:
+    return Listing([(n, T0.timestamp() - age) for n in names])
+
+
+def test_a_round_starts_on_settled_source_files_once_a_model_serves() -> None:
+    waiting = labeling.decide(spec(), None, None, listing("s3://b/unlabeled/1.csv"), {}, T0)
+    assert (
+        not waiting.create and waiting.status and "wait for a serving model" in (waiting.status.message or "")
+    )
+    settling = labeling.decide(spec(), None, "v1", listing("s3://b/unlabeled/1.csv", age=5), {}, T0)
+    assert (
+        not settling.create and settling.status and settling.status.message == "new source files are settling"
+    )
+    plan = labeling.decide(
+        spec(), None, "v1", listing("s3://b/unlabeled/1.csv", "s3://b/unlabeled/2.csv"), {}, T0
+    )
+    assert plan.create == ["label"] and plan.status and plan.status.round
+    started = plan.status.round
+    assert started.sources == ["s3://b/unlabeled/1.csv", "s3://b/unlabeled/2.csv"] and started.model == "v1"
+    assert started.deadline == "2026-11-26T12:00:00Z" and plan.status.processed == "s3://b/unlabeled/2.csv"
+    assert started.id == labeling.round_id(started.sources, "v1")
+
+
+def test_a_round_moves_from_proposing_to_people_to_merged_and_no_file_is_labeled_twice() -> None:
+    first = labeling.decide(spec(), None, "v1", listing("s3://b/unlabeled/1.csv"), {}, T0).status
+    assert first and first.round
+    rid = first.round.id
+    job = JobObservation("x", rid, active=1)
+    assert labeling.decide(spec(), first, "v1", None, {"label": job}, T0).create == []
+    reported = {
+        "labeling": {
+            "records": 100,
+            "autoLabeled": 60,
+            "sentToPeople": 20,
+            "audited": 3,
+            "project": "http://ls/projects/4",
+        }
+    }
+    done = JobObservation("x", rid, succeeded=1, complete=True, result=reported)
+    waiting = labeling.decide(spec(), first, "v1", None, {"label": done}, T0)
+    assert waiting.create == ["merge"] and waiting.status and waiting.status.round
+    assert waiting.status.round.phase == LabelRoundPhase.awaiting and waiting.status.round.auto_labeled == 60
+    assert (
+        waiting.events[0].reason == "LabelsRequested" and "http://ls/projects/4" in waiting.events[0].message
+    )
+    merged_result = {"labeling": {"labeledByPeople": 23, "partition": "s3://b/labeled/x.csv", "rows": 83}}
+    merged = labeling.decide(
+        spec(),
+        waiting.status,
+        "v1",
+        None,
+        {"merge": JobObservation("m", rid, complete=True, result=merged_result)},
+        T0,
+    )
+    assert merged.status and merged.status.round and merged.status.round.phase == LabelRoundPhase.merged
+    assert merged.status.round.rows == 83 and merged.events[0].reason == "LabelsMerged"
+    again = labeling.decide(
+        spec(), merged.status, "v2", listing("s3://b/unlabeled/1.csv"), {}, T0 + timedelta(hours=1)
+    )
+    assert again.create == [] and again.status and again.status.round and again.status.round.id == rid
+
+
+def test_a_failed_step_fails_the_round_with_its_message() -> None:
+    first = labeling.decide(spec(), None, "v1", listing("s3://b/unlabeled/1.csv"), {}, T0).status
+    assert first and first.round
+    failed = JobObservation(
+        "x",
+        first.round.id,
+        failed=1,
+        failed_reason="PodFailurePolicy",
+        termination_message="Label Studio at http://ls answered 401: bad token",
+    )
+    plan = labeling.decide(spec(), first, "v1", None, {"label": failed}, T0)
+    assert plan.status and plan.status.round and plan.status.round.phase == LabelRoundPhase.failed
+    assert "answered 401" in (plan.status.round.message or "") and plan.events[0].type == "Warning"
+
+
+def cycle_with_labeling(**labeling_fields: Any) -> dict[str, Any]:
+    document = example("cycle")
+    document["spec"]["labeling"] = {
+        "source": "data/sensors/unlabeled/*.csv",
+        "into": "data/sensors",
+        **labeling_fields,
+    }
+    return document
+
+
+def test_labels_must_land_where_the_data_is_read_and_only_for_classification() -> None:
+    with pytest.raises(
+        ManifestError, match=r"spec: labeling.into: the partitions it receives \(data/sensors/labels-\*"
+    ):
+        parse_manifest(cycle_with_labeling())  # data.uri is data/sensors/month=*.csv
+    document = cycle_with_labeling()
+    document["spec"]["data"]["uri"] = "data/sensors/*.csv"
+    assert parse_manifest(document).spec.labeling is not None
+    regression = example("diabetes")
+    regression["spec"]["labeling"] = {"source": "u/*.csv", "into": "d"}
+    regression["spec"]["data"]["uri"] = "d/*.csv"
+    with pytest.raises(ManifestError, match="labeling applies to classification only"):
+        parse_manifest(regression)
+    with pytest.raises(ManifestError, match=r"spec.labeling.minConfidence"):
+        parse_manifest(cycle_with_labeling(minConfidence=0.3))
+
+
+def test_the_round_jobs_name_the_model_sources_token_and_deadline() -> None:
+    document = cycle_with_labeling(
+        deadline="2h", labelStudio={"url": "http://ls:8080", "tokenSecretRef": {"name": "ls"}}
+    )
+    document["spec"]["data"]["uri"] = "data/sensors/*.csv"
+    parsed: MLPipelineSpec = parse_manifest(document).spec
+    first = labeling.decide(parsed.labeling, None, "v1", listing("a.csv", "b.csv"), {}, T0).status
+    assert first and first.round
+    settings = OperatorSettings(image="img:1", artifacts_uri="s3://bucket/mlp")
+    built = {
+        step: build_labeling_job(
+            pipeline="sensors",
+            namespace="team",
+            uid="u",
+            spec=parsed,
+            current=first.round,
+            step=step,
+            settings=settings,
+            model_uri="s3://bucket/mlp/team/sensors/v1/package/model.bentomodel",
+        )
+        for step in ("label", "merge")
+    }
+    label_args = built["label"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    rid = first.round.id
+    assert label_args[:5] == [
+        "label",
+        "--out",
+        f"s3://bucket/mlp/team/sensors/labeling/{rid}/label",
+        "--pipeline",
+        "sensors",
+    ]
+    assert "mlp-sensors:v1" in label_args and label_args[-4:] == ["--source", "a.csv", "--source", "b.csv"]
+    merge_job = built["merge"]
+    assert merge_job["metadata"]["name"] == f"sensors-{rid}-merge"
+    assert merge_job["spec"]["activeDeadlineSeconds"] == 2 * 3600 + 600
+    env = {e["name"]: e for e in merge_job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LABEL_STUDIO_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "ls", "key": "token"}}
+    assert json.loads(env["MLPIPELINE_SPEC"]["value"])["labeling"]["deadline"] == "2h"
