@@ -18,7 +18,6 @@ import argparse
 import json
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from mlpipeline.api.models import LabelingSpec
 from mlpipeline.labeling.merge import merge
