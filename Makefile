@@ -27,6 +27,12 @@ install: $(STAMP) ## create .venv with the package, its dependencies and the dev
 prometheus: ## install Debian's Prometheus (the canary analysis queries a real one)
 	command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
+LABEL_STUDIO_VERSION := 1.23.2
+LABEL_STUDIO := $(MLP_CACHE)/label-studio-$(LABEL_STUDIO_VERSION)
+
+label-studio: $(STAMP) ## install Label Studio (people label there) in a venv of its own: its pinned dependencies clash with ours
+	test -f $(LABEL_STUDIO)/.installed || { rm -rf $(LABEL_STUDIO) && $(BIN)/uv venv --quiet --python $(PYTHON) $(LABEL_STUDIO) && $(BIN)/uv pip install --quiet --python $(LABEL_STUDIO)/bin/python label-studio==$(LABEL_STUDIO_VERSION) && touch $(LABEL_STUDIO)/.installed; }
+
 control-plane: ## build (once, cached) kube-apiserver, controller-manager, scheduler, etcd, kwok, helm
 	hack/build-control-plane.sh
 
@@ -64,7 +70,7 @@ demo: $(STAMP) ## train the iris example with Ray Tune and serve it with BentoML
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test-workload: $(STAMP) prometheus
+test-workload: $(STAMP) prometheus label-studio
 	$(BIN)/pytest tests/workload
 
 test-cluster: control-plane $(STAMP)
@@ -73,7 +79,7 @@ test-cluster: control-plane $(STAMP)
 test-real: control-plane node-binaries image $(STAMP)
 	$(BIN)/pytest tests/real
 
-test: lint crds-check control-plane node-binaries image prometheus ## lint, then unit, workload, cluster and real-node tests
+test: lint crds-check control-plane node-binaries image prometheus label-studio ## lint, then unit, workload, cluster and real-node tests
 	$(BIN)/pytest tests
 
 bench: bench-serving bench-canary bench-cycle bench-labeling ## every benchmark (JSON on stdout)
@@ -97,7 +103,7 @@ clean: ## remove the venv and local state (keeps the binary cache)
 	-hack/cluster.sh down
 	rm -rf $(VENV) .mlpipeline .cluster
 
-.PHONY: help install prometheus bench bench-serving bench-canary bench-cycle bench-labeling control-plane node-binaries cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster test-real run clean image
+.PHONY: help install prometheus label-studio bench bench-serving bench-canary bench-cycle bench-labeling control-plane node-binaries cluster cluster-down crds crds-check examples lint fmt demo test test-unit test-workload test-cluster test-real run clean image
 
 image: $(STAMP) ## build the OCI image without a container engine (.cluster/image/*.tar; cached by content)
 	hack/build-image.sh

@@ -97,24 +97,21 @@ class StudioDesk:
         return response.json() if response.content else None
 
     def project(self, classes: list[str] | None = None, model: str | None = None) -> int:
+        """The project titled ``title``, created (labeling interface of ``classes``) when missing."""
         if self._project is None:
             listed = self._call("GET", "/api/projects", params={"title": self.title, "page_size": PAGE})
-            found = [p for p in _results(listed) if p.get("title") == self.title]
+            found = [
+                p for p in _results(listed) if p.get("title") == self.title
+            ]  # title= is a substring filter
             if found:
                 self._project = int(found[0]["id"])
             elif classes is None:
                 raise StepError(f"Label Studio has no project titled {self.title!r}")
             else:
-                created = self._call(
-                    "POST",
-                    "/api/projects",
-                    json={"title": self.title, "label_config": task_format.label_config(classes)},
-                )
+                body = {"title": self.title, "label_config": task_format.label_config(classes)}
+                created = self._call("POST", "/api/projects", json={**body, "model_version": model or ""})
                 self._project = int(created["id"])
             self.where = f"{self.url.rstrip('/')}/projects/{self._project}"
-        if model is not None:
-            # Pre-annotations show to the labeler when they come from the project's model version.
-            self._call("PATCH", f"/api/projects/{self._project}", json={"model_version": model})
         return self._project
 
     def listed(self, project: int) -> list[dict[str, Any]]:
@@ -138,9 +135,12 @@ class StudioDesk:
         if not items:
             return
         round_id = items[0]["data"]["mlp_round"]
-        if any((t.get("data") or {}).get("mlp_round") == round_id for t in self.listed(project)):
-            return  # posted before a restart
-        self._call("POST", f"/api/projects/{project}/import", json=items)
+        if not any((t.get("data") or {}).get("mlp_round") == round_id for t in self.listed(project)):
+            self._call("POST", f"/api/projects/{project}/import", json=items)  # else: posted before a restart
+        if any("predictions" in t for t in items):
+            # The labeler sees pre-annotations of the project's model version only (Label Studio
+            # #1035, #5009); it accepts a version once predictions of it exist.
+            self._call("PATCH", f"/api/projects/{project}", json={"model_version": model})
 
     def collect(self, round_id: str) -> dict[int, str]:
         return task_format.answers(self.listed(self.project()), round_id)

@@ -132,7 +132,8 @@ def merge(
     deadline = parse_stamp(started).timestamp() + parse_duration(labeling.deadline)
     desk = desk_for(labeling, pipeline, proposal_uri)
     while True:
-        answers = desk.collect(proposal["round"])
+        classes = set(proposal["classes"])
+        answers = {row: label for row, label in desk.collect(proposal["round"]).items() if label in classes}
         if wanted <= set(answers):
             late = False
             break

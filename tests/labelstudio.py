@@ -1,0 +1,92 @@
+"""A real Label Studio server for the tests, in its own venv (``make label-studio``): started on a
+free port with an empty data directory and an admin user, and a personal access token created the
+way a person would (logged in, "Account & Settings" → "Personal Access Token")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from mlpipeline.local.server import free_port
+
+VERSION = "1.23.2"
+HOME = Path(os.environ.get("MLP_CACHE", Path.home() / ".cache" / "mlpipeline")) / f"label-studio-{VERSION}"
+BINARY = HOME / "bin" / "label-studio"
+USER, PASSWORD = "labeler@example.com", "labeler-password-1"
+
+
+@dataclass
+class LabelStudio:
+    url: str
+    token: str  # a personal access token (a JWT refresh token)
+    log: Path
+
+    def client(self) -> httpx.Client:
+        access = httpx.post(f"{self.url}/api/token/refresh", json={"refresh": self.token}).json()["access"]
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {access}"}, timeout=30)
+
+
+def personal_access_token(url: str) -> str:
+    with httpx.Client(base_url=url, timeout=30) as session:
+        session.get("/user/login/")
+        csrf = session.cookies["csrftoken"]
+        login = session.post(
+            "/user/login/",
+            data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": csrf},
+            headers={"Referer": f"{url}/user/login/"},
+        )
+        assert login.status_code in (200, 302), login.text[:300]
+        created = session.post(
+            "/api/token/", headers={"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{url}/"}
+        )
+        assert created.status_code in (200, 201), created.text[:300]
+        return str(created.json()["token"])
+
+
+def start(folder: Path, host: str = "127.0.0.1") -> Iterator[LabelStudio]:
+    assert BINARY.exists(), f"{BINARY} is missing: run `make label-studio`"
+    port = free_port(host=host)
+    log = folder / "label-studio.log"
+    env = {
+        **os.environ,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(folder / "data"),
+        "LABEL_STUDIO_USERNAME": USER,
+        "LABEL_STUDIO_PASSWORD": PASSWORD,
+        "LATEST_VERSION_CHECK": "false",  # no call to PyPI at start
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            # --host is the public URL; --internal-host is the address it listens on
+            [str(BINARY), "start", "--no-browser", "--internal-host", host, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    url = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, f"Label Studio exited: {log.read_text()[-2000:]}"
+            try:
+                if httpx.get(f"{url}/health", timeout=2).json().get("status") == "UP":
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            assert time.monotonic() < deadline, f"Label Studio did not answer: {log.read_text()[-2000:]}"
+            time.sleep(0.5)
+        yield LabelStudio(url, personal_access_token(url), log)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

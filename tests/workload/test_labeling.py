@@ -1,0 +1,168 @@
+"""A labeling round against a real Label Studio server: the model trained on 40 labeled readings
+labels a batch of 600, the test plays the person in Label Studio (answering each task from the
+known truth), and the next model, trained on the merged labels, is better on held-out data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from examples.make_data import POOL_ROWS, sensor_month
+from tests import labelstudio
+from tests.conftest import BIN, EXAMPLES, mlpipeline
+
+PROJECT = "sensors labeling (test)"
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[labelstudio.LabelStudio]:
+    yield from labelstudio.start(tmp_path_factory.mktemp("label-studio"))
+
+
+def heldout_accuracy(workdir: Path, tag: str) -> float:
+    """The model's accuracy on 1,000 readings of month 3 (never seen by any round)."""
+    script = (
+        "import json, sys\n"
+        "from examples.make_data import sensor_month\n"
+        "from mlpipeline.serving.bundle import load_bundle\n"
+        "frame = sensor_month(3, 1000)\n"
+        f"_, bundle = load_bundle({tag!r})\n"
+        "answers = bundle.predict(frame.drop(columns=['failed']).to_dict('records'))\n"
+        "print(sum(a['label'] == t for a, t in zip(answers, frame['failed'])) / len(frame))\n"
+    )
+    env = {**os.environ, "BENTOML_HOME": str(workdir / "bentoml")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def answer_as_a_person(client: httpx.Client, expected: int, truth: list[str], model: str) -> dict[str, Any]:
+    """Waits for the round's tasks, checks what the labeler would see, and answers each one."""
+    deadline = time.monotonic() + 300
+    while True:
+        projects = client.get("/api/projects", params={"title": PROJECT}).json()["results"]
+        project = next((p for p in projects if p["title"] == PROJECT), None)
+        listed = []
+        if project:
+            listed = client.get(
+                "/api/tasks", params={"project": project["id"], "fields": "all", "page_size": 500}
+            )
+            listed = listed.json()["tasks"]
+        if len(listed) >= expected:
+            break
+        assert time.monotonic() < deadline, f"{len(listed)} of {expected} tasks arrived in Label Studio"
+        time.sleep(2)
+    assert project is not None
+    project = client.get(f"/api/projects/{project['id']}").json()
+    seen: dict[str, Any] = {"human": 0, "audit": 0, "project": project}
+    for task in listed:
+        data = task["data"]
+        kind = data["mlp_kind"]
+        seen[kind] += 1
+        assert data["text"].startswith("load: ")  # the record, as the labeler reads it
+        if kind == "human":  # the model's guess is there to start from, with its version and score
+            (guess,) = task["predictions"]
+            assert guess["model_version"] == model and 0.5 <= guess["score"] < 1
+        else:  # audits come without it
+            assert task["predictions"] == []
+        result = [
+            {
+                "from_name": "label",
+                "to_name": "record",
+                "type": "choices",
+                "value": {"choices": [truth[int(data["mlp_row"])]]},
+            }
+        ]
+        made = client.post(f"/api/tasks/{task['id']}/annotations", json={"result": result})
+        assert made.status_code == 201, made.text
+    return seen
+
+
+def test_people_label_the_uncertain_records_and_the_next_model_is_better(
+    studio: labelstudio.LabelStudio, tmp_path: Path
+) -> None:
+    data = tmp_path / "data" / "labeling"
+    shutil.copytree(EXAMPLES / "data" / "labeling", data, ignore=shutil.ignore_patterns("labels-*"))
+    document = yaml.safe_load((EXAMPLES / "labeling.yaml").read_text())
+    document["spec"]["labeling"]["labelStudio"] = {"url": studio.url, "project": PROJECT}
+    manifest = tmp_path / "labeling.yaml"
+    manifest.write_text(yaml.safe_dump(document))
+    workdir = tmp_path / "work"
+    first = mlpipeline("run", "-f", str(manifest), "--workdir", str(workdir), "--no-serve")
+    assert first.returncode == 0, first.stdout + first.stderr
+    root = workdir / "sensors-labeling"
+    tag = json.loads((root / "last-run.json").read_text())["model"]
+    before = heldout_accuracy(workdir, tag)
+
+    round_process = subprocess.Popen(
+        [str(BIN / "mlpipeline"), "label", "-f", str(manifest), "--workdir", str(workdir)],
+        env={**os.environ, "LABEL_STUDIO_API_KEY": studio.token},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        truth = sensor_month(2, POOL_ROWS)["failed"].tolist()
+        budget = document["spec"]["labeling"]["budget"]
+        with studio.client() as client:
+            # wait for the proposal to know how many audit tasks to expect
+            status_file = root / "labeling-status.json"
+            deadline = time.monotonic() + 300
+            while not (status_file.exists() and json.loads(status_file.read_text())["round"].get("audited")):
+                assert round_process.poll() is None, (
+                    round_process.stdout.read() if round_process.stdout else ""
+                )
+                assert time.monotonic() < deadline, "the label step did not finish"
+                time.sleep(1)
+            proposed = json.loads(status_file.read_text())["round"]
+            assert proposed["phase"] == "AwaitingPeople" and proposed["sentToPeople"] == budget
+            seen = answer_as_a_person(
+                client, proposed["sentToPeople"] + proposed["audited"], truth, tag.split(":")[1]
+            )
+        output, _ = round_process.communicate(timeout=300)
+    finally:
+        round_process.kill()
+    assert round_process.returncode == 0, output
+    assert seen["human"] == budget and seen["audit"] == proposed["audited"]
+    assert seen["project"]["model_version"] == tag.split(":")[1]  # so Label Studio shows the guesses
+    assert token_never_shown(studio.token, output, root)
+
+    merged = json.loads((root / "labeling-status.json").read_text())["round"]
+    assert merged["phase"] == "Merged", merged
+    assert merged["labeledByPeople"] == budget + proposed["audited"]
+    assert merged["autoLabelsUsed"] is True and merged["auditDisagreement"] <= 0.2
+    partition = Path(merged["partition"])
+    assert partition.parent == data / "labeled" and partition.name.startswith("labels-")
+    rows = partition.read_text().strip().splitlines()
+    assert rows[0] == "load,temperature,vibration,failed"
+    assert len(rows) - 1 == merged["rows"] == proposed["autoLabeled"] + budget
+    provenance = json.loads((root / "labeling" / merged["id"] / "merge" / "provenance.json").read_text())
+    assert provenance["rows"].count("human") == budget and provenance["rows"].count("auto") > 0
+
+    again = mlpipeline("label", "-f", str(manifest), "--workdir", str(workdir))
+    assert again.returncode == 0 and "nothing new to label" in again.stdout  # no file labeled twice
+
+    second = mlpipeline("run", "-f", str(manifest), "--workdir", str(workdir), "--no-serve")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "2 partitions" in second.stdout
+    retrained = json.loads((root / "last-run.json").read_text())["model"]
+    assert retrained != tag
+    after = heldout_accuracy(workdir, retrained)
+    assert after > before + 0.02, (before, after)
+
+
+def token_never_shown(token: str, output: str, root: Path) -> bool:
+    logs = "".join(p.read_text(errors="replace") for p in (root / "logs").glob("*.log"))
+    return (
+        token not in output and token not in logs and token not in (root / "labeling-status.json").read_text()
+    )
