@@ -5,11 +5,15 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from tests.labelstudio import LabelStudio
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -36,3 +40,11 @@ def iris_manifest() -> dict[str, Any]:
     document = example("iris")
     document["spec"]["data"]["uri"] = str(EXAMPLES / "data" / "iris.csv")
     return document
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    """One real Label Studio server for the session (it takes about 40 s to start)."""
+    from tests.labelstudio import start
+
+    yield from start(tmp_path_factory.mktemp("label-studio"))

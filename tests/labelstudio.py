@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from mlpipeline.local.server import free_port
@@ -26,6 +27,9 @@ class LabelStudio:
     url: str
     token: str  # a personal access token (a JWT refresh token)
     log: Path
+
+    def url_for(self, host: str) -> str:
+        return self.url.replace("127.0.0.1", host)
 
     def client(self) -> httpx.Client:
         access = httpx.post(f"{self.url}/api/token/refresh", json={"refresh": self.token}).json()["access"]
@@ -49,9 +53,10 @@ def personal_access_token(url: str) -> str:
         return str(created.json()["token"])
 
 
-def start(folder: Path, host: str = "127.0.0.1") -> Iterator[LabelStudio]:
+def start(folder: Path) -> Iterator[LabelStudio]:
+    """Listens on every address: the tests reach it on the loopback, real pods on the host's."""
     assert BINARY.exists(), f"{BINARY} is missing: run `make label-studio`"
-    port = free_port(host=host)
+    port = free_port()
     log = folder / "label-studio.log"
     env = {
         **os.environ,
@@ -65,13 +70,13 @@ def start(folder: Path, host: str = "127.0.0.1") -> Iterator[LabelStudio]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             # --host is the public URL; --internal-host is the address it listens on
-            [str(BINARY), "start", "--no-browser", "--internal-host", host, "--port", str(port)],
+            [str(BINARY), "start", "--no-browser", "--internal-host", "0.0.0.0", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
         )
-    url = f"http://{host}:{port}"
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -90,3 +95,43 @@ def start(folder: Path, host: str = "127.0.0.1") -> Iterator[LabelStudio]:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def answer_as_a_person(
+    client: httpx.Client, title: str, expected: int, truth: list[str], model: str, timeout: float = 600
+) -> dict[str, Any]:
+    """Waits for ``expected`` tasks in the project ``title``, checks what the labeler sees (the
+    record; the model's guess with its version and score on uncertain records, none on audits) and
+    answers each from ``truth`` (by the task's row). Returns the tasks seen by kind and the project."""
+    deadline = time.monotonic() + timeout
+    while True:
+        projects = client.get("/api/projects", params={"title": title}).json()["results"]
+        project = next((p for p in projects if p["title"] == title), None)
+        listed: list[dict[str, Any]] = []
+        if project:
+            params = {"project": project["id"], "fields": "all", "page_size": 1000}
+            listed = client.get("/api/tasks", params=params).json()["tasks"]
+        if len(listed) >= expected:
+            break
+        assert time.monotonic() < deadline, f"{len(listed)} of {expected} tasks arrived in Label Studio"
+        time.sleep(2)
+    assert project is not None
+    seen: dict[str, Any] = {
+        "human": 0,
+        "audit": 0,
+        "project": client.get(f"/api/projects/{project['id']}").json(),
+    }
+    for task in listed:
+        data = task["data"]
+        seen[data["mlp_kind"]] += 1
+        assert data["text"].startswith("load: ")
+        if data["mlp_kind"] == "human":
+            (guess,) = task["predictions"]
+            assert guess["model_version"] == model and 0.5 <= guess["score"] < 1
+        else:
+            assert task["predictions"] == []
+        choice = {"choices": [truth[int(data["mlp_row"])]]}
+        result = [{"from_name": "label", "to_name": "record", "type": "choices", "value": choice}]
+        made = client.post(f"/api/tasks/{task['id']}/annotations", json={"result": result})
+        assert made.status_code == 201, made.text
+    return seen

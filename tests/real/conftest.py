@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import s3fs
@@ -89,16 +90,30 @@ def real_node(request: pytest.FixtureRequest) -> Iterator[Image]:
 
 @pytest.fixture(scope="session")
 def real_operator(real_node: Image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    """The operator, its pods pinned to the real node and running the image built here."""
+    """The operator, its pods pinned to the real node and running the image built here, with the
+    S3 store's keys in its environment (what the chart's storeSecret gives it) to list new data."""
+    store = {k: v for k, v in store_env().items() if k.startswith("AWS_")}
     running = Operator(
         log=tmp_path_factory.mktemp("real-operator") / "operator.log",
         metrics_port=free_port(),
         namespaces="real-*",
-        env={"MLP_STEP_IMAGE": real_node.name, "MLP_POD_NODE_SELECTOR": REAL_LABEL},
+        env={"MLP_STEP_IMAGE": real_node.name, "MLP_POD_NODE_SELECTOR": REAL_LABEL, **store},
     )
     running.start()
     yield running
     running.stop()
+
+
+def store_env() -> dict[str, str]:
+    """AWS_ENDPOINT_URL, the keys and MLP_STORE_BUCKET of the S3 store beside the real node."""
+    out = subprocess.run([str(NODE), "store-env"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+def host_address() -> str:
+    """The address of this machine that pods on the real node reach (the S3 store listens there)."""
+    return str(urlparse(store_env()["AWS_ENDPOINT_URL"]).hostname)
 
 
 @dataclass(frozen=True)
@@ -191,9 +206,7 @@ def s3_store(real_node: Image) -> Iterator[S3Store]:
     """A ``real-`` namespace whose Secret ``artifacts`` holds the S3 store's endpoint and keys (the
     keys a pipeline's spec.artifacts.secretRef hands to its pods), the iris data at
     <prefix>/data/iris.csv."""
-    out = subprocess.run([str(NODE), "store-env"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    env = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    env = store_env()
     store = S3Store(f"real-{uuid.uuid4().hex[:8]}", env)
     kubectl("create", "namespace", store.namespace)
     secret = {k: v for k, v in env.items() if k.startswith("AWS_")}

@@ -10,12 +10,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
-import pytest
 import yaml
 
 from examples.make_data import POOL_ROWS, sensor_month
@@ -23,11 +19,6 @@ from tests import labelstudio
 from tests.conftest import BIN, EXAMPLES, mlpipeline
 
 PROJECT = "sensors labeling (test)"
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[labelstudio.LabelStudio]:
-    yield from labelstudio.start(tmp_path_factory.mktemp("label-studio"))
 
 
 def heldout_accuracy(workdir: Path, tag: str) -> float:
@@ -46,55 +37,13 @@ def heldout_accuracy(workdir: Path, tag: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def answer_as_a_person(client: httpx.Client, expected: int, truth: list[str], model: str) -> dict[str, Any]:
-    """Waits for the round's tasks, checks what the labeler would see, and answers each one."""
-    deadline = time.monotonic() + 300
-    while True:
-        projects = client.get("/api/projects", params={"title": PROJECT}).json()["results"]
-        project = next((p for p in projects if p["title"] == PROJECT), None)
-        listed = []
-        if project:
-            listed = client.get(
-                "/api/tasks", params={"project": project["id"], "fields": "all", "page_size": 500}
-            )
-            listed = listed.json()["tasks"]
-        if len(listed) >= expected:
-            break
-        assert time.monotonic() < deadline, f"{len(listed)} of {expected} tasks arrived in Label Studio"
-        time.sleep(2)
-    assert project is not None
-    project = client.get(f"/api/projects/{project['id']}").json()
-    seen: dict[str, Any] = {"human": 0, "audit": 0, "project": project}
-    for task in listed:
-        data = task["data"]
-        kind = data["mlp_kind"]
-        seen[kind] += 1
-        assert data["text"].startswith("load: ")  # the record, as the labeler reads it
-        if kind == "human":  # the model's guess is there to start from, with its version and score
-            (guess,) = task["predictions"]
-            assert guess["model_version"] == model and 0.5 <= guess["score"] < 1
-        else:  # audits come without it
-            assert task["predictions"] == []
-        result = [
-            {
-                "from_name": "label",
-                "to_name": "record",
-                "type": "choices",
-                "value": {"choices": [truth[int(data["mlp_row"])]]},
-            }
-        ]
-        made = client.post(f"/api/tasks/{task['id']}/annotations", json={"result": result})
-        assert made.status_code == 201, made.text
-    return seen
-
-
 def test_people_label_the_uncertain_records_and_the_next_model_is_better(
-    studio: labelstudio.LabelStudio, tmp_path: Path
+    label_studio: labelstudio.LabelStudio, tmp_path: Path
 ) -> None:
     data = tmp_path / "data" / "labeling"
     shutil.copytree(EXAMPLES / "data" / "labeling", data, ignore=shutil.ignore_patterns("labels-*"))
     document = yaml.safe_load((EXAMPLES / "labeling.yaml").read_text())
-    document["spec"]["labeling"]["labelStudio"] = {"url": studio.url, "project": PROJECT}
+    document["spec"]["labeling"]["labelStudio"] = {"url": label_studio.url, "project": PROJECT}
     manifest = tmp_path / "labeling.yaml"
     manifest.write_text(yaml.safe_dump(document))
     workdir = tmp_path / "work"
@@ -106,7 +55,7 @@ def test_people_label_the_uncertain_records_and_the_next_model_is_better(
 
     round_process = subprocess.Popen(
         [str(BIN / "mlpipeline"), "label", "-f", str(manifest), "--workdir", str(workdir)],
-        env={**os.environ, "LABEL_STUDIO_API_KEY": studio.token},
+        env={**os.environ, "LABEL_STUDIO_API_KEY": label_studio.token},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -114,7 +63,7 @@ def test_people_label_the_uncertain_records_and_the_next_model_is_better(
     try:
         truth = sensor_month(2, POOL_ROWS)["failed"].tolist()
         budget = document["spec"]["labeling"]["budget"]
-        with studio.client() as client:
+        with label_studio.client() as client:
             # wait for the proposal to know how many audit tasks to expect
             status_file = root / "labeling-status.json"
             deadline = time.monotonic() + 300
@@ -126,8 +75,8 @@ def test_people_label_the_uncertain_records_and_the_next_model_is_better(
                 time.sleep(1)
             proposed = json.loads(status_file.read_text())["round"]
             assert proposed["phase"] == "AwaitingPeople" and proposed["sentToPeople"] == budget
-            seen = answer_as_a_person(
-                client, proposed["sentToPeople"] + proposed["audited"], truth, tag.split(":")[1]
+            seen = labelstudio.answer_as_a_person(
+                client, PROJECT, proposed["sentToPeople"] + proposed["audited"], truth, tag.split(":")[1]
             )
         output, _ = round_process.communicate(timeout=300)
     finally:
@@ -135,7 +84,7 @@ def test_people_label_the_uncertain_records_and_the_next_model_is_better(
     assert round_process.returncode == 0, output
     assert seen["human"] == budget and seen["audit"] == proposed["audited"]
     assert seen["project"]["model_version"] == tag.split(":")[1]  # so Label Studio shows the guesses
-    assert token_never_shown(studio.token, output, root)
+    assert token_never_shown(label_studio.token, output, root)
 
     merged = json.loads((root / "labeling-status.json").read_text())["round"]
     assert merged["phase"] == "Merged", merged
