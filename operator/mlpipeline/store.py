@@ -28,6 +28,13 @@ def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, path
 
 
+def forget_listings(uri: str) -> None:
+    """Drops what the file system of ``uri`` remembers of directory listings: fsspec keeps one
+    instance per store, and s3fs would otherwise answer from listings made before a file landed."""
+    fs, _ = _fs(uri)
+    fs.invalidate_cache()
+
+
 def read_bytes(uri: str) -> bytes:
     try:
         with fsspec.open(uri, "rb") as handle:
@@ -79,6 +86,7 @@ def partitions(uri: str) -> list[Partition]:
     fs, path = _fs(uri)
     scheme = uri.split("://", 1)[0] + "://" if "://" in uri else ""
     try:
+        forget_listings(uri)
         found = fs.glob(path, detail=True)
     except (OSError, ValueError) as exc:
         raise StepError(f"cannot list {uri}: {exc}") from None

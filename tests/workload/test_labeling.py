@@ -4,6 +4,7 @@ known truth), and the next model, trained on the merged labels, is better on hel
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -108,6 +110,54 @@ def test_people_label_the_uncertain_records_and_the_next_model_is_better(
     assert retrained != tag
     after = heldout_accuracy(workdir, retrained)
     assert after > before + 0.02, (before, after)
+    label_in_the_background_from_files(document, data, tmp_path, retrained)
+
+
+def label_in_the_background_from_files(
+    document: dict[str, Any], data: Path, tmp_path: Path, tag: str
+) -> None:
+    """`run --watch` labels a second batch in the background with the serving model, without a
+    Label Studio server: the round writes its import file and waits for the export beside it."""
+    from mlpipeline.api.manifest import load_manifest
+    from mlpipeline.local.cycle import LocalCycle
+    from mlpipeline.local.runner import LocalRunner
+    from rich.console import Console
+
+    sensor_month(4, 300).drop(columns=["failed"]).to_csv(data / "unlabeled" / "batch-02.csv", index=False)
+    document["spec"]["labeling"].pop("labelStudio")
+    document["spec"]["labeling"]["settle"] = "0s"
+    manifest = tmp_path / "files.yaml"
+    manifest.write_text(yaml.safe_dump(document))
+    runner = LocalRunner(load_manifest(manifest), tmp_path, tmp_path / "work", Console(file=io.StringIO()))
+    cycle = LocalCycle(runner, runner.console)
+    cycle.label(tag.split(":")[1])
+    status_file = runner.root / "labeling-status.json"
+    deadline = time.monotonic() + 120
+    while (current := json.loads(status_file.read_text())["round"])["phase"] != "AwaitingPeople":
+        assert current["phase"] != "Failed" and time.monotonic() < deadline, current
+        time.sleep(0.5)
+    assert current["sources"] == [str(data / "unlabeled" / "batch-02.csv")]  # batch-01 was labeled before
+    imported = Path(current["project"])
+    assert imported.name == "label-studio-import.json"
+    truth = sensor_month(4, 300)["failed"].tolist()
+    export = [
+        {
+            "id": i,
+            "data": t["data"],
+            "annotations": [{"id": i, "result": [choice(truth[t["data"]["mlp_row"]])]}],
+        }
+        for i, t in enumerate(json.loads(imported.read_text()))
+    ]
+    (imported.parent / "label-studio-export.json").write_text(json.dumps(export))
+    assert cycle._labeling is not None
+    cycle._labeling.join(timeout=120)
+    merged = json.loads(status_file.read_text())["round"]
+    assert merged["phase"] == "Merged" and merged["labeledByPeople"] == len(export), merged
+    assert len(sorted((data / "labeled").glob("labels-*.csv"))) == 2
+
+
+def choice(label: str) -> dict[str, Any]:
+    return {"from_name": "label", "to_name": "record", "type": "choices", "value": {"choices": [label]}}
 
 
 def token_never_shown(token: str, output: str, root: Path) -> bool:

@@ -49,6 +49,7 @@ class FileDesk:
 
     def collect(self, round_id: str) -> dict[int, str]:
         try:
+            store.forget_listings(self.folder)  # the export lands while we wait
             exported = store.read_json(store.join(self.folder, EXPORT_FILE))
         except StepError:
             return {}  # not there yet

@@ -2,10 +2,13 @@
 engine as the operator's looks at the schedule, the partitions of spec.data.uri and the stable
 server's drift (its POST /drift) every few seconds; when a trigger fires, the pipeline runs again
 while the old model keeps serving, and a new model is then rolled out as a canary. What fired is
-kept in <workdir>/<pipeline>/retrain-status.json, so a restarted `--watch` fires nothing twice."""
+kept in <workdir>/<pipeline>/retrain-status.json, so a restarted `--watch` fires nothing twice.
+With spec.labeling, new unlabeled files are labeled in rounds in the background by the serving
+model (`mlpipeline label`'s steps); a round's partition is new data for spec.retrain.onNewData."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,11 +17,13 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from mlpipeline.api.models import MonitoringStatus, RetrainStatus
+from mlpipeline.api.models import MonitoringStatus, RetrainStatus, parse_duration
 from mlpipeline.engine import triggers
 from mlpipeline.listing import list_if_due
+from mlpipeline.local.labeling import LocalLabeling
 from mlpipeline.local.runner import LocalRunner
 from mlpipeline.monitoring import drift_metrics
+from mlpipeline.protocol import model_tag
 
 STATE = "retrain-status.json"
 
@@ -46,6 +51,8 @@ class LocalCycle:
     console: Console
     every: float = 2.0  # seconds between looks
     _next: float = field(default=0.0)
+    _next_listing: float = field(default=0.0)
+    _labeling: threading.Thread | None = field(default=None)
 
     @property
     def state(self) -> Path:
@@ -72,11 +79,26 @@ class LocalCycle:
             self.state.write_text(plan.status.model_dump_json(by_alias=True, indent=2))
         return plan
 
+    def label(self, stable: str) -> None:
+        """With spec.labeling: a labeling round over new source files, by the serving model, in the
+        background (it waits for people); its partition is new data for the next look."""
+        labeling = self.runner.spec.labeling
+        if labeling is None or (self._labeling and self._labeling.is_alive()):
+            return
+        if time.monotonic() < self._next_listing:
+            return
+        self._next_listing = time.monotonic() + parse_duration(labeling.interval)
+        rounds = LocalLabeling(self.runner, self.console)
+        tag = model_tag(self.runner.name, stable)
+        self._labeling = threading.Thread(target=rounds.round, args=(tag, True), daemon=True)
+        self._labeling.start()
+
     def check(self, stable_url: str, stable: str) -> bool:
         """Called while serving; True when a trigger retrained a model other than ``stable``."""
         if time.monotonic() < self._next:
             return False
         self._next = time.monotonic() + self.every
+        self.label(stable)
         plan = self.look(stable_url)
         for event in plan.events:
             self.console.print(f"[bold]{event.reason}[/] {event.message}", soft_wrap=True)

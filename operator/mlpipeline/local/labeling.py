@@ -43,28 +43,32 @@ class LocalLabeling:
         last = self.runner.root / "last-run.json"
         return str(json.loads(last.read_text())["model"]) if last.exists() else None
 
-    def round(self) -> LabelRound | None:
-        """Runs one round over the source files not labeled yet; None when there are none."""
+    def round(self, model: str | None = None, background: bool = False) -> LabelRound | None:
+        """Runs one round over the source files not labeled yet with ``model`` (default: the last
+        run's); None when there are none. ``background``: from `run --watch` while the model
+        serves: files count once settled, and nothing is said when there is nothing to do."""
         spec = self.runner.spec
         assert spec.labeling is not None
-        tag = self.model()
+        tag = model or self.model()
         if tag is None:
             self.console.print("[red]no model yet: `mlpipeline run` trains one first[/]")
             return None
-        now_spec = spec.labeling.model_copy(update={"settle": "0s"})  # asked for now: label what is there
+        # asked for now, label what is there; in the background, wait for files to settle
+        wanted = spec.labeling if background else spec.labeling.model_copy(update={"settle": "0s"})
         listing = list_files(spec.labeling.source, "spec.labeling.source")
-        plan = labeling.decide(now_spec, self.load(), version_of(tag), listing, {}, datetime.now(UTC))
+        plan = labeling.decide(wanted, self.load(), version_of(tag), listing, {}, datetime.now(UTC))
         status = plan.status
         assert status is not None
         current = status.round
         if not plan.create or current is None:
-            self.console.print(status.message or f"nothing new to label in {spec.labeling.source}")
+            if not background:
+                self.console.print(status.message or f"nothing new to label in {spec.labeling.source}")
             self.save(status)
             return None
         self._tell(plan)
         while plan.create:
             step = plan.create[0]
-            outcome = self._execute(current, step, tag)
+            outcome = self._execute(current, step, tag, spinner=not background)
             self.runner.show(outcome)
             plan = labeling.advance(current, {step: _observation(current, step, outcome)}, datetime.now(UTC))
             self.save(status)
@@ -76,7 +80,7 @@ class LocalLabeling:
                 )
         return current
 
-    def _execute(self, current: LabelRound, step: str, tag: str) -> StepOutcome:
+    def _execute(self, current: LabelRound, step: str, tag: str, spinner: bool) -> StepOutcome:
         outs = {s: str(self.runner.root / "labeling" / current.id / s) for s in labeling.LABEL_STEPS}
         args = [step, "--out", outs[step], "--pipeline", self.runner.name, "--spec", self.runner.spec_file()]
         if step == "label":
@@ -85,7 +89,7 @@ class LocalLabeling:
                 args += ["--source", source]
         else:
             args += ["--proposal", outs["label"], "--started", current.started_at or ""]
-        return self.runner.execute(step, outs[step], args)[0]
+        return self.runner.execute(step, outs[step], args, spinner)[0]
 
     def _tell(self, plan: labeling.LabelingPlan) -> None:
         for event in plan.events:

@@ -3,6 +3,7 @@ subprocesses on this machine, with step caching by content hash and a BentoML se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -140,12 +141,14 @@ class LocalRunner:
         result: dict[str, Any] = json.loads(path.read_text())
         return result if result.get("ok") else None
 
-    def execute(self, step: str, out: str, args: list[str]) -> tuple[StepOutcome, int]:
-        """Runs ``python -m mlpipeline.steps ARGS`` as the step's pod would; its log in logs/."""
+    def execute(self, step: str, out: str, args: list[str], spinner: bool = True) -> tuple[StepOutcome, int]:
+        """Runs ``python -m mlpipeline.steps ARGS`` as the step's pod would; its log in logs/.
+        ``spinner``: False from a background thread (one live display at a time)."""
         log_path = self.root / "logs" / f"{step}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        with log_path.open("wb") as log, self.console.status(f"[bold]{step}[/] running…"):
+        status = self.console.status(f"[bold]{step}[/] running…") if spinner else contextlib.nullcontext()
+        with log_path.open("wb") as log, status:
             code = subprocess.call(
                 [sys.executable, "-m", "mlpipeline.steps", *args],
                 stdout=log,
