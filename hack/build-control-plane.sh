@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler),
-# etcd, kwok/kwokctl and helm from Go modules, once, into a cache keyed by version.
+# etcd, kwok/kwokctl and helm from Go modules, once, into a cache keyed by version; and the
+# Prometheus Operator's ServiceMonitor CRD (the chart's ServiceMonitor is tested with it).
 # No container engine or release download is needed: only the Go module proxy.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ K8S_VERSION=${K8S_VERSION:-1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-0.8.0}
 HELM_VERSION=${HELM_VERSION:-3.21.4}
+PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-0.85.0}
 CACHE=${MLP_CACHE:-$HOME/.cache/mlpipeline}
 BIN=$CACHE/bin
 mkdir -p "$BIN"
@@ -44,9 +46,22 @@ go_install() {  # name module version
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+fetch_servicemonitor_crd() {  # the chart's ServiceMonitor needs it: taken from the Prometheus Operator's Go module
+  local out=$CACHE/crds/prometheus-operator-v$PROMETHEUS_OPERATOR_VERSION
+  if [[ -f $out/servicemonitors.yaml ]]; then log "ServiceMonitor CRD v$PROMETHEUS_OPERATOR_VERSION cached"; return; fi
+  log "fetching the ServiceMonitor CRD of prometheus-operator v$PROMETHEUS_OPERATOR_VERSION"
+  local dir
+  dir=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  mkdir -p "$out"
+  cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$out/servicemonitors.yaml.tmp"
+  mv "$out/servicemonitors.yaml.tmp" "$out/servicemonitors.yaml"
+}
+
 go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 go_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "$KWOK_VERSION"
 build_etcd
 go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 build_k8s "$BIN/k8s-v$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler
+fetch_servicemonitor_crd
 log "done: $BIN"

@@ -19,6 +19,12 @@ HELM = (
     Path(os.environ.get("MLP_CACHE", Path.home() / ".cache" / "mlpipeline")) / "bin" / "helm-v3.21.4" / "helm"
 )
 CHART = ROOT / "charts" / "mlpipeline-operator"
+SERVICE_MONITOR_CRD = (
+    Path(os.environ.get("MLP_CACHE", Path.home() / ".cache" / "mlpipeline"))
+    / "crds"
+    / "prometheus-operator-v0.85.0"
+    / "servicemonitors.yaml"
+)
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -31,8 +37,8 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def test_chart_installs_upgrades_and_uninstalls(cluster: Path) -> None:
     namespace = f"mlp-system-{uuid.uuid4().hex[:6]}"
-    helm("lint", str(CHART))
-    helm(
+    helm("lint", "--strict", str(CHART))
+    installed = helm(
         "install",
         "mlp",
         str(CHART),
@@ -46,6 +52,9 @@ def test_chart_installs_upgrades_and_uninstalls(cluster: Path) -> None:
         "--wait=false",
     )
     try:
+        assert (
+            "kubectl apply --server-side -f crds/mlpipeline.dev_mlpipelines.yaml" in installed.stdout
+        )  # NOTES
         deployment = kube_json("get", "deployment", "mlp", "-n", namespace)
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == "ghcr.io/mlpipeline/mlpipeline:test"
@@ -143,3 +152,47 @@ def test_a_namespaced_install_grants_the_operator_its_namespace_only(cluster: Pa
         helm("uninstall", "mlp", "-n", system, check=False)
         for name in (system, watched, other):
             kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_a_wrong_value_fails_the_install_with_its_name(cluster: Path) -> None:
+    namespace = f"mlp-bad-{uuid.uuid4().hex[:6]}"
+    for values, expected in (
+        (["--set", "replicas=two"], "at '/replicas': got string, want integer"),
+        (["--set", "metrics.serviceMonitor.enabled=yes"], "at '/metrics/serviceMonitor/enabled'"),
+        (["--set", "replica=2"], "additional properties 'replica' not allowed"),
+        (["--set", "artifactsUri=file:///tmp"], "at '/artifactsUri'"),
+    ):
+        failed = helm(
+            "install", "mlp", str(CHART), "-n", namespace, "--create-namespace", *values, check=False
+        )
+        assert failed.returncode != 0 and expected in failed.stderr, failed.stderr
+    assert kubectl("get", "namespace", namespace, check=False).returncode != 0  # nothing was created
+
+
+def test_the_service_monitor_selects_the_operators_metrics_service(cluster: Path) -> None:
+    """With the ServiceMonitor CRD of the Prometheus Operator (from its Go module, make control-plane)."""
+    kubectl("apply", "--server-side", "-f", str(SERVICE_MONITOR_CRD), timeout=120)
+    wait_for(
+        "the ServiceMonitor CRD established",
+        lambda: kubectl("get", "servicemonitors", "-A", check=False).returncode == 0,
+        timeout=60,
+    )
+    namespace = f"mlp-system-{uuid.uuid4().hex[:6]}"
+    helm(
+        "install", "mlp", str(CHART), "-n", namespace, "--create-namespace",
+        "--set", "nodeSelector.type=kwok", "--set", "metrics.serviceMonitor.enabled=true",
+        "--set", "metrics.serviceMonitor.labels.release=prom", "--set", "metrics.serviceMonitor.interval=15s",
+        "--wait=false",
+    )  # fmt: skip
+    try:
+        monitor = kube_json("get", "servicemonitor", "mlp", "-n", namespace)
+        assert monitor["metadata"]["labels"]["release"] == "prom"
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "15s"}
+        selector = ",".join(f"{k}={v}" for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+        (service,) = kube_json("get", "services", "-n", namespace, "-l", selector)["items"]
+        assert service["metadata"]["name"] == "mlp-metrics"
+        assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
+    finally:
+        helm("uninstall", "mlp", "-n", namespace, check=False)
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)

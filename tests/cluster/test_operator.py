@@ -10,6 +10,7 @@ import httpx
 import yaml
 from mlpipeline.engine.plan import STEPS
 
+from tests.argocd import health
 from tests.cluster.conftest import Operator, kube_json, kubectl, wait_for
 from tests.conftest import example
 
@@ -104,6 +105,7 @@ def test_apply_runs_every_step_as_a_job_in_order_and_tunes_on_a_gpu_node(
     assert reasons.count("StepSucceeded") == 5 and {"RunStarted", "Packaged", "Deployed"} <= set(reasons)
     table = kubectl("get", "mlp", "-n", namespace).stdout
     assert re.search(rf"iris\s+Serving\s+{run}\s+accuracy\s+0\.9667", table), table
+    assert health(pipeline(namespace)) == ("Healthy", status["message"])  # what Argo CD would show
 
 
 def test_a_failing_step_is_retried_then_fails_the_pipeline(operator: Operator, namespace: str) -> None:
@@ -117,6 +119,7 @@ def test_a_failing_step_is_retried_then_fails_the_pipeline(operator: Operator, n
     assert len(pods) == 2 and all(p["status"]["phase"] == "Failed" for p in pods)
     assert any(e["reason"] == "StepFailed" and e["type"] == "Warning" for e in events(namespace))
     assert {c["type"]: c["status"] for c in status["conditions"]}["Degraded"] == "True"
+    assert health(pipeline(namespace)) == ("Degraded", status["message"])
 
 
 def test_an_unschedulable_gpu_request_is_surfaced_then_fails_at_the_deadline(
@@ -134,6 +137,7 @@ def test_an_unschedulable_gpu_request_is_surfaced_then_fails_at_the_deadline(
         timeout=120,
     )
     assert stuck["phase"] == "Tuning" and "nvidia.com/gpu" in stuck["message"]
+    assert health(pipeline(namespace))[0] == "Progressing"
     assert any(e["reason"] == "StepStuck" and "Unschedulable" in e["message"] for e in events(namespace))
     failed = wait_for("phase Failed", lambda: phase_is(namespace, "Failed"), timeout=90)
     assert time.monotonic() - started >= 20

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tests.argocd import health
 from tests.cluster.conftest import Operator, kube_json, kubectl, wait_for
 from tests.cluster.test_operator import apply, events, jobs, manifest, phase_is, pipeline
 
@@ -85,8 +86,13 @@ def test_abort_annotation_rolls_the_canary_back(operator: Operator, namespace: s
     kubectl("annotate", "-n", namespace, "mlpipeline/iris", "mlpipeline.dev/rerun=2")
     v2 = wait_for("the canary", lambda: phase_is(namespace, "Canary"), timeout=180)["run"]["id"]
     wait_for("both versions deployed", lambda: set(deployments(namespace)) == {v1, v2}, timeout=60)
-    kubectl("annotate", "-n", namespace, "mlpipeline/iris", "mlpipeline.dev/canary=abort")
+    assert health(pipeline(namespace))[0] == "Progressing"  # Argo CD: the canary's 10-minute step
+    kubectl("annotate", "-n", namespace, "mlpipeline/iris", "mlpipeline.dev/canary=pause")
+    wait_for("paused", lambda: pipeline(namespace)["status"]["serving"]["phase"] == "Paused", timeout=60)
+    assert health(pipeline(namespace))[0] == "Suspended"
+    kubectl("annotate", "-n", namespace, "mlpipeline/iris", "mlpipeline.dev/canary=abort", "--overwrite")
     rolled = wait_for("rolled back", lambda: phase_is(namespace, "RolledBack"), timeout=60)
+    assert health(pipeline(namespace)) == ("Degraded", rolled["message"])
     assert rolled["serving"]["stable"] == v1 and rolled["serving"]["rolledBack"] == v2
     assert "aborted" in rolled["message"]
     assert {c["type"]: c["status"] for c in rolled["conditions"]}["Degraded"] == "True"
