@@ -20,6 +20,7 @@ from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job
 from mlpipeline.labeling import tasks
 from mlpipeline.labeling.merge import merge
 from mlpipeline.labeling.select import Pick, Selection, class_caps, select, uncertainty
+from mlpipeline.protocol import stamp
 
 from tests.conftest import example
 
@@ -282,3 +283,45 @@ def test_the_round_jobs_name_the_model_sources_token_and_deadline() -> None:
     env = {e["name"]: e for e in merge_job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["LABEL_STUDIO_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "ls", "key": "token"}}
     assert json.loads(env["MLPIPELINE_SPEC"]["value"])["labeling"]["deadline"] == "2h"
+
+
+def test_a_failed_round_is_tried_again_over_the_same_files_with_backoff_then_given_up() -> None:
+    labeling_spec = spec(interval="5m")
+    status = labeling.decide(labeling_spec, None, "v1", listing("s3://b/unlabeled/1.csv"), {}, T0).status
+    now = T0
+    ids = []
+    for attempt in (1, 2, 3):
+        assert status and status.round and status.round.attempt == attempt
+        ids.append(status.round.id)
+        down = JobObservation(
+            "x", status.round.id, failed=1, failed_reason="Failed", termination_message="down"
+        )
+        failed = labeling.decide(labeling_spec, status, "v1", None, {"label": down}, now)
+        status = failed.status
+        assert status and status.round and status.round.phase == LabelRoundPhase.failed
+        if attempt == 3:
+            assert status.round.retry_at is None and "given up after 3 attempts" in (
+                status.round.message or ""
+            )
+            assert (
+                labeling.decide(labeling_spec, status, "v1", None, {}, now + timedelta(days=1)).create == []
+            )
+            break
+        backoff = timedelta(minutes=5 * 2 ** (attempt - 1))  # 5 min, then 10
+        assert status.round.retry_at == stamp(now + backoff)
+        early = labeling.decide(labeling_spec, status, "v1", None, {}, now + backoff / 2)
+        assert early.create == [] and early.wake_after == backoff.total_seconds() / 2
+        now += backoff
+        retried = labeling.decide(labeling_spec, status, "v1", None, {}, now)
+        assert retried.create == ["label"] and retried.events[0].reason == "LabelingRetried"
+        status = retried.status
+        assert status and status.round and status.round.sources == ["s3://b/unlabeled/1.csv"]
+    assert len(set(ids)) == 3  # new Jobs for each attempt
+
+
+def test_a_person_may_retry_a_failed_round_at_once() -> None:
+    status = labeling.decide(spec(), None, "v1", listing("s3://b/unlabeled/1.csv"), {}, T0).status
+    assert status and status.round
+    down = JobObservation("x", status.round.id, failed=1, failed_reason="Failed", termination_message="down")
+    status = labeling.decide(spec(), status, "v1", None, {"label": down}, T0).status
+    assert labeling.decide(spec(), status, "v1", None, {}, T0, retry_now=True).create == ["label"]

@@ -1030,6 +1030,7 @@ class LabelRound(StatusModel):
     """One labeling round: the counts a person checks the loop by."""
 
     id: str
+    attempt: int = Field(default=1, description="1, or the retry of a failed round over the same files.")
     model: str = Field(description="The model version that labeled.")
     phase: LabelRoundPhase = LabelRoundPhase.proposing
     started_at: str | None = None
@@ -1052,6 +1053,7 @@ class LabelRound(StatusModel):
     project: str | None = Field(
         default=None, description="Where people label (Label Studio URL or import file)."
     )
+    retry_at: str | None = Field(default=None, description="When a failed round is tried again.")
     message: str | None = None
 
 

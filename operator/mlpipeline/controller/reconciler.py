@@ -233,7 +233,8 @@ class Reconciler:
             )
             if self.kube.create_job(job):
                 log.info("created Job %s/%s", namespace, job["metadata"]["name"])
-        return plan, again
+        waits = [w for w in (again, plan.wake_after) if w is not None]
+        return plan, min(waits) if waits else None
 
     def _serve(
         self, body: dict[str, Any], spec: MLPipelineSpec, run: str, decision: Decision, now: datetime

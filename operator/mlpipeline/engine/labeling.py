@@ -14,7 +14,7 @@ from mlpipeline.engine.event import Event
 from mlpipeline.engine.plan import digest
 from mlpipeline.engine.reconcile import JobObservation, failure_message
 from mlpipeline.engine.triggers import Listing, settled_after
-from mlpipeline.protocol import RUN_ID_LENGTH, stamp
+from mlpipeline.protocol import RUN_ID_LENGTH, parse_stamp, stamp
 
 LABEL_STEPS = ("label", "merge")
 STEP_OF = {LabelRoundPhase.proposing: "label", LabelRoundPhase.awaiting: "merge"}
@@ -32,8 +32,11 @@ COUNTED = {
 }
 
 
-def round_id(sources: list[str], model: str) -> str:
-    return digest({"sources": sources, "model": model})[:RUN_ID_LENGTH]
+ATTEMPTS = 3  # a failed round is tried again over the same files, this many times in all
+
+
+def round_id(sources: list[str], model: str, attempt: int = 1) -> str:
+    return digest({"sources": sources, "model": model, "attempt": attempt})[:RUN_ID_LENGTH]
 
 
 @dataclass
@@ -41,11 +44,13 @@ class LabelingPlan:
     status: LabelingStatus | None
     create: list[str] = field(default_factory=list)  # steps of status.round to start
     events: list[Event] = field(default_factory=list)
+    wake_after: float | None = None  # seconds until a failed round is tried again
 
 
-def start(spec: LabelingSpec, sources: list[str], model: str, now: datetime) -> LabelRound:
+def start(spec: LabelingSpec, sources: list[str], model: str, now: datetime, attempt: int = 1) -> LabelRound:
     return LabelRound(
-        id=round_id(sources, model),
+        id=round_id(sources, model, attempt),
+        attempt=attempt,
         model=model,
         started_at=stamp(now),
         deadline=stamp(now + timedelta(seconds=parse_duration(spec.deadline))),
@@ -60,7 +65,9 @@ def record(current: LabelRound, reported: dict[str, object]) -> None:
             setattr(current, attribute, reported[key])
 
 
-def advance(current: LabelRound, jobs: dict[str, JobObservation], now: datetime) -> LabelingPlan:
+def advance(
+    spec: LabelingSpec, current: LabelRound, jobs: dict[str, JobObservation], now: datetime
+) -> LabelingPlan:
     """The round in progress, moved on by what its Jobs did."""
     plan = LabelingPlan(None)
     step = STEP_OF[current.phase]
@@ -71,6 +78,14 @@ def advance(current: LabelRound, jobs: dict[str, JobObservation], now: datetime)
     if job.failed_reason is not None:
         current.phase, current.finished_at = LabelRoundPhase.failed, job.finished_at or stamp(now)
         current.message = f"{step} failed: {failure_message(job)}"
+        if current.attempt < ATTEMPTS:
+            backoff = parse_duration(spec.interval) * 2 ** (current.attempt - 1)
+            current.retry_at = stamp(now + timedelta(seconds=backoff))
+            current.message += (
+                f"; tried again at {current.retry_at} (attempt {current.attempt + 1} of {ATTEMPTS})"
+            )
+        else:
+            current.message += f"; given up after {ATTEMPTS} attempts: its files stay unlabeled"
         plan.events.append(Event("Warning", "LabelingFailed", f"round {current.id}: {current.message}"))
         return plan
     if not job.complete:
@@ -109,17 +124,26 @@ def decide(
     listing: Listing | None,
     jobs: dict[str, JobObservation],
     now: datetime,
+    retry_now: bool = False,
 ) -> LabelingPlan:
     """``model``: the version serving now (None: nothing serves yet); ``listing``: the source files
-    when they were listed in this reconciliation; ``jobs``: the Jobs of status.labeling.round."""
+    when they were listed in this reconciliation; ``jobs``: the Jobs of status.labeling.round;
+    ``retry_now``: a failed round is tried again without waiting for its time (asked by a person)."""
     if spec is None:
         return LabelingPlan(None)
     new = (status or LabelingStatus()).model_copy(deep=True)
     current = new.round
     if current is not None and current.phase in STEP_OF:
-        plan = advance(current, jobs, now)
+        plan = advance(spec, current, jobs, now)
         plan.status = new
         return plan
+    if current is not None and current.retry_at and model is not None:
+        wait = 0.0 if retry_now else (parse_stamp(current.retry_at) - now).total_seconds()
+        if wait > 0:
+            return LabelingPlan(new, wake_after=wait)
+        new.round = start(spec, current.sources, model, now, current.attempt + 1)
+        message = f"round {new.round.id}: attempt {new.round.attempt} over the files of round {current.id}"
+        return LabelingPlan(new, ["label"], [Event("Normal", "LabelingRetried", message)])
     plan = LabelingPlan(new)
     if listing is None:
         return plan

@@ -56,7 +56,10 @@ class LocalLabeling:
         # asked for now, label what is there; in the background, wait for files to settle
         wanted = spec.labeling if background else spec.labeling.model_copy(update={"settle": "0s"})
         listing = list_files(spec.labeling.source, "spec.labeling.source")
-        plan = labeling.decide(wanted, self.load(), version_of(tag), listing, {}, datetime.now(UTC))
+        now = datetime.now(UTC)
+        plan = labeling.decide(
+            wanted, self.load(), version_of(tag), listing, {}, now, retry_now=not background
+        )
         status = plan.status
         assert status is not None
         current = status.round
@@ -70,7 +73,8 @@ class LocalLabeling:
             step = plan.create[0]
             outcome = self._execute(current, step, tag, spinner=not background)
             self.runner.show(outcome)
-            plan = labeling.advance(current, {step: _observation(current, step, outcome)}, datetime.now(UTC))
+            observed = {step: _observation(current, step, outcome)}
+            plan = labeling.advance(spec.labeling, current, observed, datetime.now(UTC))
             self.save(status)
             self._tell(plan)
             if current.phase == LabelRoundPhase.awaiting and (current.sent_to_people or current.audited):
