@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections import Counter as Tally
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from mlpipeline.api.models import ServingStatus
 
 RECONCILIATIONS = Counter(
     "mlpipeline_operator_reconciliations_total", "Reconciliations of MLPipelines, by result", ["result"]
@@ -21,6 +26,42 @@ STEP_SECONDS = Histogram(
     ["step", "result"],
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )
+
+CANARY_WEIGHT = Gauge(
+    "mlpipeline_operator_canary_weight",
+    "Percent of a serving pipeline's traffic sent to its canary (0: none)",
+    ["namespace", "pipeline"],
+)
+CANARY_CHECK = Gauge(
+    "mlpipeline_operator_canary_check",
+    "The last canary analysis: each check's value (NaN: no data) and threshold",
+    ["namespace", "pipeline", "check", "measure"],
+)
+
+
+def record_serving(namespace: str, pipeline: str, serving: ServingStatus | None) -> None:
+    """The canary's weight and its last analysis, for dashboards and alerts."""
+    forget_serving(namespace, pipeline)  # checks of a canary that has ended go too
+    if serving is None:
+        return
+    CANARY_WEIGHT.labels(namespace, pipeline).set(serving.canary_weight if serving.canary else 0)
+    for check in serving.checks if serving.canary else []:
+        value = math.nan if check.value is None else check.value
+        CANARY_CHECK.labels(namespace, pipeline, check.name, "value").set(value)
+        CANARY_CHECK.labels(namespace, pipeline, check.name, "threshold").set(check.threshold)
+
+
+def forget_serving(namespace: str, pipeline: str) -> None:
+    with contextlib.suppress(KeyError):
+        CANARY_WEIGHT.remove(namespace, pipeline)
+    for labels in [m.labels for m in _samples(CANARY_CHECK)]:
+        if labels.get("namespace") == namespace and labels.get("pipeline") == pipeline:
+            with contextlib.suppress(KeyError):
+                CANARY_CHECK.remove(namespace, pipeline, labels["check"], labels["measure"])
+
+
+def _samples(gauge: Gauge) -> list[Any]:
+    return [sample for metric in gauge.collect() for sample in metric.samples]
 
 
 class PhaseBook:

@@ -85,6 +85,7 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self.phases.set((namespace, name), None)
+        metrics.forget_serving(namespace, name)
         pending = self.wakeups.pop((namespace, name), None)
         if pending:
             pending[1].cancel()
@@ -243,6 +244,7 @@ class Reconciler:
         status = decision.status
         plan = self.serving.reconcile(body, spec, status.serving, run, now)
         status.serving = plan.status
+        metrics.record_serving(meta["namespace"], meta["name"], plan.status)
         status.phase, status.message = plan.phase, plan.message
         status.conditions = conditions(plan.phase, plan.message, stamp(now), status.conditions)
         decision.events.extend(plan.events)
