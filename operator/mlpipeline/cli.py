@@ -12,6 +12,7 @@ from rich.console import Console
 from mlpipeline.api.manifest import ManifestError, load_manifest
 
 if TYPE_CHECKING:  # the local runner's modules load only when `run` does
+    from mlpipeline.api.models import MLPipeline
     from mlpipeline.local.cycle import LocalCycle
     from mlpipeline.local.runner import LocalRunner
 
@@ -29,16 +30,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return code
 
 
+def _manifest(path: str) -> MLPipeline | None:
+    """The manifest, or None with its errors (field paths and reasons) on stderr."""
+    try:
+        return load_manifest(path)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from mlpipeline.local.cycle import LocalCycle
     from mlpipeline.local.runner import LocalRunner
     from mlpipeline.local.serve import RETRAINED
 
     console = Console(highlight=False, soft_wrap=True)
-    try:
-        pipeline = load_manifest(args.file)
-    except ManifestError as exc:
-        print(exc, file=sys.stderr)
+    pipeline = _manifest(args.file)
+    if pipeline is None:
         return 1
     workdir = Path(args.workdir)
     runner = LocalRunner(pipeline, Path(args.file).resolve().parent, workdir, console, cpu_only=args.cpu_only)
@@ -118,10 +126,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     from mlpipeline.local.runner import LocalRunner
 
     console = Console(highlight=False, soft_wrap=True)
-    try:
-        pipeline = load_manifest(args.file)
-    except ManifestError as exc:
-        print(exc, file=sys.stderr)
+    pipeline = _manifest(args.file)
+    if pipeline is None:
         return 1
     if pipeline.spec.labeling is None:
         print(f"{args.file}: spec.labeling is not set", file=sys.stderr)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import Counter as Tally
-from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -39,29 +38,32 @@ CANARY_CHECK = Gauge(
 )
 
 
+_CHECKS: dict[tuple[str, str], set[tuple[str, str]]] = {}  # the check series set per pipeline
+
+
 def record_serving(namespace: str, pipeline: str, serving: ServingStatus | None) -> None:
-    """The canary's weight and its last analysis, for dashboards and alerts."""
-    forget_serving(namespace, pipeline)  # checks of a canary that has ended go too
+    """The canary's weight and its last analysis, for dashboards and alerts; the checks of a canary
+    that has ended are removed."""
     if serving is None:
+        forget_serving(namespace, pipeline)
         return
     CANARY_WEIGHT.labels(namespace, pipeline).set(serving.canary_weight if serving.canary else 0)
+    current: set[tuple[str, str]] = set()
     for check in serving.checks if serving.canary else []:
         value = math.nan if check.value is None else check.value
-        CANARY_CHECK.labels(namespace, pipeline, check.name, "value").set(value)
-        CANARY_CHECK.labels(namespace, pipeline, check.name, "threshold").set(check.threshold)
+        for measure, number in (("value", value), ("threshold", check.threshold)):
+            CANARY_CHECK.labels(namespace, pipeline, check.name, measure).set(number)
+            current.add((check.name, measure))
+    for name, measure in _CHECKS.get((namespace, pipeline), set()) - current:
+        CANARY_CHECK.remove(namespace, pipeline, name, measure)
+    _CHECKS[(namespace, pipeline)] = current
 
 
 def forget_serving(namespace: str, pipeline: str) -> None:
     with contextlib.suppress(KeyError):
         CANARY_WEIGHT.remove(namespace, pipeline)
-    for labels in [m.labels for m in _samples(CANARY_CHECK)]:
-        if labels.get("namespace") == namespace and labels.get("pipeline") == pipeline:
-            with contextlib.suppress(KeyError):
-                CANARY_CHECK.remove(namespace, pipeline, labels["check"], labels["measure"])
-
-
-def _samples(gauge: Gauge) -> list[Any]:
-    return [sample for metric in gauge.collect() for sample in metric.samples]
+    for name, measure in _CHECKS.pop((namespace, pipeline), set()):
+        CANARY_CHECK.remove(namespace, pipeline, name, measure)
 
 
 class PhaseBook:

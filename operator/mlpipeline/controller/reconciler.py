@@ -216,7 +216,7 @@ class Reconciler:
         else:
             model = status.model.version if status.model and status.phase == DONE_PHASE else None
         current = recorded.round if recorded else None
-        jobs = [j for j in all_jobs if j["metadata"]["labels"].get(STEP_LABEL) in labeling.LABEL_STEPS]
+        jobs = [j for j in all_jobs if j["metadata"]["labels"].get(STEP_LABEL) in LABEL_STEPS]
         observed = self._observe(namespace, name, current.id, jobs) if current else {}
         plan = labeling.decide(spec.labeling, recorded, model, listing, observed, now)
         round_now = plan.status.round if plan.status else None
@@ -232,10 +232,13 @@ class Reconciler:
                 settings=self.settings,
                 model_uri=self.serving.artifact(spec, namespace, name, round_now.model),
             )
-            if self.kube.create_job(job):
-                log.info("created Job %s/%s", namespace, job["metadata"]["name"])
+            self._create(job)
         waits = [w for w in (again, plan.wake_after) if w is not None]
         return plan, min(waits) if waits else None
+
+    def _create(self, job: dict[str, Any]) -> None:
+        if self.kube.create_job(job):
+            log.info("created Job %s/%s", job["metadata"]["namespace"], job["metadata"]["name"])
 
     def _serve(
         self, body: dict[str, Any], spec: MLPipelineSpec, run: str, decision: Decision, now: datetime
@@ -272,8 +275,7 @@ class Reconciler:
                 step=step,
                 settings=self.settings,
             )
-            if self.kube.create_job(job):
-                log.info("created Job %s/%s", namespace, job["metadata"]["name"])
+            self._create(job)
         for job_name in decision.delete:
             self.kube.delete_job(namespace, job_name)
         patch = merge_patch(recorded, decision.status.to_wire(), STATUS_FIELDS)

@@ -58,6 +58,33 @@ def start(spec: LabelingSpec, sources: list[str], model: str, now: datetime, att
     )
 
 
+def step_args(
+    step: str,
+    outs: dict[str, str],
+    pipeline: str,
+    current: LabelRound,
+    model_tag: str,
+    model_uri: str | None = None,
+) -> list[str]:
+    """Arguments of ``python -m mlpipeline.steps`` for a step of ``current`` (Job and local run);
+    ``outs``: where each of the round's steps writes; ``model_uri``: the model's export, for a pod
+    whose model store lacks it."""
+    args = [step, "--out", outs[step], "--pipeline", pipeline]
+    if step == "label":
+        args += [
+            "--model",
+            model_tag,
+            *(["--model-uri", model_uri] if model_uri else []),
+            "--round",
+            current.id,
+        ]
+        for source in current.sources:
+            args += ["--source", source]
+    else:
+        args += ["--proposal", outs["label"], "--started", current.started_at or ""]
+    return args
+
+
 def record(current: LabelRound, reported: dict[str, object]) -> None:
     """Copies what a step reported (its ``labeling`` counts) into the round."""
     for key, attribute in COUNTED.items():

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlpipeline.api.models import API_VERSION, KIND, LabelRound, MLPipelineSpec, parse_duration
+from mlpipeline.engine.labeling import LABEL_STEPS, step_args
 from mlpipeline.engine.plan import STEPS, StepInvocation
 from mlpipeline.protocol import (
     ARTIFACTS_MOUNT,
@@ -251,23 +252,9 @@ def build_labeling_job(
     for people until the round's deadline (its Job's deadline is that one, plus time to merge)."""
     assert spec.labeling is not None
     base = artifacts_base(spec, settings)
-    outputs = {s: label_output(base, namespace, pipeline, current.id, s) for s in ("label", "merge")}
-    args = [step, "--out", outputs[step], "--pipeline", pipeline]
-    timeout = None
-    if step == "label":
-        args += [
-            "--model",
-            model_tag(pipeline, current.model),
-            "--model-uri",
-            model_uri,
-            "--round",
-            current.id,
-        ]
-        for source in current.sources:
-            args += ["--source", source]
-    else:
-        args += ["--proposal", outputs["label"], "--started", current.started_at or ""]
-        timeout = parse_duration(spec.labeling.deadline) + MERGE_GRACE
+    outputs = {s: label_output(base, namespace, pipeline, current.id, s) for s in LABEL_STEPS}
+    args = step_args(step, outputs, pipeline, current, model_tag(pipeline, current.model), model_uri)
+    timeout = parse_duration(spec.labeling.deadline) + MERGE_GRACE if step == "merge" else None
     env = []
     studio = spec.labeling.label_studio
     if studio and studio.token_secret_ref:

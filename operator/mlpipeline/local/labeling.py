@@ -86,13 +86,11 @@ class LocalLabeling:
 
     def _execute(self, current: LabelRound, step: str, tag: str, spinner: bool) -> StepOutcome:
         outs = {s: str(self.runner.root / "labeling" / current.id / s) for s in labeling.LABEL_STEPS}
-        args = [step, "--out", outs[step], "--pipeline", self.runner.name, "--spec", self.runner.spec_file()]
-        if step == "label":
-            args += ["--model", tag, "--round", current.id]
-            for source in current.sources:
-                args += ["--source", source]
-        else:
-            args += ["--proposal", outs["label"], "--started", current.started_at or ""]
+        args = [
+            *labeling.step_args(step, outs, self.runner.name, current, tag),
+            "--spec",
+            self.runner.spec_file(),
+        ]
         return self.runner.execute(step, outs[step], args, spinner)[0]
 
     def _tell(self, plan: labeling.LabelingPlan) -> None:

@@ -52,7 +52,7 @@ def read_source(uri: str) -> pd.DataFrame:
     return read_data(uri, data_format(uri, None))
 
 
-def read_pool(sources: list[str], label: str, features: list[str]) -> pd.DataFrame:
+def read_pool(sources: list[str], features: list[str]) -> pd.DataFrame:
     frames = [read_source(uri) for uri in sources]
     pool = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=features)
     missing = [f for f in features if f not in pool.columns]
@@ -82,7 +82,7 @@ def propose(
 
     labeling = labeling_of(spec)
     version, bundle = load_bundle(model_tag, model_uri)
-    pool = read_pool(sources, spec.data.label, list(bundle.features))
+    pool = read_pool(sources, list(bundle.features))
     records = pool.to_dict("records")
     answers = bundle.predict(records)
     classes = [str(c) for c in bundle.classes]
