@@ -36,7 +36,9 @@ class LocalLabeling:
 
     def save(self, status: LabelingStatus) -> None:
         self.state.parent.mkdir(parents=True, exist_ok=True)
-        self.state.write_text(status.model_dump_json(by_alias=True, indent=2, exclude_none=True))
+        partial = self.state.with_suffix(".tmp")  # replaced at once: a reader never sees half a file
+        partial.write_text(status.model_dump_json(by_alias=True, indent=2, exclude_none=True))
+        partial.replace(self.state)
 
     def model(self) -> str | None:
         """The model of the last run (the one `mlpipeline run` serves)."""
