@@ -24,6 +24,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv with the package, its dependencies and the dev tools
 
+DEEP := $(VENV)/.installed-deep
+$(DEEP): $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,deep]'
+	touch $@
+
+install-deep: $(DEEP) ## add the deep-learning extra to .venv: PyTorch (with its CUDA libraries, ~5 GB) and XGBoost
+
 prometheus: ## install Debian's Prometheus (the canary analysis queries a real one)
 	command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
@@ -55,7 +62,7 @@ crds-check: $(STAMP) ## fail when crds/ is stale
 examples: $(STAMP) ## regenerate the example data sets
 	$(BIN)/python examples/make_data.py examples/data
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(DEEP) ## ruff and mypy
 	$(BIN)/ruff check operator tests bench examples
 	$(BIN)/ruff format --check operator tests bench examples
 	$(BIN)/mypy operator/mlpipeline
@@ -67,10 +74,10 @@ fmt: $(STAMP) ## format the code
 demo: $(STAMP) ## train the iris example with Ray Tune and serve it with BentoML (Ctrl-C stops)
 	$(BIN)/mlpipeline run -f examples/iris.yaml --workdir .mlpipeline
 
-test-unit: $(STAMP)
+test-unit: $(DEEP)
 	$(BIN)/pytest tests/unit
 
-test-workload: $(STAMP) prometheus label-studio
+test-workload: $(DEEP) prometheus label-studio
 	$(BIN)/pytest tests/workload
 
 test-cluster: control-plane $(STAMP)
@@ -79,7 +86,7 @@ test-cluster: control-plane $(STAMP)
 test-real: control-plane node-binaries image $(STAMP)
 	$(BIN)/pytest tests/real
 
-test: lint crds-check control-plane node-binaries image prometheus label-studio ## lint, then unit, workload, cluster and real-node tests
+test: lint crds-check $(DEEP) control-plane node-binaries image prometheus label-studio ## lint, then unit, workload, cluster and real-node tests
 	$(BIN)/pytest tests
 
 bench: bench-serving bench-canary bench-cycle bench-labeling ## every benchmark (JSON on stdout)

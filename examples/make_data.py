@@ -1,7 +1,7 @@
 """Writes the example data sets from what ships with scikit-learn (``make examples``), and the
 monthly partitions of the cycle example: ``python examples/make_data.py --month 7 DIR`` lands month 7
-(from month 7 on, the world has changed: see ``sensor_month``), and the labeling example's seed
-and unlabeled batch."""
+(from month 7 on, the world has changed: see ``sensor_month``), the labeling example's seed
+and unlabeled batch, and scikit-learn's digits as image files, a folder per digit."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_diabetes, load_iris
+from sklearn.datasets import load_diabetes, load_digits, load_iris
 
 
 def iris() -> pd.DataFrame:
@@ -91,6 +91,17 @@ def write_labeling(folder: Path) -> None:
     pool.to_csv(folder / "unlabeled" / "batch-01.csv", index=False)
 
 
+def write_digits(folder: Path) -> None:
+    """The 1,797 8x8 grayscale digits (values 0-16) as PNG files, ``<digit>/<index>.png``."""
+    from PIL import Image
+
+    digits = load_digits()
+    for index, (pixels, digit) in enumerate(zip(digits.images, digits.target, strict=True)):
+        (folder / str(digit)).mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(np.round(pixels * 255 / 16).astype(np.uint8), mode="L")
+        image.save(folder / str(digit) / f"{index:04d}.png", optimize=True)
+
+
 def main(out: str) -> None:
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
@@ -99,6 +110,7 @@ def main(out: str) -> None:
     for index in range(1, DRIFT_MONTH):
         write_month(index, target / "sensors")
     write_labeling(target / "labeling")
+    write_digits(target / "digits")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,8 @@ def fingerprint(uri: str) -> str:
         listing = [(p.uri, p.version) for p in partitions(uri)]
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
     fs, path = _fs(uri)
+    if uri.endswith("/") or fs.isdir(path):  # a folder of images: every file under it
+        return fingerprint(uri.rstrip("/") + "/**")
     try:
         if "file" in fs.protocol:
             digest = hashlib.sha256()

@@ -11,7 +11,7 @@ from mlpipeline.api.models import parse_duration
 from tests.conftest import EXAMPLES, example, mlpipeline, write_manifest
 
 
-@pytest.mark.parametrize("name", ["iris", "diabetes", "customers"])
+@pytest.mark.parametrize("name", ["iris", "diabetes", "customers", "digits"])
 def test_examples_are_valid(name: str) -> None:
     pipeline = load_manifest(EXAMPLES / f"{name}.yaml")
     assert pipeline.metadata.name == name

@@ -54,6 +54,6 @@ def test_random_search_is_seeded_basic_variants() -> None:
 
 
 def test_schedulers() -> None:
-    asha = search_space.scheduler(spec("random", scheduler="asha", folds=5))
+    asha = search_space.scheduler(spec("random", scheduler="asha", folds=5), horizon=5)
     assert isinstance(asha, ASHAScheduler) and asha._max_t == 5
-    assert isinstance(search_space.scheduler(spec("random", scheduler="none")), FIFOScheduler)
+    assert isinstance(search_space.scheduler(spec("random", scheduler="none"), horizon=5), FIFOScheduler)

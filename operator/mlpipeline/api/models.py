@@ -60,11 +60,13 @@ class Task(StrEnum):
 class DataFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
+    images = "images"
 
 
 class ColumnType(StrEnum):
     numeric = "numeric"
     categorical = "categorical"
+    image = "image"
 
 
 class DataSpec(Model):
@@ -81,7 +83,10 @@ class DataSpec(Model):
         description="With a pattern uri: train on the newest N partitions by name (default: all).",
     )
     format: DataFormat | None = Field(
-        default=None, description="csv or parquet; inferred from the URI's extension when unset."
+        default=None,
+        description="csv or parquet (inferred from the URI's extension when unset), or images: uri is "
+        "a folder with one subfolder of images per class (<uri>/<class>/<file>.png), read as a table "
+        "of an image column and the label.",
     )
     label: str = Field(min_length=1, description="Name of the column to predict.")
     test_size: float = Field(
@@ -103,8 +108,15 @@ class DataSpec(Model):
     columns: dict[str, ColumnType] = Field(
         default_factory=dict,
         description="Expected type per column; a column that does not parse as declared fails "
-        "ingestion. Undeclared columns are typed by inference.",
+        "ingestion. Undeclared columns are typed by inference. image: each value is an image's path "
+        "(relative to the data file), URI (s3://, file://) or the image itself in base64.",
     )
+
+    @model_validator(mode="after")
+    def _images_are_a_folder(self) -> DataSpec:
+        if self.format == DataFormat.images.value and self.columns.get("image") not in (None, "image"):
+            raise ValueError("format images reads an 'image' column: it cannot be declared otherwise")
+        return self
 
 
 class ImputeNumeric(StrEnum):
@@ -147,11 +159,33 @@ class CategoricalPreprocess(Model):
     )
 
 
+class ImagePreprocess(Model):
+    size: list[int] = Field(
+        default_factory=lambda: [28, 28],
+        min_length=2,
+        max_length=2,
+        description="[height, width] every image is resized to.",
+    )
+    channels: Literal[1, 3] = Field(default=1, description="1 (grayscale) or 3 (RGB).")
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if not all(1 <= v <= 1024 for v in value):
+            raise ValueError("each side must be between 1 and 1024 pixels")
+        return value
+
+
 class PreprocessSpec(Model):
     """Transforms fitted on the train split only and shipped with the model."""
 
     numeric: NumericPreprocess = Field(default_factory=NumericPreprocess)
     categorical: CategoricalPreprocess = Field(default_factory=CategoricalPreprocess)
+    image: ImagePreprocess = Field(
+        default_factory=ImagePreprocess,
+        description="Image columns: decoded, resized, normalised per channel with the train split's "
+        "mean and standard deviation.",
+    )
 
 
 _SEARCH_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -325,12 +359,21 @@ class Resources(Model):
 
     cpu: str = Field(default="1", pattern=QUANTITY_PATTERN, description="CPU per trial, e.g. 1 or 500m.")
     memory: str = Field(default="1Gi", pattern=QUANTITY_PATTERN, description="Memory of the pod.")
-    gpu: int = Field(
+    gpu: float = Field(
         default=0,
         ge=0,
         le=64,
-        description="GPUs per trial; > 0 asks nvidia.com/gpu and places the tune Job on GPU nodes.",
+        description="GPUs per trial, a fraction (0.25) to share one GPU between trials; > 0 asks "
+        "nvidia.com/gpu for the trials running at once (rounded up) and places the tune Job on GPU "
+        "nodes. The deep-learning families and xgboost train on the GPU when they have one.",
     )
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError("a trial takes a fraction of one GPU or whole GPUs, e.g. 0.5 or 2, not 1.5")
+        return value
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
@@ -356,8 +399,11 @@ class TrainSpec(Model):
     model: str = Field(
         default="random_forest",
         pattern=r"^([a-z_]+|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)$",
-        description="Built-in: logistic_regression, random_forest, gradient_boosting (classification);"
-        " ridge, random_forest, gradient_boosting (regression). Or bring your own: "
+        description="Built-in: logistic_regression, random_forest, gradient_boosting, xgboost, "
+        "torch_mlp, torch_cnn (classification); ridge, random_forest, gradient_boosting, xgboost, "
+        "torch_mlp (regression). torch_* and xgboost need the deep-learning extra (the default image "
+        "lacks it: train.image names one that has it); torch_* train epoch by epoch, torch_cnn reads one "
+        "image column. Or bring your own: "
         "'package.module:function' returning a scikit-learn compatible estimator from the "
         "hyperparameters as keyword arguments.",
     )

@@ -184,7 +184,8 @@ def summary_table(outcome: RunOutcome, serving_url: str | None = None) -> Table:
     metrics = outcome.result("evaluate").get("metrics", {})
     table.add_row("best params", json.dumps(best.get("config", {}), sort_keys=True))
     if best:
-        table.add_row(f"cv {best.get('metric')}", f"{best.get('score', 0):.4f}")
+        scored = "validation" if best.get("checkpoint") else "cv"
+        table.add_row(f"{scored} {best.get('metric')}", f"{best.get('score', 0):.4f}")
     for name, value in metrics.items():
         table.add_row(f"test {name}", f"{value:.4f}")
     table.add_row("model version", outcome.model_tag or "-")

@@ -22,6 +22,8 @@ def profile_column(series: pd.Series, kind: str) -> dict[str, Any]:
         "count": int(series.size),
         "nullFraction": float(series.isna().mean()) if series.size else 0.0,
     }
+    if kind == "image":
+        return out  # no distribution of references: image drift is left to the model's outputs
     if kind == "numeric":
         numbers = values.astype(float).to_numpy()
         if numbers.size:
@@ -75,7 +77,9 @@ def column_psi(column_profile: dict[str, Any], values: pd.Series) -> float:
         expected = dict(enumerate(column_profile["fractions"]))
         actual = dict(enumerate(bin_fractions(numbers, edges)))
         return psi({str(k): v for k, v in expected.items()}, {str(k): v for k, v in actual.items()})
-    known = column_profile["frequencies"]
+    known = column_profile.get("frequencies")
+    if not known:
+        return 0.0
     observed = values.dropna().astype(str)
     mapped = observed.where(observed.isin(list(known)), OTHER)
     actual_counts = mapped.value_counts(normalize=True)

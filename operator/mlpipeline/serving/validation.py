@@ -6,6 +6,10 @@ cannot be read rather than guessing.
   numbers that are not finite (Infinity, 1e999): the estimators cannot use them.
 - categorical: a string, number or boolean, kept as it is (the preprocessor reads its string form, so
   an unseen value is an unseen category). Refused: lists and objects.
+- image: a string holding the image in base64 (optionally as a ``data:image/...;base64,`` URI) or
+  its URI in the artifact store (s3://...; never a local path of the server); the image must
+  decode (PNG, JPEG and the other formats Pillow
+  reads). Refused: anything else, and references that cannot be fetched or decoded.
 - null, NaN and a missing field are missing values: the preprocessor imputes them.
 - a field the model does not declare is ignored (dropped from the cleaned record).
 """
@@ -76,6 +80,20 @@ def read_number(value: Any) -> float:
     return number
 
 
+def read_image(value: Any) -> str:
+    from mlpipeline.steps import images
+
+    if not isinstance(value, str) or not value.strip():
+        raise Unreadable("is not an image (base64 or a URI)")
+    if not images.is_inline(value) and ("://" not in value or value.startswith("file:")):
+        raise Unreadable("is neither base64 nor a URI in the artifact store: the server reads no local path")
+    try:
+        images.check_image(images.image_bytes(value))
+    except (ValueError, OSError) as error:
+        raise Unreadable(f"is not a readable image: {error}") from None
+    return value
+
+
 def read_category(value: Any) -> str | int | float | bool:
     if not isinstance(value, str | int | float | bool):
         raise Unreadable("is not a category (a string, number or boolean)")
@@ -101,6 +119,8 @@ def clean_records(features: Mapping[str, str], records: Sequence[Any]) -> list[d
                         row[column] = None
                     elif kind == "numeric":
                         row[column] = read_number(value)
+                    elif kind == "image":
+                        row[column] = read_image(value)
                     else:
                         row[column] = read_category(value)
                 except Unreadable as error:

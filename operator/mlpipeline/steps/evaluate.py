@@ -1,5 +1,6 @@
-"""Evaluate: refit the best configuration on the whole train split, score it on the held-out split,
-and apply the gate. A failed gate ends the pipeline: nothing is packaged or deployed."""
+"""Evaluate: refit the best configuration on the whole train split (a deep-learning family: take
+the best trial's checkpoint), score it on the held-out split, and apply the gate. A failed gate
+ends the pipeline: nothing is packaged or deployed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from mlpipeline.protocol import METRICS_FILE
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 from mlpipeline.steps.dataset import Dataset
-from mlpipeline.steps.estimators import build_estimator
+from mlpipeline.steps.estimators import build_estimator, visible_device
+from mlpipeline.steps.images import image_shape
 from mlpipeline.steps.metrics import score
 
 MODEL = "model.joblib"
@@ -35,8 +37,12 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, tune_uri: str,
     train_x, train_y = dataset.split(data_uri, "train")
     test_x, test_y = dataset.split(data_uri, "test")
     task = str(spec.train.task)
-    estimator = build_estimator(task, spec.train.model, best["config"], spec.data.seed)
-    estimator.fit(train_x, train_y)
+    if best.get("checkpoint"):  # a deep-learning family: the tuned network itself
+        estimator = artifacts.read_object(best["checkpoint"])
+    else:
+        context = {"input_shape": image_shape(dataset.preprocessor), "device": visible_device()}
+        estimator = build_estimator(task, spec.train.model, best["config"], spec.data.seed, context)
+        estimator.fit(train_x, train_y)
     names = list(CLASSIFICATION_METRICS) if task == "classification" else ["r2", "rmse", "mae"]
     if task == "classification" and not hasattr(estimator, "predict_proba"):
         names = ["accuracy", "f1_macro"]

@@ -12,7 +12,7 @@ from mlpipeline import store
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.monitoring.profile import profile_frame
 from mlpipeline.protocol import is_pattern
-from mlpipeline.steps import artifacts
+from mlpipeline.steps import artifacts, images
 from mlpipeline.steps.artifacts import StepError
 
 
@@ -24,7 +24,7 @@ def data_format(uri: str, declared: str | None) -> str:
         return "parquet"
     if lowered.endswith((".csv", ".csv.gz", ".txt")):
         return "csv"
-    raise StepError(f"spec.data.format: cannot infer the format of {uri}; set csv or parquet")
+    raise StepError(f"spec.data.format: cannot infer the format of {uri}; set csv, parquet or images")
 
 
 def read_data(uri: str, fmt: str) -> pd.DataFrame:
@@ -113,13 +113,19 @@ def validate(frame: pd.DataFrame, spec: MLPipelineSpec) -> dict[str, str]:
 def read_partitions(spec: MLPipelineSpec) -> tuple[pd.DataFrame, list[str]]:
     """The data behind spec.data.uri: one file, or the window of partitions a pattern matches."""
     uri = spec.data.uri
+    if spec.data.format == "images":
+        return images.folder_table(uri, spec.data.label), [uri]
     if not is_pattern(uri):
-        return read_data(uri, data_format(uri, spec.data.format)), [uri]
+        frame = read_data(uri, data_format(uri, spec.data.format))
+        images.resolve(frame, image_columns(spec, frame), uri)
+        return frame, [uri]
     found = [p.uri for p in store.partitions(uri)]
     if not found:
         raise StepError(f"spec.data.uri: no partition matches {uri}")
     window = found[-spec.data.last_partitions :] if spec.data.last_partitions else found
     frames = [read_data(p, data_format(p, spec.data.format)) for p in window]
+    for name, frame in zip(window, frames, strict=True):
+        images.resolve(frame, image_columns(spec, frame), name)
     columns = [list(f.columns) for f in frames]
     for name, cols in zip(window[1:], columns[1:], strict=True):
         if set(cols) != set(columns[0]):
@@ -127,10 +133,20 @@ def read_partitions(spec: MLPipelineSpec) -> tuple[pd.DataFrame, list[str]]:
     return pd.concat(frames, ignore_index=True), window
 
 
+def image_columns(spec: MLPipelineSpec, frame: pd.DataFrame) -> list[str]:
+    declared = [c for c, kind in spec.data.columns.items() if kind == "image"]
+    return [c for c in declared if c in frame.columns]
+
+
 def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     frame, read = read_partitions(spec)
     frame.columns = [str(c) for c in frame.columns]
+    if spec.data.format == "images":
+        spec.data.columns.setdefault("image", "image")  # type: ignore[arg-type]
     kinds = validate(frame, spec)
+    pictures = [c for c, kind in kinds.items() if kind == "image"]
+    size = spec.preprocess.image.size
+    images.check_readable(frame, pictures, (size[0], size[1]), spec.preprocess.image.channels)
     label = spec.data.label
     classification = spec.train.task == "classification"
     stratify = frame[label] if classification else None

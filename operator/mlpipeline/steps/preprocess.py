@@ -13,6 +13,7 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, S
 
 from mlpipeline.api.models import PreprocessSpec
 from mlpipeline.steps import artifacts
+from mlpipeline.steps.images import ImageTransform
 
 PREPROCESSOR = "preprocessor.joblib"
 
@@ -20,6 +21,7 @@ PREPROCESSOR = "preprocessor.joblib"
 def build_preprocessor(spec: PreprocessSpec, features: dict[str, str]) -> ColumnTransformer:
     numeric = [c for c, k in features.items() if k == "numeric"]
     categorical = [c for c, k in features.items() if k == "categorical"]
+    pictures = [c for c, k in features.items() if k == "image"]
     num_steps: list[tuple[str, Any]] = []
     if spec.numeric.impute != "none":
         num_steps.append(("impute", SimpleImputer(strategy=str(spec.numeric.impute))))
@@ -36,11 +38,14 @@ def build_preprocessor(spec: PreprocessSpec, features: dict[str, str]) -> Column
         cat_steps.append(("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)))
     else:
         cat_steps.append(("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)))
-    transformers: list[tuple[str, Any, list[str]]] = []
+    transformers: list[tuple[str, Any, Any]] = []
     if numeric:
         transformers.append(("numeric", Pipeline(num_steps) if num_steps else "passthrough", numeric))
     if categorical:
         transformers.append(("categorical", Pipeline(cat_steps), categorical))
+    size = (spec.image.size[0], spec.image.size[1])
+    for column in pictures:  # a transformer per image column: each reads one column of references
+        transformers.append((f"image:{column}", ImageTransform(size, spec.image.channels), column))
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
 
 

@@ -48,11 +48,12 @@ def search_algorithm(spec: TuneSpec, seed: int) -> Searcher | BasicVariantGenera
     return BasicVariantGenerator(random_state=seed)
 
 
-def scheduler(spec: TuneSpec) -> TrialScheduler:
+def scheduler(spec: TuneSpec, horizon: int) -> TrialScheduler:
+    """ASHA over the trial's reports (folds, or epochs of a deep-learning family) up to ``horizon``."""
     if spec.scheduler == "asha":
         return ASHAScheduler(
             time_attr="training_iteration",
-            max_t=spec.folds,
+            max_t=horizon,
             grace_period=1,
             reduction_factor=2,
         )

@@ -1,5 +1,7 @@
-"""Tune: hyperparameter search with Ray Tune; every trial is a k-fold cross-validation that reports
-its running mean after each fold, so ASHA can stop a poor trial before its last fold."""
+"""Tune: hyperparameter search with Ray Tune. A trial of a scikit-learn family is a k-fold
+cross-validation that reports its running mean after each fold; a trial of a deep-learning family
+trains on 80 % of the train split and reports the score on the rest after each epoch, with a
+checkpoint. Either way ASHA can stop a poor trial before its end."""
 
 from __future__ import annotations
 
@@ -7,17 +9,23 @@ import math
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 from mlpipeline.steps.dataset import Dataset
-from mlpipeline.steps.estimators import build_estimator
+from mlpipeline.steps.estimators import build_estimator, max_epochs, trains_by_epoch, visible_device
+from mlpipeline.steps.images import image_shape
 from mlpipeline.steps.metrics import score
+
+VALIDATION = 0.2
+"""Share of the train split an epoch-wise trial holds out to score each epoch."""
+CHECKPOINT = "model.joblib"
 
 
 def cpu_quantity(value: str) -> float:
@@ -28,34 +36,73 @@ def cpu_quantity(value: str) -> float:
     return number / 1000 if match.group(2) else number
 
 
-def cross_validate(
-    config: dict[str, Any],
-    features: np.ndarray,
-    target: np.ndarray,
-    task: str,
-    model: str,
-    metric: str,
-    folds: int,
-    seed: int,
-) -> None:
+@dataclass(frozen=True)
+class Trials:
+    """What every trial of a tune step shares."""
+
+    task: str
+    model: str
+    metric: str
+    folds: int
+    seed: int
+    context: dict[str, Any]
+
+    def estimator(self, config: dict[str, Any]) -> Any:
+        context = {**self.context, "device": visible_device()}
+        return build_estimator(self.task, self.model, config, self.seed, context)
+
+
+def trial(config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials) -> None:
+    estimator = trials.estimator(config)
+    if trains_by_epoch(estimator):
+        train_by_epoch(estimator, features, target, trials)
+    else:
+        cross_validate(config, features, target, trials)
+
+
+def train_by_epoch(estimator: Any, features: np.ndarray, target: np.ndarray, trials: Trials) -> None:
+    import joblib
+    from ray import tune
+
+    fit_x, valid_x, fit_y, valid_y = train_test_split(
+        features,
+        target,
+        test_size=VALIDATION,
+        random_state=trials.seed,
+        stratify=target if trials.task == "classification" else None,
+    )
+    last = int(estimator.get_params()["epochs"])
+    metric = trials.metric
+    for epoch in estimator.epochs_fit(fit_x, fit_y):
+        metrics = {metric: score(metric, estimator, valid_x, valid_y), "epoch": epoch}
+        if epoch != last and epoch & (epoch - 1):
+            tune.report(metrics)
+            continue
+        # a checkpoint where ASHA may stop the trial (its rungs: epochs 1, 2, 4, 8, ...) and at the end
+        with tempfile.TemporaryDirectory() as folder:
+            joblib.dump(estimator, os.path.join(folder, CHECKPOINT))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def cross_validate(config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials) -> None:
     from ray import tune
 
     splitter = (
-        StratifiedKFold(folds, shuffle=True, random_state=seed)
-        if task == "classification"
-        else KFold(folds, shuffle=True, random_state=seed)
+        StratifiedKFold(trials.folds, shuffle=True, random_state=trials.seed)
+        if trials.task == "classification"
+        else KFold(trials.folds, shuffle=True, random_state=trials.seed)
     )
     scores: list[float] = []
     for fold, (train_idx, valid_idx) in enumerate(splitter.split(features, target), start=1):
-        estimator = build_estimator(task, model, config, seed)
+        estimator = trials.estimator(config)
         estimator.fit(features[train_idx], target[train_idx])
-        scores.append(score(metric, estimator, features[valid_idx], target[valid_idx]))
-        tune.report({metric: float(np.mean(scores)), "fold": fold})
+        scores.append(score(trials.metric, estimator, features[valid_idx], target[valid_idx]))
+        tune.report({trials.metric: float(np.mean(scores)), "fold": fold})
 
 
 def best_trial(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
-    """The best trial among those that ran every fold: a trial stopped early after a lucky first
-    fold must not win against full cross-validations."""
+    """The best trial among those that ran to the end: a trial stopped early after a lucky first
+    fold or epoch must not win against complete ones."""
     complete = [t for t in trials if not t["stoppedEarly"]] or trials
     pick = max if mode == "max" else min
     return pick(complete, key=lambda t: t[metric])
@@ -79,6 +126,16 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
             )
     cpu = cpu_quantity(spec.train.resources.cpu)
     gpu = spec.train.resources.gpu
+    task, model = str(spec.train.task), spec.train.model
+    context = {"input_shape": image_shape(dataset.preprocessor)}
+    probe = build_estimator(task, model, {}, spec.data.seed, context)
+    by_epoch = trains_by_epoch(probe)
+    if getattr(probe, "architecture", None) == "cnn" and not context["input_shape"]:
+        raise StepError(
+            "spec.train.model torch_cnn reads images: declare an image column in spec.data.columns "
+            "or use spec.data.format images"
+        )
+    horizon = max_epochs(probe, tune_spec.search_space) if by_epoch else tune_spec.folds
     available_cpus = max(os.cpu_count() or 1, math.ceil(cpu))
     ray.init(
         num_cpus=available_cpus,
@@ -89,22 +146,18 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
     )
     try:
         resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        gpus = int(resources.get("GPU", 0))
+        gpus = resources.get("GPU", 0)
         if gpu > gpus:
             raise StepError(
-                f"spec.train.resources.gpu={gpu} but this node has {gpus} GPUs "
+                f"spec.train.resources.gpu={gpu:g} per trial but this node exposes {gpus:g} GPUs "
                 "(run locally with --cpu-only to train on the CPU)"
             )
         trainable = tune.with_resources(
             tune.with_parameters(
-                cross_validate,
+                trial,
                 features=features,
                 target=target,
-                task=str(spec.train.task),
-                model=spec.train.model,
-                metric=tune_spec.metric,
-                folds=tune_spec.folds,
-                seed=spec.data.seed,
+                trials=Trials(task, model, tune_spec.metric, tune_spec.folds, spec.data.seed, context),
             ),
             {"cpu": cpu, "gpu": gpu},
         )
@@ -117,10 +170,16 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
                     mode=tune_spec.resolved_mode,
                     num_samples=search_space.num_samples(tune_spec),
                     search_alg=search_space.search_algorithm(tune_spec, spec.data.seed),
-                    scheduler=search_space.scheduler(tune_spec),
+                    scheduler=search_space.scheduler(tune_spec, horizon),
                     max_concurrent_trials=tune_spec.max_concurrent,
+                    reuse_actors=True,  # a new actor per trial costs seconds of imports
                 ),
-                run_config=tune.RunConfig(storage_path=storage, name="tune", verbose=0),
+                run_config=tune.RunConfig(
+                    storage_path=storage,
+                    name="tune",
+                    verbose=0,
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                ),
             )
             results = tuner.fit()
             trials = []
@@ -128,22 +187,18 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
                 if result.error is not None:
                     trials.append({"config": result.config, "error": str(result.error)[:500]})
                     continue
-                trials.append(
-                    {
-                        "config": result.config,
-                        tune_spec.metric: result.metrics.get(tune_spec.metric),
-                        "folds": result.metrics.get("fold"),
-                        "stoppedEarly": (result.metrics.get("fold") or 0) < tune_spec.folds,
-                    }
-                )
+                trials.append(trial_record(result, tune_spec.metric, by_epoch, tune_spec.folds, probe))
             ok = [t for t in trials if "error" not in t]
             if not ok:
                 raise StepError(f"every trial failed; first error: {trials[0]['error']}")
+            best = best_trial(ok, tune_spec.metric, tune_spec.resolved_mode)
+            if by_epoch:
+                keep_checkpoint(results, best, out)
     finally:
         ray.shutdown()
-    best = best_trial(ok, tune_spec.metric, tune_spec.resolved_mode)
     best_doc = {
         "config": best["config"],
+        "checkpoint": artifacts.join(out, CHECKPOINT) if by_epoch else None,
         "metric": tune_spec.metric,
         "mode": tune_spec.resolved_mode,
         "score": best[tune_spec.metric],
@@ -151,9 +206,45 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
     artifacts.write_json(artifacts.join(out, "trials.json"), trials)
     artifacts.write_json(artifacts.join(out, "best.json"), best_doc)
     stopped = sum(1 for t in ok if t["stoppedEarly"])
+    scored = "validation" if by_epoch else "cv"
     return {
-        "summary": f"{len(trials)} trials ({stopped} stopped early), best cv "
+        "summary": f"{len(trials)} trials ({stopped} stopped early), best {scored} "
         f"{tune_spec.metric}={best_doc['score']:.4f}",
         "trials": len(trials),
         "best": best_doc,
     }
+
+
+def trial_record(result: Any, metric: str, by_epoch: bool, folds: int, probe: Any) -> dict[str, Any]:
+    """A finished trial: its parameters, last score, how far it went and its learning curve."""
+    unit = "epoch" if by_epoch else "fold"
+    done = int(result.metrics.get(unit) or 0)
+    planned = int(result.config.get("epochs", probe.get_params().get("epochs", 0))) if by_epoch else folds
+    history = result.metrics_dataframe
+    curve = (
+        [float(v) for v in history[metric].tolist()]
+        if history is not None and metric in history.columns
+        else []
+    )
+    return {
+        "id": result.path.rsplit("/", 1)[-1] if result.path else None,
+        "config": result.config,
+        metric: result.metrics.get(metric),
+        f"{unit}s": done,
+        "stoppedEarly": done < planned,
+        "curve": curve,
+    }
+
+
+def keep_checkpoint(results: Any, best: dict[str, Any], out: str) -> None:
+    """The best trial's last checkpoint, copied to the artifact store: the evaluation gate scores
+    this network instead of training another."""
+    for result in results:
+        if result.error is None and result.config == best["config"] and result.checkpoint:
+            with (
+                result.checkpoint.as_directory() as folder,
+                open(os.path.join(folder, CHECKPOINT), "rb") as f,
+            ):
+                artifacts.write_bytes(artifacts.join(out, CHECKPOINT), f.read())
+            return
+    raise StepError("the best trial left no checkpoint")

@@ -1,0 +1,1 @@
+"""Deep-learning model families (PyTorch), trained epoch by epoch; needs the ``deep`` extra."""
