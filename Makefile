@@ -89,7 +89,7 @@ test-real: control-plane node-binaries image $(STAMP)
 test: lint crds-check $(DEEP) control-plane node-binaries image prometheus label-studio ## lint, then unit, workload, cluster and real-node tests
 	$(BIN)/pytest tests
 
-bench: bench-serving bench-canary bench-cycle bench-labeling ## every benchmark (JSON on stdout)
+bench: bench-serving bench-canary bench-cycle bench-labeling bench-tune ## every benchmark (JSON on stdout)
 
 bench-serving: $(STAMP) ## adaptive batching against unbatched serving, requests/s and p50/p99
 	$(BIN)/python -m bench.serving
@@ -99,6 +99,9 @@ bench-canary: $(STAMP) prometheus ## seconds from a canary going bad to its roll
 
 bench-cycle: $(STAMP) prometheus ## a drifting month lands: accuracy before/after the automatic retraining, seconds to serving
 	$(BIN)/python -m bench.cycle
+
+bench-tune: $(DEEP) ## search algorithms (grid vs random and Bayesian with ASHA) and a tune step's fixed cost
+	$(BIN)/python -m bench.tune
 
 bench-labeling: $(STAMP) ## accuracy against human labels spent: automated labeling vs a random sample vs everything
 	$(BIN)/python -m bench.labeling

@@ -13,7 +13,8 @@
 # Needs root, debootstrap, umoci, uv (PATH, $UV or .venv/bin/uv), the Debian mirror and PyPI.
 # Environment: MLP_CACHE (default ~/.cache/mlpipeline), MLP_IMAGE_OUT (default .cluster/image),
 # MLP_IMAGE_REPO (default ghcr.io/mlpipeline/mlpipeline), MLP_DEBIAN_MIRROR (default: apt's),
-# MLP_IMAGE_FORCE=1 (rebuild the image), MLP_IMAGE_FORCE_BASE=1 (debootstrap again too).
+# MLP_IMAGE_FORCE=1 (rebuild the image), MLP_IMAGE_FORCE_BASE=1 (debootstrap again too),
+# MLP_IMAGE_EXTRAS=deep (the variant with PyTorch and XGBoost; not built by make test: 6 GB more).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -99,7 +100,7 @@ base_key() {
 }
 
 content_key() {
-  { base_key; "$UV" --version
+  { base_key; "$UV" --version; echo "extras=${MLP_IMAGE_EXTRAS:-}"
     { source_files; find "$RECIPE" -type f | sort; echo "$SELF"; } | while read -r f; do
       printf '%s\0' "$f"; cat "$f"
     done
@@ -193,7 +194,7 @@ build() {
     log "install.sh in the chroot (uv cache $CACHE/uv-cache)"
     MOUNTS="$CACHE/uv-cache:/var/cache/uv" in_chroot "$rootfs" /usr/bin/env -i \
       PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "${netenv[@]}" \
-      UV=/tmp/bin/uv UV_CACHE_DIR=/var/cache/uv sh /tmp/install.sh /tmp/src >&2
+      UV=/tmp/bin/uv UV_CACHE_DIR=/var/cache/uv EXTRAS="${MLP_IMAGE_EXTRAS:-}" sh /tmp/install.sh /tmp/src >&2
     # What a container runtime provides at run time, or build leftovers.
     rm -rf "$rootfs"/tmp/* "$rootfs"/tmp/.[!.]* "$rootfs/var/cache/uv" "$rootfs"/dev/* \
       "$rootfs/etc/resolv.conf" "$rootfs/etc/hostname" "$rootfs/var/cache/ldconfig/aux-cache"

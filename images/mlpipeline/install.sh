@@ -36,7 +36,9 @@ fi
 "$uv" venv --quiet --python /usr/bin/python3 "$VENV"
 # Byte-compiled: the venv is root-owned and read-only to the user, so without .pyc every pod start
 # would compile ray/bentoml/sklearn again.
-"$uv" pip install --quiet --python "$VENV/bin/python" --compile-bytecode "$src"
+# EXTRAS=deep adds PyTorch (with its CUDA libraries, about 5 GB) and XGBoost: the image variant
+# for the torch_* and xgboost families.
+"$uv" pip install --quiet --python "$VENV/bin/python" --compile-bytecode "$src${EXTRAS:+[$EXTRAS]}"
 "$uv" pip freeze --quiet --python "$VENV/bin/python" >"$VENV/requirements.lock"
 "$VENV/bin/python" -c 'import mlpipeline'
 

@@ -136,3 +136,12 @@ def test_unreadable_manifest_file_is_a_clear_error(tmp_path: Any) -> None:
     broken.write_text("spec: [unclosed\n")
     result = mlpipeline("validate", "-f", str(broken), timeout=60)
     assert result.returncode == 1 and "(yaml)" in result.stderr
+
+
+def test_max_concurrent_is_bounded_by_trials_except_for_a_grid() -> None:
+    doc = example("diabetes")  # grid search: trials repeat the grid, whose points may run at once
+    doc["spec"]["train"]["tune"].update(trials=1, maxConcurrent=4)
+    parse_manifest(doc)
+    doc = example("iris")
+    doc["spec"]["train"]["tune"].update(trials=2, maxConcurrent=4)
+    assert "must not exceed trials" in errors_of(doc)["spec.train.tune"]

@@ -157,3 +157,31 @@ def test_gpu_fractions_and_image_columns_are_checked_at_apply_time() -> None:
     doc = example("digits")
     doc["spec"]["data"]["columns"] = {"image": "numeric"}
     assert "image" in errors_of(doc)["spec.data"]
+
+
+def test_the_run_report_draws_trials_curves_and_the_confusion_matrix() -> None:
+    from mlpipeline.steps.report import render
+
+    trials = [
+        {"config": {"lr": 0.001, "width": 16}, "accuracy": 0.9, "epochs": 4, "curve": [0.5, 0.7, 0.8, 0.9]},
+        {
+            "config": {"lr": 0.1, "width": 8},
+            "accuracy": 0.4,
+            "epochs": 1,
+            "curve": [0.4],
+            "stoppedEarly": True,
+        },
+        {"config": {"lr": 0.01, "width": 8}, "error": "CUDA <out of memory>"},
+    ]
+    report = {
+        "metrics": {"accuracy": 0.75},
+        "gate": {"metric": "accuracy", "min": 0.7, "max": None, "passed": True},
+        "params": {"lr": 0.001, "width": 16},
+        "testRows": 4,
+    }
+    page = render(trials, report, np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), ["cat", "dog"])
+    assert page.count("data:image/png;base64,") == 3  # trials, learning curves, confusion matrix
+    assert "Gate passed" in page and "accuracy = 0.7500" in page and "epochs</th>" in page
+    assert "CUDA &lt;out of memory&gt;" in page  # escaped
+    regression = render(trials[:1], report, np.array([1.0, 2.0]), np.array([1.5, 1.5]), None)
+    assert regression.count("data:image/png;base64,") == 3  # trials, curves, residuals

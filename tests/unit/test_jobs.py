@@ -9,7 +9,7 @@ import pytest
 from mlpipeline.api.manifest import load_manifest
 from mlpipeline.api.models import ArtifactsSpec, MLPipelineSpec
 from mlpipeline.engine.serving import Topology
-from mlpipeline.kube.jobs import OperatorSettings, build_step_job, parse_selector, unshared_store
+from mlpipeline.kube.jobs import OperatorSettings, build_step_job, parse_selector, pod_gpus, unshared_store
 from mlpipeline.kube.observe import observe_job, pod_problem
 from mlpipeline.kube.serving import build_serving_objects
 
@@ -76,9 +76,20 @@ def test_retries_timeout_and_permanent_exit_codes() -> None:
 def test_gpu_tune_job_lands_on_gpu_nodes() -> None:
     pod = job("tune", iris(gpu=2, cpu="4", memory="8Gi"))["spec"]["template"]["spec"]
     resources = pod["containers"][0]["resources"]
-    assert resources["limits"]["nvidia.com/gpu"] == "2" and resources["requests"]["cpu"] == "4"
+    # 2 GPUs per trial, 2 trials at once (the example's maxConcurrent)
+    assert resources["limits"]["nvidia.com/gpu"] == "4" and resources["requests"]["cpu"] == "4"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+
+
+@pytest.mark.parametrize(
+    ("per_trial", "concurrent", "pod"),
+    [(0.5, 2, 1), (0.25, 3, 1), (0.5, 3, 2), (1, None, 1), (0.3, None, 1), (2, 3, 6)],
+)
+def test_the_pod_asks_whole_gpus_for_the_trials_running_at_once(
+    per_trial: float, concurrent: int | None, pod: int
+) -> None:
+    assert pod_gpus(per_trial, concurrent) == pod
 
 
 def test_explicit_placement_wins_and_other_steps_stay_small() -> None:

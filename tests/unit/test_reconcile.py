@@ -154,10 +154,10 @@ def test_serving_and_canary_settings_keep_the_run() -> None:
     assert run_id(edited, "iris") == run_id(base, "iris")
 
 
-def test_a_finished_run_records_the_gate_score_the_evaluate_step_reported() -> None:
-    evaluate = step(
-        "evaluate", succeeded=1, complete=True, result={"metrics": {"accuracy": 0.9667, "f1_macro": 0.96}}
-    )
+def test_a_finished_run_records_the_gate_score_and_report_the_evaluate_step_reported() -> None:
+    result = {"metrics": {"accuracy": 0.9667, "f1_macro": 0.96}, "report": "s3://b/run/evaluate/report.html"}
+    evaluate = step("evaluate", succeeded=1, complete=True, result=result)
     model = model_status(spec(), RUN, "file:///a/model.bentomodel", evaluate)
     assert (model.version, model.metric, model.score) == (RUN, "accuracy", 0.9667)
+    assert model.report == "s3://b/run/evaluate/report.html"
     assert model_status(spec(), RUN, "file:///a", step("evaluate", complete=True)).score is None

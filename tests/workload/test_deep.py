@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,14 @@ def test_the_best_checkpoint_is_the_model_that_passes_the_gate(digits: dict[str,
     assert (checkpoint.predict_proba(features) == evaluated.predict_proba(features)).all()
     metrics = json.loads((digits["steps"]["evaluate"] / "metrics.json").read_text())["metrics"]
     assert metrics["accuracy"] >= 0.95  # the example's gate; a small CNN on 8x8 digits reaches ~0.98
+
+
+def test_the_run_report_is_written_and_printed(digits: dict[str, Any]) -> None:
+    report = digits["steps"]["evaluate"] / "report.html"
+    assert re.search(r"│ report\s+│", digits["stdout"])  # the summary table links it
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 3 and "Gate passed" in page
+    assert page.count("<tr>") == 1 + 4  # header and the 4 trials
 
 
 @pytest.fixture(scope="module")

@@ -284,7 +284,8 @@ class TuneSpec(Model):
                     "grid search needs discrete values (choice or grid) for every parameter",
                 ),
                 cel(
-                    "!has(self.maxConcurrent) || self.maxConcurrent <= self.trials",
+                    "!has(self.maxConcurrent) || self.maxConcurrent <= self.trials"
+                    " || (has(self.algorithm) && self.algorithm == 'grid')",
                     "maxConcurrent must not exceed trials",
                 ),
             ]
@@ -338,7 +339,8 @@ class TuneSpec(Model):
                     "grid search needs discrete values (choice or grid) for every parameter; "
                     f"not discrete: {', '.join(ranged)}"
                 )
-        if self.max_concurrent is not None and self.max_concurrent > self.trials:
+        grid = self.algorithm == Algorithm.grid.value  # trials repeat the grid: its points run at once
+        if self.max_concurrent is not None and self.max_concurrent > self.trials and not grid:
             raise ValueError("maxConcurrent must not exceed trials")
         return self
 
@@ -953,6 +955,11 @@ class ModelStatus(StatusModel):
     metric: str | None = Field(default=None, description="The gate metric (spec.evaluate.metric).")
     score: float | None = Field(default=None, description="The gate metric on the held-out test split.")
     artifact: str | None = None
+    report: str | None = Field(
+        default=None,
+        description="The run report (HTML in the artifact store): trials, learning curves, confusion "
+        "matrix or residuals.",
+    )
 
 
 class AnalysisCheck(StatusModel):

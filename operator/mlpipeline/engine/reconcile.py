@@ -189,13 +189,14 @@ def model_status(
 ) -> ModelStatus:
     """The packaged model of a finished run; its score is the gate metric on the test split, as the
     evaluate step reported it."""
-    metrics = ((evaluate.result if evaluate else None) or {}).get("metrics") or {}
-    score = metrics.get(spec.evaluate.metric)
+    result = (evaluate.result if evaluate else None) or {}
+    score = (result.get("metrics") or {}).get(spec.evaluate.metric)
     return ModelStatus(
         version=run,
         metric=spec.evaluate.metric,
         score=float(score) if isinstance(score, int | float) else None,
         artifact=artifact,
+        report=result.get("report") if isinstance(result.get("report"), str) else None,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,9 +134,16 @@ def _resources(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
     requests: dict[str, Any] = {"cpu": wanted.cpu, "memory": wanted.memory}
     limits: dict[str, Any] = {"memory": wanted.memory}
     if wanted.gpu:
-        requests[GPU_RESOURCE] = str(wanted.gpu)
-        limits[GPU_RESOURCE] = str(wanted.gpu)
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(
+            pod_gpus(wanted.gpu, spec.train.tune.max_concurrent)
+        )
     return {"requests": requests, "limits": limits}
+
+
+def pod_gpus(per_trial: float, concurrent: int | None) -> int:
+    """Whole GPUs for the trials running at once (one trial's worth when that is unset): Kubernetes
+    hands out whole devices, Ray shares them between trials by fraction."""
+    return max(math.ceil(per_trial * (concurrent or 1) - 1e-9), 1)
 
 
 def _placement(spec: MLPipelineSpec, step: str, settings: OperatorSettings) -> dict[str, Any]:

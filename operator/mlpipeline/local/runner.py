@@ -189,6 +189,9 @@ def summary_table(outcome: RunOutcome, serving_url: str | None = None) -> Table:
     for name, value in metrics.items():
         table.add_row(f"test {name}", f"{value:.4f}")
     table.add_row("model version", outcome.model_tag or "-")
+    report = outcome.result("evaluate").get("report")
+    if report:
+        table.add_row("report", str(report))
     table.add_row("workdir", str(outcome.workdir))
     if serving_url:
         table.add_row("serving", serving_url)

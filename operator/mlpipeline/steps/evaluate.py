@@ -14,6 +14,7 @@ from mlpipeline.steps.dataset import Dataset
 from mlpipeline.steps.estimators import build_estimator, visible_device
 from mlpipeline.steps.images import image_shape
 from mlpipeline.steps.metrics import score
+from mlpipeline.steps.report import REPORT, render
 
 MODEL = "model.joblib"
 
@@ -58,7 +59,13 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, tune_uri: str,
         "testRows": len(test_y),
     }
     artifacts.write_json(artifacts.join(out, METRICS_FILE), report)
+    page = artifacts.join(out, REPORT)
+    classes = dataset.schema.get("classes") if task == "classification" else None
+    trials = artifacts.read_json(artifacts.join(tune_uri, "trials.json"))
+    html = render(trials, report, test_y, estimator.predict(test_x), classes)
+    artifacts.write_bytes(page, html.encode())
     if failure:
-        raise GateFailed(f"evaluation gate failed: {failure}; nothing is deployed")
+        raise GateFailed(f"evaluation gate failed: {failure}; nothing is deployed (report: {page})")
     artifacts.write_object(artifacts.join(out, MODEL), estimator)
-    return {"summary": f"test {gate.metric}={metrics[gate.metric]:.4f} passed the gate", "metrics": metrics}
+    summary = f"test {gate.metric}={metrics[gate.metric]:.4f} passed the gate"
+    return {"summary": summary, "metrics": metrics, "report": page}

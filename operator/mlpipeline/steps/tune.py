@@ -233,6 +233,7 @@ def trial_record(result: Any, metric: str, by_epoch: bool, folds: int, probe: An
         f"{unit}s": done,
         "stoppedEarly": done < planned,
         "curve": curve,
+        "seconds": round(float(result.metrics.get("time_total_s") or 0.0), 3),
     }
 
 
