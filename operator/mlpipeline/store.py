@@ -23,7 +23,7 @@ def join(uri: str, name: str) -> str:
     return uri.rstrip("/") + "/" + name
 
 
-def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     fs, path = fsspec.core.url_to_fs(uri)
     return fs, path
 
@@ -31,7 +31,7 @@ def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
 def forget_listings(uri: str) -> None:
     """Drops what the file system of ``uri`` remembers of directory listings: fsspec keeps one
     instance per store, and s3fs would otherwise answer from listings made before a file landed."""
-    fs, _ = _fs(uri)
+    fs, _ = filesystem(uri)
     fs.invalidate_cache()
 
 
@@ -46,7 +46,7 @@ def read_bytes(uri: str) -> bytes:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    fs, path = _fs(uri)
+    fs, path = filesystem(uri)
     parent = path.rsplit("/", 1)[0]
     if parent:
         fs.makedirs(parent, exist_ok=True)
@@ -83,7 +83,7 @@ def _modified(info: dict[str, Any]) -> float | None:
 
 def partitions(uri: str) -> list[Partition]:
     """The files a pattern matches, sorted by name (so ``month=2026-01`` comes before ``2026-02``)."""
-    fs, path = _fs(uri)
+    fs, path = filesystem(uri)
     scheme = uri.split("://", 1)[0] + "://" if "://" in uri else ""
     try:
         forget_listings(uri)
@@ -128,7 +128,7 @@ def fingerprint(uri: str) -> str:
     if is_pattern(uri):
         listing = [(p.uri, p.version) for p in partitions(uri)]
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-    fs, path = _fs(uri)
+    fs, path = filesystem(uri)
     if uri.endswith("/") or fs.isdir(path):  # a folder of images: every file under it
         return fingerprint(uri.rstrip("/") + "/**")
     try:

@@ -383,6 +383,35 @@ class Resources(Model):
         return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
+class DistributedWhen(StrEnum):
+    if_available = "IfAvailable"
+    always = "Always"
+
+
+class DistributedSpec(Model):
+    """Tuning across nodes: the tune step runs as a KubeRay RayJob on a RayCluster of its own (a head
+    and a group of workers sized from train.resources), and the trials spread over the workers."""
+
+    workers: int = Field(default=2, ge=1, le=256, description="Ray worker pods.")
+    trials_per_worker: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Trials each worker runs at once: its pod gets resources for them.",
+    )
+    when: DistributedWhen = Field(
+        default=DistributedWhen.if_available,
+        description="IfAvailable: a RayJob when KubeRay's RayJob API (ray.io/v1) is installed, else "
+        "one tune pod; Always: refuse the pipeline without it.",
+    )
+    ttl: str = Field(
+        default="5m",
+        pattern=DURATION_PATTERN,
+        description="How long the finished RayJob stays before KubeRay deletes it (its RayCluster goes "
+        "as soon as the job finishes).",
+    )
+
+
 class TrainSpec(Model):
     """What to train and where."""
 
@@ -422,6 +451,11 @@ class TrainSpec(Model):
     )
     priority_class_name: str | None = Field(default=None, description="PriorityClass of the tune Job.")
     queue: str | None = Field(default=None, description="Kueue LocalQueue the Jobs are submitted to.")
+    distributed: DistributedSpec | None = Field(
+        default=None,
+        description="Tune across nodes on KubeRay (a RayJob) instead of in one pod; the local runner "
+        "ignores it.",
+    )
 
     @model_validator(mode="after")
     def _model_fits_task(self) -> TrainSpec:

@@ -70,16 +70,25 @@ def pipeline_event(type: str, name: str, namespace: str | None, **_: Any) -> Non
     reconciler().reconcile(namespace, name)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={PIPELINE_LABEL: kopf.PRESENT})
-def job_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+def reconcile_owner(namespace: str | None, labels: Mapping[str, str]) -> None:
     assert namespace is not None
     reconciler().reconcile(namespace, labels[PIPELINE_LABEL])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={PIPELINE_LABEL: kopf.PRESENT})
+def job_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    reconcile_owner(namespace, labels)
+
+
+@kopf.on.event("ray.io", "v1", "rayjobs", labels={PIPELINE_LABEL: kopf.PRESENT})
+def rayjob_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    """KubeRay's RayJobs of distributed tune steps (watched once KubeRay's CRD exists)."""
+    reconcile_owner(namespace, labels)
 
 
 @kopf.on.event("", "v1", "pods", labels={PIPELINE_LABEL: kopf.PRESENT})
 def pod_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-    assert namespace is not None
-    reconciler().reconcile(namespace, labels[PIPELINE_LABEL])
+    reconcile_owner(namespace, labels)
 
 
 def run_operator(namespace: str | None = None) -> None:

@@ -42,6 +42,7 @@ from mlpipeline.kube.client import Kube
 from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job, build_step_job, unshared_store
 from mlpipeline.kube.observe import observe_job
 from mlpipeline.kube.patch import merge_patch
+from mlpipeline.kube.rayjob import RAY_API, RAYJOB, build_tune_rayjob, is_active, observe_rayjob
 from mlpipeline.listing import list_if_due, list_sources_if_due
 from mlpipeline.protocol import RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, parse_stamp, stamp
 
@@ -82,6 +83,7 @@ class Reconciler:
         self.locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self.phases = metrics.PhaseBook()
+        self.kuberay_seen: tuple[bool, float] | None = None  # (installed, when asked)
 
     def forget(self, namespace: str, name: str) -> None:
         self.phases.set((namespace, name), None)
@@ -139,6 +141,14 @@ class Reconciler:
         if problem:
             self._refuse(body, status, recorded, generation, problem, "ArtifactStoreNotShared")
             return "invalid"
+        distributed = spec.train.distributed
+        if distributed and distributed.when == "Always" and not self._kuberay():
+            missing = (
+                "spec.train.distributed.when is Always but KubeRay's RayJob API (ray.io/v1) is not installed "
+                "in this cluster: install KubeRay, or set when: IfAvailable to tune in one pod without it"
+            )
+            self._refuse(body, status, recorded, generation, missing, "KubeRayMissing")
+            return "invalid"
         annotations = body["metadata"].get("annotations") or {}
         now = datetime.now(UTC)
         busy = status.run is not None and status.phase not in SETTLED_PHASES
@@ -150,11 +160,13 @@ class Reconciler:
         status.retrain = retrain.status
         current = run_id(spec, name, rerun=rerun_token(annotations.get(RERUN_ANNOTATION), retrain.status))
         all_jobs = self.kube.list_jobs(namespace, name)
+        if distributed:
+            all_jobs += self.kube.list_rayjobs(namespace, name)
         run_jobs = [j for j in all_jobs if j["metadata"]["labels"].get(STEP_LABEL) not in LABEL_STEPS]
         for job in run_jobs:
             job_run = job["metadata"]["labels"].get(RUN_LABEL)
-            if job_run != current and (job.get("status") or {}).get("active"):
-                self.kube.delete_job(namespace, job["metadata"]["name"])  # superseded run
+            if job_run != current and is_active(job):
+                self._delete(namespace, job["metadata"]["name"], job.get("kind") == RAYJOB)  # superseded run
         observations = self._observe(namespace, name, current, run_jobs)
         trigger = trigger_of(status, generation, retrain.fired)
         value = retrain.fired.value if retrain.fired else None
@@ -194,8 +206,24 @@ class Reconciler:
             own = [
                 p for p in pods if p["metadata"].get("labels", {}).get("job-name") == job["metadata"]["name"]
             ]
-            observations[job["metadata"]["labels"][STEP_LABEL]] = observe_job(job, own)
+            step = job["metadata"]["labels"][STEP_LABEL]
+            observations[step] = (
+                observe_rayjob(job, pods) if job.get("kind") == RAYJOB else observe_job(job, own)
+            )
         return observations
+
+    def _kuberay(self) -> bool:
+        """Whether KubeRay's RayJob API is installed, asked at most once a minute."""
+        now = time.monotonic()
+        if self.kuberay_seen is None or now - self.kuberay_seen[1] > 60:
+            self.kuberay_seen = (self.kube.has_api(RAY_API), now)
+        return self.kuberay_seen[0]
+
+    def _delete(self, namespace: str, name: str, rayjob: bool) -> None:
+        if rayjob:
+            self.kube.delete(RAY_API, RAYJOB, namespace, name)
+        else:
+            self.kube.delete_job(namespace, name)
 
     def _label(
         self,
@@ -265,7 +293,20 @@ class Reconciler:
     ) -> None:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        on_ray = spec.train.distributed is not None and self._kuberay()
         for step in decision.create:
+            if step == "tune" and on_ray:
+                rayjob = build_tune_rayjob(
+                    pipeline=name,
+                    namespace=namespace,
+                    uid=meta["uid"],
+                    spec=spec,
+                    run=run,
+                    settings=self.settings,
+                )
+                if self.kube.create(rayjob):
+                    log.info("created RayJob %s/%s", namespace, rayjob["metadata"]["name"])
+                continue
             job = build_step_job(
                 pipeline=name,
                 namespace=namespace,
@@ -277,7 +318,7 @@ class Reconciler:
             )
             self._create(job)
         for job_name in decision.delete:
-            self.kube.delete_job(namespace, job_name)
+            self._delete(namespace, job_name, on_ray and job_name.endswith("-tune"))
         patch = merge_patch(recorded, decision.status.to_wire(), STATUS_FIELDS)
         if patch:
             self.kube.patch_status(namespace, name, patch)

@@ -13,7 +13,13 @@ from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.engine.event import Event
 from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL
 
-PLURALS = {"Deployment": "deployments", "Service": "services", "HTTPRoute": "httproutes", "Job": "jobs"}
+PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "HTTPRoute": "httproutes",
+    "Job": "jobs",
+    "RayJob": "rayjobs",
+}
 
 
 def load_config() -> None:
@@ -66,6 +72,27 @@ class Kube:
         """Creates the Job; False when it already exists (a restarted operator, a racing event)."""
         try:
             self.batch.create_namespaced_job(job["metadata"]["namespace"], job)  # type: ignore[arg-type]
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def list_rayjobs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
+        """A pipeline's KubeRay RayJobs; none where KubeRay is not installed."""
+        path = f"/apis/ray.io/v1/namespaces/{namespace}/rayjobs"
+        try:
+            found = self._call("GET", path, [("labelSelector", f"{PIPELINE_LABEL}={pipeline}")])
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return [{**item, "kind": "RayJob"} for item in found.get("items") or []]
+
+    def create(self, obj: dict[str, Any]) -> bool:
+        """Creates any object; False when it already exists."""
+        try:
+            self._call("POST", self._path(obj, obj["metadata"]["namespace"]), None, obj)
         except ApiException as exc:
             if exc.status == 409:
                 return False

@@ -27,7 +27,7 @@ def _time(value: Any) -> datetime | None:
     return parse_stamp(str(value))
 
 
-def _iso(value: Any) -> str | None:
+def iso(value: Any) -> str | None:
     moment = _time(value)
     return stamp(moment) if moment else None
 
@@ -68,21 +68,31 @@ def _last(pods: list[dict[str, Any]], phase: str) -> dict[str, Any] | None:
     return next((p for p in reversed(pods) if (p.get("status") or {}).get("phase") == phase), None)
 
 
-def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservation:
-    status = job.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
-    failed = conditions.get("Failed")
-    ordered = sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
-    last_failed = _last(ordered, "Failed")
-    terminated = _terminated(last_failed) if last_failed else {}
-    succeeded = _last(ordered, "Succeeded")
+def by_creation(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+
+
+def pending_problem(pods: list[dict[str, Any]]) -> tuple[str | None, datetime | None]:
+    """Why the newest pending pod cannot start, and since when the oldest one waits."""
     problem, pending_since = None, None
-    for pod in ordered:
+    for pod in by_creation(pods):
         if (pod.get("status") or {}).get("phase") == "Pending" and not (pod.get("metadata") or {}).get(
             "deletionTimestamp"
         ):
             problem = pod_problem(pod) or problem
             pending_since = pending_since or _time((pod.get("metadata") or {}).get("creationTimestamp"))
+    return problem, pending_since
+
+
+def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservation:
+    status = job.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    failed = conditions.get("Failed")
+    ordered = by_creation(pods)
+    last_failed = _last(ordered, "Failed")
+    terminated = _terminated(last_failed) if last_failed else {}
+    succeeded = _last(ordered, "Succeeded")
+    problem, pending_since = pending_problem(ordered)
     labels = (job.get("metadata") or {}).get("labels") or {}
     return JobObservation(
         name=job["metadata"]["name"],
@@ -93,8 +103,8 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
         complete="Complete" in conditions,
         failed_reason=(failed.get("reason") or "Failed") if failed else None,
         failed_message=failed.get("message") if failed else None,
-        started_at=_iso(status.get("startTime")),
-        finished_at=_iso(status.get("completionTime") or (failed or {}).get("lastTransitionTime")),
+        started_at=iso(status.get("startTime")),
+        finished_at=iso(status.get("completionTime") or (failed or {}).get("lastTransitionTime")),
         pod_problem=problem,
         pending_since=pending_since,
         termination_message=(terminated.get("message") or None) if failed else None,

@@ -20,6 +20,7 @@ NAMESPACED: list[Permission] = [
     *_grant("mlpipeline.dev", "mlpipelines", "get", "list", "watch"),
     *_grant("mlpipeline.dev", "mlpipelines/status", "patch"),
     *_grant("batch", "jobs", "list", "watch", "create", "delete"),
+    *_grant("ray.io", "rayjobs", "list", "watch", "create", "delete"),  # spec.train.distributed
     *_grant("", "pods", "list", "watch"),
     *_grant("", "events", "create"),
     # server-side apply creates (create) or updates (patch) the serving objects

@@ -5,16 +5,19 @@ checkpoint. Either way ASHA can stop a poor trial before its end."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
+from mlpipeline import store
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
@@ -136,20 +139,24 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
             "or use spec.data.format images"
         )
     horizon = max_epochs(probe, tune_spec.search_space) if by_epoch else tune_spec.folds
-    available_cpus = max(os.cpu_count() or 1, math.ceil(cpu))
-    ray.init(
-        num_cpus=available_cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        ignore_reinit_error=True,
-    )
+    on_cluster = bool(os.environ.get("RAY_ADDRESS"))  # the driver of a RayJob (spec.train.distributed)
+    if on_cluster:
+        ray.init(address="auto", log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(
+            num_cpus=max(os.cpu_count() or 1, math.ceil(cpu)),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            ignore_reinit_error=True,
+        )
     try:
         resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
         gpus = resources.get("GPU", 0)
         if gpu > gpus:
+            where = "the Ray cluster" if on_cluster else "this node"
             raise StepError(
-                f"spec.train.resources.gpu={gpu:g} per trial but this node exposes {gpus:g} GPUs "
+                f"spec.train.resources.gpu={gpu:g} per trial but {where} exposes {gpus:g} GPUs "
                 "(run locally with --cpu-only to train on the CPU)"
             )
         trainable = tune.with_resources(
@@ -161,7 +168,7 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
             ),
             {"cpu": cpu, "gpu": gpu},
         )
-        with tempfile.TemporaryDirectory(prefix="mlp-tune-") as storage:
+        with trial_storage(out, on_cluster) as (storage, filesystem):
             tuner = tune.Tuner(
                 trainable,
                 param_space=search_space.param_space(tune_spec),
@@ -176,6 +183,7 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
                 ),
                 run_config=tune.RunConfig(
                     storage_path=storage,
+                    storage_filesystem=filesystem,
                     name="tune",
                     verbose=0,
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -213,6 +221,20 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
         "trials": len(trials),
         "best": best_doc,
     }
+
+
+@contextlib.contextmanager
+def trial_storage(out: str, on_cluster: bool) -> Iterator[tuple[str, Any]]:
+    """Where trials write results and checkpoints: a temporary folder in one pod; across the nodes of
+    a Ray cluster, the artifact store (every worker has its credentials), under the step's output."""
+    if not on_cluster:
+        with tempfile.TemporaryDirectory(prefix="mlp-tune-") as folder:
+            yield folder, None
+        return
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    filesystem, path = store.filesystem(artifacts.join(out, "ray"))
+    yield path, PyFileSystem(FSSpecHandler(filesystem))
 
 
 def trial_record(result: Any, metric: str, by_epoch: bool, folds: int, probe: Any) -> dict[str, Any]:

@@ -1,0 +1,151 @@
+"""The tune step as a KubeRay RayJob (spec.train.distributed): a RayCluster of its own — a head that
+runs the tune step's driver and no trials, and a worker group sized from train.resources — created
+for the run and deleted by KubeRay when the job finishes. Pure builders and readers."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import shlex
+from importlib import metadata
+from typing import Any
+
+from mlpipeline.api.models import MLPipelineSpec, parse_duration
+from mlpipeline.engine.reconcile import JobObservation
+from mlpipeline.kube.jobs import GPU_RESOURCE, OperatorSettings, build_step_job, pod_gpus
+from mlpipeline.kube.observe import iso, pending_problem
+from mlpipeline.protocol import RUN_LABEL
+
+RAY_API = "ray.io/v1"
+RAYJOB = "RayJob"
+CLUSTER_LABEL = "ray.io/cluster"
+ACTIVE = {"", "New", "Initializing", "Running", "Waiting", "Retrying"}
+"""Values of status.jobDeploymentStatus of a RayJob starting or running."""
+FINISHED = {"Complete", "Failed", "ValidationFailed"}
+"""Its final values; any other (Suspended: held by a queue) may still run."""
+
+
+def millicores(value: str) -> int:
+    match = re.fullmatch(r"([0-9.]+)(m?)", value)
+    if not match:
+        raise ValueError(f"cannot read {value!r} as a CPU quantity")
+    number = float(match.group(1))
+    return round(number if match.group(2) else number * 1000)
+
+
+def _ray_version() -> str:
+    try:
+        return metadata.version("ray")
+    except metadata.PackageNotFoundError:  # an operator image without Ray: KubeRay only records it
+        return "2.0.0"
+
+
+def build_tune_rayjob(
+    *, pipeline: str, namespace: str, uid: str, spec: MLPipelineSpec, run: str, settings: OperatorSettings
+) -> dict[str, Any]:
+    """The RayJob of a run's tune step: the same image, arguments, environment, placement and owner
+    as the tune Job it replaces."""
+    assert spec.train.distributed is not None
+    distributed = spec.train.distributed
+    job = build_step_job(
+        pipeline=pipeline, namespace=namespace, uid=uid, spec=spec, run=run, step="tune", settings=settings
+    )
+    step = job["spec"]["template"]
+    step_container = step["spec"]["containers"][0]
+    entrypoint = shlex.join([*step_container["command"], *step_container["args"]])
+
+    def pod(name: str, resources: dict[str, Any]) -> dict[str, Any]:
+        template: dict[str, Any] = copy.deepcopy(step)
+        template["spec"].pop("restartPolicy", None)  # KubeRay restarts Ray pods its way
+        container = template["spec"]["containers"][0]
+        for key in ("command", "args", "terminationMessagePath", "terminationMessagePolicy"):
+            container.pop(key, None)  # KubeRay starts Ray in the container
+        container.update(name=name, resources=resources)
+        return template
+
+    trial = spec.train.resources
+    cpu = millicores(trial.cpu) * distributed.trials_per_worker
+    worker: dict[str, Any] = {"cpu": f"{cpu}m", "memory": trial.memory}
+    if trial.gpu:
+        worker[GPU_RESOURCE] = str(pod_gpus(trial.gpu, distributed.trials_per_worker))
+    head_pod = pod(
+        "ray-head", {"requests": {"cpu": "1", "memory": trial.memory}, "limits": {"memory": trial.memory}}
+    )
+    for key in ("nodeSelector", "tolerations"):  # the head runs no trial: no GPU node for it
+        if trial.gpu:
+            head_pod["spec"].pop(key, None)
+    worker_limits = {k: v for k, v in worker.items() if k != "cpu"}
+    return {
+        "apiVersion": RAY_API,
+        "kind": RAYJOB,
+        "metadata": job["metadata"],
+        "spec": {
+            "entrypoint": entrypoint,
+            "shutdownAfterJobFinishes": True,
+            "ttlSecondsAfterFinished": int(parse_duration(distributed.ttl)),
+            "activeDeadlineSeconds": job["spec"]["activeDeadlineSeconds"],
+            "rayClusterSpec": {
+                "rayVersion": _ray_version(),
+                "headGroupSpec": {
+                    "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                    "template": head_pod,
+                },
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "trials",
+                        "replicas": distributed.workers,
+                        "minReplicas": distributed.workers,
+                        "maxReplicas": distributed.workers,
+                        "rayStartParams": {"num-cpus": str(max(math.ceil(cpu / 1000), 1))},
+                        "template": pod("ray-worker", {"requests": worker, "limits": worker_limits}),
+                    }
+                ],
+            },
+        },
+    }
+
+
+def is_active(obj: dict[str, Any]) -> bool:
+    """Whether a step's Job or RayJob may still run (a superseded one is deleted)."""
+    status = obj.get("status") or {}
+    if obj.get("kind") == RAYJOB:
+        return str(status.get("jobDeploymentStatus") or "") not in FINISHED
+    return bool(status.get("active"))
+
+
+def cluster_pods(rayjob: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The head and worker pods of a RayJob's cluster (KubeRay names it after the RayJob)."""
+    name = rayjob["metadata"]["name"]
+    return [
+        p
+        for p in pods
+        if ((p.get("metadata") or {}).get("labels") or {}).get(CLUSTER_LABEL, "").startswith(name)
+    ]
+
+
+def observe_rayjob(rayjob: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservation:
+    """A RayJob read by its status.jobDeploymentStatus — the deployment's own verdict; its jobStatus
+    can lag or contradict it (kuberay#2314) — with the problems of its cluster's pods."""
+    status = rayjob.get("status") or {}
+    problem, pending_since = pending_problem(cluster_pods(rayjob, pods))
+    deployment = str(status.get("jobDeploymentStatus") or "")
+    failed = deployment in ("Failed", "ValidationFailed")
+    labels = rayjob["metadata"].get("labels") or {}
+    return JobObservation(
+        name=rayjob["metadata"]["name"],
+        run=labels.get(RUN_LABEL, ""),
+        active=int(deployment in ACTIVE),
+        succeeded=int(deployment == "Complete"),
+        failed=int(failed),
+        complete=deployment == "Complete",
+        failed_reason=(status.get("reason") or deployment) if failed else None,
+        failed_message=status.get("message") if failed else None,
+        started_at=iso(status.get("startTime")),
+        finished_at=iso(status.get("endTime")),
+        pod_problem=problem,
+        pending_since=pending_since,
+        result={"summary": f"RayJob complete: {status.get('message') or 'tuned on a RayCluster'}"}
+        if deployment == "Complete"
+        else None,
+    )
