@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler),
-# etcd, kwok/kwokctl and helm from Go modules, once, into a cache keyed by version; and the
-# Prometheus Operator's ServiceMonitor CRD (the chart's ServiceMonitor is tested with it).
+# etcd, kwok/kwokctl and helm from Go modules, once, into a cache keyed by version; the
+# Prometheus Operator's ServiceMonitor CRD (the chart's ServiceMonitor is tested with it); and the
+# KubeRay operator with its CRDs (spec.train.distributed is tested with it).
 # No container engine or release download is needed: only the Go module proxy.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ ETCD_VERSION=${ETCD_VERSION:-3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-0.8.0}
 HELM_VERSION=${HELM_VERSION:-3.21.4}
 PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-0.85.0}
+KUBERAY_VERSION=${KUBERAY_VERSION:-1.5.0}
 CACHE=${MLP_CACHE:-$HOME/.cache/mlpipeline}
 BIN=$CACHE/bin
 mkdir -p "$BIN"
@@ -50,12 +52,24 @@ fetch_servicemonitor_crd() {  # the chart's ServiceMonitor needs it: taken from 
   local out=$CACHE/crds/prometheus-operator-v$PROMETHEUS_OPERATOR_VERSION
   if [[ -f $out/servicemonitors.yaml ]]; then log "ServiceMonitor CRD v$PROMETHEUS_OPERATOR_VERSION cached"; return; fi
   log "fetching the ServiceMonitor CRD of prometheus-operator v$PROMETHEUS_OPERATOR_VERSION"
-  local dir
-  dir=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION" \
-    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  local dir; dir=$(module_dir github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION")
   mkdir -p "$out"
   cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$out/servicemonitors.yaml.tmp"
   mv "$out/servicemonitors.yaml.tmp" "$out/servicemonitors.yaml"
+}
+
+module_dir() {  # module version -> where `go mod download` put it
+  go mod download -json "$1@v$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+fetch_kuberay_crds() {  # RayCluster, RayJob, RayService: shipped inside KubeRay's Go module
+  local out=$CACHE/crds/kuberay-v$KUBERAY_VERSION
+  if [[ -f $out/ray.io_rayjobs.yaml ]]; then log "KubeRay CRDs v$KUBERAY_VERSION cached"; return; fi
+  local dir; dir=$(module_dir github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION")
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  cp "$dir"/config/crd/bases/ray.io_*.yaml "$out.tmp/"
+  chmod u+w "$out.tmp"/*.yaml
+  rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
 go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
@@ -64,4 +78,6 @@ build_etcd
 go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 build_k8s "$BIN/k8s-v$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler
 fetch_servicemonitor_crd
+go_install ray-operator github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION"
+fetch_kuberay_crds
 log "done: $BIN"

@@ -407,8 +407,8 @@ class DistributedSpec(Model):
     ttl: str = Field(
         default="5m",
         pattern=DURATION_PATTERN,
-        description="How long the finished RayJob stays before KubeRay deletes it (its RayCluster goes "
-        "as soon as the job finishes).",
+        description="How long KubeRay keeps the RayCluster once the job finished (to read its logs) "
+        "before deleting it; the RayJob itself goes with its pipeline.",
     )
 
 
