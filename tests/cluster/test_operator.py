@@ -89,7 +89,8 @@ def test_apply_runs_every_step_as_a_job_in_order_and_tunes_on_a_gpu_node(
         assert job["status"]["succeeded"] == 1
     tune_pods = kube_json("get", "pods", "-n", namespace, "-l", "mlpipeline.dev/step=tune")["items"]
     assert len(tune_pods) == 1 and tune_pods[0]["spec"]["nodeName"] in GPU_NODES
-    assert tune_pods[0]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # 1 GPU per trial, 2 trials at once (the example's maxConcurrent)
+    assert tune_pods[0]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     other = kube_json("get", "pods", "-n", namespace, "-l", "mlpipeline.dev/step=ingest")["items"][0]
     assert other["spec"]["nodeName"] not in GPU_NODES  # the taint keeps CPU steps off GPU nodes
     steps = {s["name"]: s for s in status["run"]["steps"]}

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from rich.table import Table
 from mlpipeline import store
 from mlpipeline.api.models import MLPipeline
 from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, run_id
+from mlpipeline.local.stepserver import run_step
 from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, model_tag
 from mlpipeline.store import StepError
 
@@ -142,19 +141,16 @@ class LocalRunner:
         return result if result.get("ok") else None
 
     def execute(self, step: str, out: str, args: list[str], spinner: bool = True) -> tuple[StepOutcome, int]:
-        """Runs ``python -m mlpipeline.steps ARGS`` as the step's pod would; its log in logs/.
+        """Runs ``python -m mlpipeline.steps ARGS`` as the step's pod would (forked from a warm
+        process: local/stepserver.py); its log in logs/.
         ``spinner``: False from a background thread (one live display at a time)."""
         log_path = self.root / "logs" / f"{step}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         status = self.console.status(f"[bold]{step}[/] running…") if spinner else contextlib.nullcontext()
-        with log_path.open("wb") as log, status:
-            code = subprocess.call(
-                [sys.executable, "-m", "mlpipeline.steps", *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.environment(),
-            )
+        log_path.write_bytes(b"")
+        with status:
+            code = run_step(args, str(log_path), self.environment())
         seconds = time.monotonic() - started
         result_path = Path(out) / RESULT_FILE
         if result_path.exists():
