@@ -123,15 +123,15 @@ def count_rows(uri: str) -> int:
 
 def fingerprint(uri: str) -> str:
     """What identifies the content behind a URI: a hash of the bytes of local files, the ETag or
-    size and modification time of remote objects; for a pattern, of every partition's name and
+    size and modification time of remote objects; for a pattern or a folder, of every file's name and
     version."""
     if is_pattern(uri):
         listing = [(p.uri, p.version) for p in partitions(uri)]
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
     fs, path = filesystem(uri)
-    if uri.endswith("/") or fs.isdir(path):  # a folder of images: every file under it
-        return fingerprint(uri.rstrip("/") + "/**")
     try:
+        if uri.endswith("/") or fs.isdir(path):  # a folder of images: every file under it
+            return fingerprint(uri.rstrip("/") + "/**")
         if "file" in fs.protocol:
             digest = hashlib.sha256()
             with fs.open(path, "rb") as handle:
