@@ -185,3 +185,16 @@ def test_the_run_report_draws_trials_curves_and_the_confusion_matrix() -> None:
     assert "CUDA &lt;out of memory&gt;" in page  # escaped
     regression = render(trials[:1], report, np.array([1.0, 2.0]), np.array([1.5, 1.5]), None)
     assert regression.count("data:image/png;base64,") == 3  # trials, curves, residuals
+
+
+def test_a_missing_deep_extra_is_named_with_the_way_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mlpipeline.steps.estimators import load_object
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on an install without the extra
+    monkeypatch.delitem(sys.modules, "mlpipeline.deep.estimators")
+    with pytest.raises(ValueError) as caught:
+        load_object("mlpipeline.deep.estimators:TorchCNNClassifier")
+    assert "needs torch, which is not installed" in str(caught.value)
+    assert "mlpipeline-operator[deep]" in str(caught.value)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import torch  # here, so that a missing deep extra fails where the model is named
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from mlpipeline.deep import networks
@@ -42,8 +43,6 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
         self.input_shape = input_shape
 
     def _device(self) -> str:
-        import torch
-
         if self.device != "auto":
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -55,8 +54,6 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
         return networks.mlp(inputs, outputs, width, depth, dropout)
 
     def _inputs(self, features: np.ndarray) -> Any:
-        import torch
-
         tensor = torch.as_tensor(np.asarray(features, dtype=np.float32))
         if self.architecture == "cnn":
             tensor = tensor.reshape(len(tensor), *(self.input_shape or ()))
@@ -64,8 +61,6 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
 
     def epochs_fit(self, features: np.ndarray, target: np.ndarray) -> Iterator[int]:
         """Trains epoch by epoch, yielding the number of each finished epoch."""
-        import torch
-
         if self.architecture == "cnn" and not self.input_shape:
             raise ValueError("torch_cnn reads images: the data needs one image column")
         torch.manual_seed(self.random_state)
@@ -108,8 +103,6 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
         return self
 
     def _forward(self, features: np.ndarray) -> np.ndarray:
-        import torch
-
         device = getattr(self, "device_", "cpu")
         if device == "cuda" and not torch.cuda.is_available():
             device = "cpu"  # trained on a GPU, served without one
@@ -132,8 +125,6 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
 
 class TorchMLPClassifier(ClassifierMixin, TorchEstimator):  # type: ignore[misc]
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        import torch
-
         logits = torch.as_tensor(self._forward(features))
         return torch.softmax(logits, dim=1).numpy().astype(float)
 

@@ -131,7 +131,10 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
     gpu = spec.train.resources.gpu
     task, model = str(spec.train.task), spec.train.model
     context = {"input_shape": image_shape(dataset.preprocessor)}
-    probe = build_estimator(task, model, {}, spec.data.seed, context)
+    try:
+        probe = build_estimator(task, model, {}, spec.data.seed, context)
+    except ValueError as exc:  # a model that cannot be loaded: the registry says why
+        raise StepError(f"spec.train.model: {exc}") from None
     by_epoch = trains_by_epoch(probe)
     if getattr(probe, "architecture", None) == "cnn" and not context["input_shape"]:
         raise StepError(
