@@ -15,9 +15,10 @@ import httpx
 import joblib
 import pandas as pd
 import pytest
-from mlpipeline.local.server import ModelServer, free_port
+from mlpipeline.local.server import ModelServer
 
 from tests.conftest import EXAMPLES, example, mlpipeline, write_manifest
+from tests.workload.conftest import model_server
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +74,8 @@ def test_the_run_report_is_written_and_printed(digits: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def server(digits: dict[str, Any]) -> Iterator[ModelServer]:
-    workdir = digits["workdir"]
-    running = ModelServer(
-        tag=digits["model"],
-        bentoml_home=workdir / "bentoml",
-        port=free_port(),
-        log=workdir / "serve.log",
-        extra_env={"MLP_MAX_LATENCY_MS": "10000"},
-    ).start()
-    try:
-        running.wait_ready()
+    with model_server(digits, digits["workdir"] / "serve.log") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_the_server_answers_images_sent_as_base64(digits: dict[str, Any], server: ModelServer) -> None:

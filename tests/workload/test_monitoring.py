@@ -5,6 +5,8 @@ Prometheus by convention — and an unwritable store costs samples, never reques
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import itertools
 import json
 import re
 import time
@@ -16,7 +18,9 @@ import httpx
 import pytest
 from mlpipeline.api.models import MonitoringSpec
 from mlpipeline.local.serve import sample_records
-from mlpipeline.local.server import ModelServer, free_port
+from mlpipeline.local.server import ModelServer
+
+from tests.workload.conftest import model_server
 
 MONITORING = MonitoringSpec.model_validate(
     {
@@ -28,24 +32,15 @@ MONITORING = MonitoringSpec.model_validate(
 
 @pytest.fixture
 def start_server(customers_model: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
-    started: list[ModelServer] = []
+    numbers = itertools.count()
+    with contextlib.ExitStack() as started:
 
-    def start(capture: Path) -> ModelServer:
-        workdir = customers_model["workdir"]
-        server = ModelServer(
-            tag=customers_model["model"],
-            bentoml_home=workdir / "bentoml",
-            port=free_port(),
-            log=tmp_path / f"serve-{len(started)}.log",
-            extra_env={**MONITORING.server_env("customers", str(capture)), "MLP_MAX_LATENCY_MS": "10000"},
-        ).start()
-        started.append(server)
-        server.wait_ready()
-        return server
+        def start(capture: Path) -> ModelServer:
+            log = tmp_path / f"serve-{next(numbers)}.log"
+            env = MONITORING.server_env("customers", str(capture))
+            return started.enter_context(model_server(customers_model, log, env))
 
-    yield start
-    for server in started:
-        server.stop()
+        yield start
 
 
 def traffic(customers_model: dict[str, Any], charge_shift: float = 0.0) -> list[dict[str, Any]]:

@@ -10,27 +10,16 @@ from typing import Any
 import httpx
 import joblib
 import pytest
-from mlpipeline.local.server import ModelServer, free_port
+from mlpipeline.local.server import ModelServer
 from mlpipeline.steps.package import BUNDLE
+
+from tests.workload.conftest import model_server
 
 
 @pytest.fixture(scope="module")
 def server(customers_model: dict[str, Any]) -> Iterator[ModelServer]:
-    workdir = customers_model["workdir"]
-    running = ModelServer(
-        tag=customers_model["model"],
-        bentoml_home=workdir / "bentoml",
-        port=free_port(),
-        log=workdir / "serve.log",
-        # BentoML sheds (503) requests it expects to wait over max_latency_ms; a busy test machine must
-        # not make these tests of answers depend on its load.
-        extra_env={"MLP_MAX_LATENCY_MS": "10000"},
-    ).start()
-    try:
-        running.wait_ready()
+    with model_server(customers_model, customers_model["workdir"] / "serve.log") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def bundle_of(customers_model: dict[str, Any]) -> Any:

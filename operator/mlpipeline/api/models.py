@@ -382,6 +382,15 @@ class Resources(Model):
     def _number_to_quantity(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
+    @property
+    def cores(self) -> float:
+        """CPU per trial in cores (``500m`` is 0.5); ValueError for a quantity that is not a CPU count."""
+        match = re.fullmatch(r"([0-9.]+)(m?)", self.cpu)
+        if not match:
+            raise ValueError(f"spec.train.resources.cpu: cannot use {self.cpu!r} as a CPU count")
+        number = float(match.group(1))
+        return number / 1000 if match.group(2) else number
+
 
 class DistributedWhen(StrEnum):
     if_available = "IfAvailable"

@@ -264,9 +264,12 @@ class Reconciler:
         waits = [w for w in (again, plan.wake_after) if w is not None]
         return plan, min(waits) if waits else None
 
-    def _create(self, job: dict[str, Any]) -> None:
-        if self.kube.create_job(job):
-            log.info("created Job %s/%s", job["metadata"]["namespace"], job["metadata"]["name"])
+    def _create(self, obj: dict[str, Any]) -> None:
+        """Creates a step's Job or RayJob; one that exists already (a restarted operator, a racing
+        event) is left as it is."""
+        meta = obj["metadata"]
+        if self.kube.create(obj):
+            log.info("created %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
 
     def _serve(
         self, body: dict[str, Any], spec: MLPipelineSpec, run: str, decision: Decision, now: datetime
@@ -296,16 +299,16 @@ class Reconciler:
         on_ray = spec.train.distributed is not None and self._kuberay()
         for step in decision.create:
             if step == "tune" and on_ray:
-                rayjob = build_tune_rayjob(
-                    pipeline=name,
-                    namespace=namespace,
-                    uid=meta["uid"],
-                    spec=spec,
-                    run=run,
-                    settings=self.settings,
+                self._create(
+                    build_tune_rayjob(
+                        pipeline=name,
+                        namespace=namespace,
+                        uid=meta["uid"],
+                        spec=spec,
+                        run=run,
+                        settings=self.settings,
+                    )
                 )
-                if self.kube.create(rayjob):
-                    log.info("created RayJob %s/%s", namespace, rayjob["metadata"]["name"])
                 continue
             job = build_step_job(
                 pipeline=name,

@@ -68,16 +68,6 @@ class Kube:
         response = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
         return list(_json(response)["items"])
 
-    def create_job(self, job: dict[str, Any]) -> bool:
-        """Creates the Job; False when it already exists (a restarted operator, a racing event)."""
-        try:
-            self.batch.create_namespaced_job(job["metadata"]["namespace"], job)  # type: ignore[arg-type]
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
-
     def list_rayjobs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
         """A pipeline's KubeRay RayJobs; none where KubeRay is not installed."""
         path = f"/apis/ray.io/v1/namespaces/{namespace}/rayjobs"
@@ -90,7 +80,7 @@ class Kube:
         return [{**item, "kind": "RayJob"} for item in found.get("items") or []]
 
     def create(self, obj: dict[str, Any]) -> bool:
-        """Creates any object; False when it already exists."""
+        """Creates an object of a kind in PLURALS; False when it already exists."""
         try:
             self._call("POST", self._path(obj, obj["metadata"]["namespace"]), None, obj)
         except ApiException as exc:

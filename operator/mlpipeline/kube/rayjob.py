@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 import shlex
 from importlib import metadata
 from typing import Any
@@ -24,14 +23,6 @@ ACTIVE = {"", "New", "Initializing", "Running", "Waiting", "Retrying"}
 """Values of status.jobDeploymentStatus of a RayJob starting or running."""
 FINISHED = {"Complete", "Failed", "ValidationFailed"}
 """Its final values; any other (Suspended: held by a queue) may still run."""
-
-
-def millicores(value: str) -> int:
-    match = re.fullmatch(r"([0-9.]+)(m?)", value)
-    if not match:
-        raise ValueError(f"cannot read {value!r} as a CPU quantity")
-    number = float(match.group(1))
-    return round(number if match.group(2) else number * 1000)
 
 
 def _ray_version() -> str:
@@ -65,15 +56,15 @@ def build_tune_rayjob(
         return template
 
     trial = spec.train.resources
-    cpu = millicores(trial.cpu) * distributed.trials_per_worker
+    cpu = round(trial.cores * 1000) * distributed.trials_per_worker  # millicores
     worker: dict[str, Any] = {"cpu": f"{cpu}m", "memory": trial.memory}
     if trial.gpu:
         worker[GPU_RESOURCE] = str(pod_gpus(trial.gpu, distributed.trials_per_worker))
     head_pod = pod(
         "ray-head", {"requests": {"cpu": "1", "memory": trial.memory}, "limits": {"memory": trial.memory}}
     )
-    for key in ("nodeSelector", "tolerations"):  # the head runs no trial: no GPU node for it
-        if trial.gpu:
+    if trial.gpu:  # the head runs no trial: no GPU node for it
+        for key in ("nodeSelector", "tolerations"):
             head_pod["spec"].pop(key, None)
     worker_limits = {k: v for k, v in worker.items() if k != "cpu"}
     return {
@@ -130,7 +121,7 @@ def observe_rayjob(rayjob: dict[str, Any], pods: list[dict[str, Any]]) -> JobObs
     status = rayjob.get("status") or {}
     problem, pending_since = pending_problem(cluster_pods(rayjob, pods))
     deployment = str(status.get("jobDeploymentStatus") or "")
-    failed = deployment in ("Failed", "ValidationFailed")
+    failed = deployment in FINISHED - {"Complete"}
     labels = rayjob["metadata"].get("labels") or {}
     return JobObservation(
         name=rayjob["metadata"]["name"],

@@ -8,8 +8,8 @@ cannot be read rather than guessing.
   an unseen value is an unseen category). Refused: lists and objects.
 - image: a string holding the image in base64 (optionally as a ``data:image/...;base64,`` URI) or
   its URI in the artifact store (s3://...; never a local path of the server); the image must
-  decode (PNG, JPEG and the other formats Pillow
-  reads). Refused: anything else, and references that cannot be fetched or decoded.
+  decode (PNG, JPEG and the other formats Pillow reads). Refused: anything else, and references
+  that cannot be fetched or decoded.
 - null, NaN and a missing field are missing values: the preprocessor imputes them.
 - a field the model does not declare is ignored (dropped from the cleaned record).
 """
@@ -88,7 +88,7 @@ def read_image(value: Any) -> str:
     if not images.is_inline(value) and ("://" not in value or value.startswith("file:")):
         raise Unreadable("is neither base64 nor a URI in the artifact store: the server reads no local path")
     try:
-        images.check_image(images.image_bytes(value))
+        images.open_image(images.image_bytes(value))
     except (ValueError, OSError) as error:
         raise Unreadable(f"is not a readable image: {error}") from None
     return value

@@ -21,14 +21,8 @@ from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 
-REPORTED = (
-    "summary",
-    "metrics",
-    "version",
-    "tag",
-    "labeling",
-    "report",
-)  # what a succeeded step tells the operator
+# what a succeeded step tells the operator
+REPORTED = ("summary", "metrics", "version", "tag", "labeling", "report")
 
 
 def _spec(args: argparse.Namespace) -> MLPipelineSpec:

@@ -41,28 +41,29 @@ def image_bytes(ref: str) -> bytes:
     return artifacts.read_bytes(ref)
 
 
-def decode(raw: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Pixels as float32 in [0, 1], shape (channels, height, width)."""
+def open_image(raw: bytes) -> Any:
+    """The decoded image (a PIL image); ValueError when Pillow cannot read the bytes."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(raw)) as opened:
-            image = opened.convert(MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"not a readable image: {exc}") from None
-    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-
-
-def check_image(raw: bytes) -> None:
-    """Raises ValueError unless the bytes are an image Pillow can decode."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
-            image.load()
+        image = Image.open(io.BytesIO(raw))
+        image.load()
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(str(exc)) from None
+    return image
+
+
+def decode(raw: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Pixels as float32 in [0, 1], shape (channels, height, width)."""
+    from PIL import Image
+
+    try:
+        image = open_image(raw)
+    except ValueError as exc:
+        raise ValueError(f"not a readable image: {exc}") from None
+    resized = image.convert(MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.float32) / 255.0
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
 def load(ref: Any, size: tuple[int, int], channels: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlpipeline import store
-from mlpipeline.api.models import MLPipelineSpec
+from mlpipeline.api.models import ColumnType, MLPipelineSpec
 from mlpipeline.monitoring.profile import profile_frame
 from mlpipeline.protocol import is_pattern
 from mlpipeline.steps import artifacts, images
@@ -142,7 +142,7 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     frame, read = read_partitions(spec)
     frame.columns = [str(c) for c in frame.columns]
     if spec.data.format == "images":
-        spec.data.columns.setdefault("image", "image")  # type: ignore[arg-type]
+        spec.data.columns.setdefault("image", ColumnType.image)
     kinds = validate(frame, spec)
     pictures = [c for c, kind in kinds.items() if kind == "image"]
     size = spec.preprocess.image.size

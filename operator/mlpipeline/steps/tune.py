@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,14 +30,6 @@ VALIDATION = 0.2
 CHECKPOINT = "model.joblib"
 
 
-def cpu_quantity(value: str) -> float:
-    match = re.fullmatch(r"([0-9.]+)(m?)", value)
-    if not match:
-        raise StepError(f"spec.train.resources.cpu: cannot use {value!r} as a CPU count")
-    number = float(match.group(1))
-    return number / 1000 if match.group(2) else number
-
-
 @dataclass(frozen=True)
 class Trials:
     """What every trial of a tune step shares."""
@@ -49,6 +40,7 @@ class Trials:
     folds: int
     seed: int
     context: dict[str, Any]
+    by_epoch: bool
 
     def estimator(self, config: dict[str, Any]) -> Any:
         context = {**self.context, "device": visible_device()}
@@ -56,9 +48,8 @@ class Trials:
 
 
 def trial(config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials) -> None:
-    estimator = trials.estimator(config)
-    if trains_by_epoch(estimator):
-        train_by_epoch(estimator, features, target, trials)
+    if trials.by_epoch:
+        train_by_epoch(trials.estimator(config), features, target, trials)
     else:
         cross_validate(config, features, target, trials)
 
@@ -127,7 +118,10 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
                 f"spec.train.tune.folds={tune_spec.folds} but the smallest class has {smallest} "
                 "train rows; lower folds or add data"
             )
-    cpu = cpu_quantity(spec.train.resources.cpu)
+    try:
+        cpu = spec.train.resources.cores
+    except ValueError as exc:
+        raise StepError(str(exc)) from None
     gpu = spec.train.resources.gpu
     task, model = str(spec.train.task), spec.train.model
     context = {"input_shape": image_shape(dataset.preprocessor)}
@@ -167,7 +161,9 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
                 trial,
                 features=features,
                 target=target,
-                trials=Trials(task, model, tune_spec.metric, tune_spec.folds, spec.data.seed, context),
+                trials=Trials(
+                    task, model, tune_spec.metric, tune_spec.folds, spec.data.seed, context, by_epoch
+                ),
             ),
             {"cpu": cpu, "gpu": gpu},
         )
@@ -240,6 +236,11 @@ def trial_storage(out: str, on_cluster: bool) -> Iterator[tuple[str, Any]]:
     yield path, PyFileSystem(FSSpecHandler(filesystem))
 
 
+def trial_id(result: Any) -> str | None:
+    """A trial's own name (its folder), unique where configurations may repeat."""
+    return str(result.path).rsplit("/", 1)[-1] if result.path else None
+
+
 def trial_record(result: Any, metric: str, by_epoch: bool, folds: int, probe: Any) -> dict[str, Any]:
     """A finished trial: its parameters, last score, how far it went and its learning curve."""
     unit = "epoch" if by_epoch else "fold"
@@ -252,7 +253,7 @@ def trial_record(result: Any, metric: str, by_epoch: bool, folds: int, probe: An
         else []
     )
     return {
-        "id": result.path.rsplit("/", 1)[-1] if result.path else None,
+        "id": trial_id(result),
         "config": result.config,
         metric: result.metrics.get(metric),
         f"{unit}s": done,
@@ -266,7 +267,7 @@ def keep_checkpoint(results: Any, best: dict[str, Any], out: str) -> None:
     """The best trial's last checkpoint, copied to the artifact store: the evaluation gate scores
     this network instead of training another."""
     for result in results:
-        if result.error is None and result.config == best["config"] and result.checkpoint:
+        if result.error is None and trial_id(result) == best["id"] and result.checkpoint:
             with (
                 result.checkpoint.as_directory() as folder,
                 open(os.path.join(folder, CHECKPOINT), "rb") as f,
