@@ -89,7 +89,7 @@ test-real: control-plane node-binaries image $(STAMP)
 test: lint crds-check $(DEEP) control-plane node-binaries image prometheus label-studio ## lint, then unit, workload, cluster and real-node tests
 	$(BIN)/pytest tests
 
-bench: bench-serving bench-canary bench-cycle bench-labeling bench-tune ## every benchmark (JSON on stdout)
+bench: bench-serving bench-canary bench-cycle bench-labeling bench-tune bench-scale ## every benchmark (JSON on stdout)
 
 bench-serving: $(STAMP) ## adaptive batching against unbatched serving, requests/s and p50/p99
 	$(BIN)/python -m bench.serving
@@ -102,6 +102,9 @@ bench-cycle: $(STAMP) prometheus ## a drifting month lands: accuracy before/afte
 
 bench-tune: $(DEEP) ## search algorithms (grid vs random and Bayesian with ASHA) and a tune step's fixed cost
 	$(BIN)/python -m bench.tune
+
+bench-scale: control-plane $(STAMP) ## N pipelines on the kwok cluster against a bare client creating the same Jobs (PIPELINES=100)
+	$(BIN)/python -m bench.scale --pipelines $(or $(PIPELINES),100)
 
 bench-labeling: $(STAMP) ## accuracy against human labels spent: automated labeling vs a random sample vs everything
 	$(BIN)/python -m bench.labeling

@@ -14,6 +14,7 @@
 #   hack/cluster.sh up       create the cluster unless it is already up and healthy
 #   hack/cluster.sh down     delete the cluster and .cluster/
 #   hack/cluster.sh status   exit 0 and list the nodes when the cluster is up and healthy
+#   hack/cluster.sh restart  stop every control-plane process, start them again (MLP_RESTART_PAUSE s later)
 #
 # Environment: K8S_VERSION, ETCD_VERSION, KWOK_VERSION, MLP_CACHE (as hack/build-control-plane.sh),
 # MLP_CLUSTER_NAME (mlpipeline), MLP_CLUSTER_DIR (<repo>/.cluster), KUBECTL (<repo>/.venv/bin/kubectl),
@@ -181,6 +182,23 @@ down() {
   log "cluster $NAME is down"
 }
 
+# Every control-plane process (etcd, kube-apiserver, controller-manager, scheduler, kwok) stopped
+# and started again on the same data: what a control-plane upgrade or a crashed master does to clients.
+restart() {
+  check_binaries
+  log "stopping cluster $NAME"
+  kwokctl stop cluster >>"$STATE/kwokctl.log" 2>&1 || die "kwokctl stop cluster failed (see $STATE/kwokctl.log)"
+  if [[ -n ${MLP_RESTART_PAUSE:-} ]]; then sleep "$MLP_RESTART_PAUSE"; fi
+  log "starting cluster $NAME"
+  kwokctl start cluster >>"$STATE/kwokctl.log" 2>&1 || die "kwokctl start cluster failed (see $STATE/kwokctl.log)"
+  local waited=0
+  until healthy; do
+    (( waited++ < TIMEOUT )) || die "cluster $NAME not healthy ${TIMEOUT}s after its restart"
+    sleep 1
+  done
+  log "cluster $NAME restarted"
+}
+
 status() {
   if healthy; then
     log "cluster $NAME is up; KUBECONFIG=$KUBECONFIG_FILE"
@@ -195,5 +213,6 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  restart) restart ;;
+  *) echo "usage: $0 up|down|status|restart" >&2; exit 2 ;;
 esac

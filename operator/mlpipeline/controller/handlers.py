@@ -12,6 +12,15 @@ import kopf
 from prometheus_client import start_http_server
 
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
+from mlpipeline.controller.cache import (
+    ClusterCache,
+    owner_key,
+    run_key,
+    trim_job,
+    trim_pipeline,
+    trim_pod,
+    trim_rayjob,
+)
 from mlpipeline.controller.reconciler import Reconciler
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.kube.client import Kube, load_config
@@ -44,6 +53,8 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.posting.enabled = False  # our Events are posted explicitly, one per transition
     settings.execution.max_workers = 8
+    for plural in ("jobs", "pods", "rayjobs"):  # filtered by the API server, not after the transfer
+        settings.watching.label_selectors[plural] = PIPELINE_LABEL
     # A namespaced install has no cluster-wide RBAC: no scanning for namespaces or CRDs.
     settings.scanning.disabled = bool(_watched) and not any(c in _watched[0] for c in "*?!,")
     load_config()
@@ -54,41 +65,69 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         os.environ.get("MLP_PROMETHEUS_URL") or None,
         os.environ.get("MLP_PROMETHEUS_VERSION_LABEL", "mlpipeline_dev_model_version"),
     )
-    _state["reconciler"] = Reconciler(kube, operator_settings, serving)
+    _state["reconciler"] = Reconciler(kube, operator_settings, ClusterCache(), serving)
     port = int(os.environ.get("MLP_METRICS_PORT", "8080"))
     if port:
         start_http_server(port)
         logging.getLogger("mlpipeline.operator").info("metrics on :%d/metrics", port)
 
 
+# Indices: what reconciliations read, kept by the watch streams (see controller/cache.py). kopf
+# fills every index from its initial list before it calls any other handler.
+@kopf.index(GROUP, VERSION, PLURAL)
+async def pipelines_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): trim_pipeline(body)}
+
+
+@kopf.index("batch", "v1", "jobs", labels={PIPELINE_LABEL: kopf.PRESENT})
+async def jobs_by_pipeline(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> Any:
+    return {owner_key(namespace, labels): trim_job(body)}
+
+
+@kopf.index("ray.io", "v1", "rayjobs", labels={PIPELINE_LABEL: kopf.PRESENT})
+async def rayjobs_by_pipeline(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> Any:
+    return {owner_key(namespace, labels): trim_rayjob(body)}
+
+
+@kopf.index("", "v1", "pods", labels={PIPELINE_LABEL: kopf.PRESENT})
+async def pods_by_run(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
+    return {run_key(namespace, labels): trim_pod(body)}
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def pipeline_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
+def pipeline_event(type: str, name: str, namespace: str | None, **kwargs: Any) -> None:
     assert namespace is not None  # MLPipeline is namespaced
+    reconciler().cache.attach(kwargs)
     if type == "DELETED":
         reconciler().forget(namespace, name)
         return
     reconciler().reconcile(namespace, name)
 
 
-def reconcile_owner(namespace: str | None, labels: Mapping[str, str]) -> None:
+def reconcile_owner(namespace: str | None, labels: Mapping[str, str], indices: Mapping[str, Any]) -> None:
     assert namespace is not None
+    reconciler().cache.attach(indices)
     reconciler().reconcile(namespace, labels[PIPELINE_LABEL])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={PIPELINE_LABEL: kopf.PRESENT})
-def job_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-    reconcile_owner(namespace, labels)
+def job_event(namespace: str | None, labels: Mapping[str, str], **kwargs: Any) -> None:
+    reconcile_owner(namespace, labels, kwargs)
 
 
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={PIPELINE_LABEL: kopf.PRESENT})
-def rayjob_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+def rayjob_event(namespace: str | None, labels: Mapping[str, str], **kwargs: Any) -> None:
     """KubeRay's RayJobs of distributed tune steps (watched once KubeRay's CRD exists)."""
-    reconcile_owner(namespace, labels)
+    reconcile_owner(namespace, labels, kwargs)
 
 
 @kopf.on.event("", "v1", "pods", labels={PIPELINE_LABEL: kopf.PRESENT})
-def pod_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-    reconcile_owner(namespace, labels)
+def pod_event(namespace: str | None, labels: Mapping[str, str], **kwargs: Any) -> None:
+    reconcile_owner(namespace, labels, kwargs)
 
 
 def run_operator(namespace: str | None = None) -> None:

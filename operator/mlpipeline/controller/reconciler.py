@@ -21,6 +21,7 @@ from mlpipeline.api.models import (
     parse_duration,
 )
 from mlpipeline.controller import metrics
+from mlpipeline.controller.cache import ClusterCache
 from mlpipeline.controller.monitoring import MonitoringReader
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.engine import labeling, triggers
@@ -75,8 +76,15 @@ def rerun_token(annotation: str | None, retrain: RetrainStatus | None) -> str | 
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, settings: OperatorSettings, serving: ServingReconciler | None = None):
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        cache: ClusterCache,
+        serving: ServingReconciler | None = None,
+    ):
         self.kube = kube
+        self.cache = cache
         self.settings = settings
         self.serving = serving or ServingReconciler(kube, settings, None, "mlpipeline_dev_model_version")
         self.monitoring = MonitoringReader(settings, self.serving.prometheus)
@@ -86,6 +94,7 @@ class Reconciler:
         self.kuberay_seen: tuple[bool, float] | None = None  # (installed, when asked)
 
     def forget(self, namespace: str, name: str) -> None:
+        self.cache.forget(namespace, name)
         self.phases.set((namespace, name), None)
         metrics.forget_serving(namespace, name)
         pending = self.wakeups.pop((namespace, name), None)
@@ -123,7 +132,7 @@ class Reconciler:
         timer.start()
 
     def _reconcile(self, namespace: str, name: str) -> str:
-        body = self.kube.get_pipeline(namespace, name)
+        body = self.cache.pipeline(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.forget(namespace, name)
             return "gone"
@@ -159,9 +168,7 @@ class Reconciler:
         retrain = triggers.decide(spec.retrain, status.retrain, busy, now, status.monitoring, listing)
         status.retrain = retrain.status
         current = run_id(spec, name, rerun=rerun_token(annotations.get(RERUN_ANNOTATION), retrain.status))
-        all_jobs = self.kube.list_jobs(namespace, name)
-        if distributed:
-            all_jobs += self.kube.list_rayjobs(namespace, name)
+        all_jobs = self.cache.jobs(namespace, name)
         run_jobs = [j for j in all_jobs if j["metadata"]["labels"].get(STEP_LABEL) not in LABEL_STEPS]
         for job in run_jobs:
             job_run = job["metadata"]["labels"].get(RUN_LABEL)
@@ -200,7 +207,7 @@ class Reconciler:
         mine = [j for j in jobs if j["metadata"]["labels"].get(RUN_LABEL) == run]
         if not mine:
             return {}
-        pods = self.kube.list_pods(namespace, name, run)
+        pods = self.cache.pods(namespace, name, run)
         observations: dict[str, JobObservation] = {}
         for job in mine:
             own = [
@@ -223,7 +230,7 @@ class Reconciler:
         if rayjob:
             self.kube.delete(RAY_API, RAYJOB, namespace, name)
         else:
-            self.kube.delete_job(namespace, name)
+            self.kube.delete("batch/v1", "Job", namespace, name)
 
     def _label(
         self,
@@ -268,7 +275,9 @@ class Reconciler:
         """Creates a step's Job or RayJob; one that exists already (a restarted operator, a racing
         event) is left as it is."""
         meta = obj["metadata"]
-        if self.kube.create(obj):
+        created = self.kube.create(obj)
+        if created:
+            self.cache.made(created)
             log.info("created %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
 
     def _serve(
@@ -324,7 +333,7 @@ class Reconciler:
             self._delete(namespace, job_name, on_ray and job_name.endswith("-tune"))
         patch = merge_patch(recorded, decision.status.to_wire(), STATUS_FIELDS)
         if patch:
-            self.kube.patch_status(namespace, name, patch)
+            self.cache.wrote(self.kube.patch_status(namespace, name, patch))
         self._observe_steps(old, decision.status)
         for event in decision.events:
             self.kube.post_event(body, event)
@@ -356,5 +365,7 @@ class Reconciler:
             update={"phase": FAILED_PHASE, "message": message, "observed_generation": generation}
         )
         patch = merge_patch(recorded, refused.to_wire(), STATUS_FIELDS)
-        self.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
+        self.cache.wrote(
+            self.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
+        )
         self.kube.post_event(body, Event("Warning", reason, message))

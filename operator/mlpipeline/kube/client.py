@@ -8,10 +8,16 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter
 
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.engine.event import Event
-from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL
+
+API_REQUESTS = Counter(
+    "mlpipeline_operator_api_requests_total",
+    "Requests of the operator to the Kubernetes API (watches excluded), by verb and resource",
+    ["verb", "resource"],
+)
 
 PLURALS = {
     "Deployment": "deployments",
@@ -29,72 +35,27 @@ def load_config() -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
-def _json(response: Any) -> Any:
-    return json.loads(response.data)
-
-
 class Kube:
     def __init__(self, api: client.ApiClient | None = None, component: str = "mlpipeline-operator"):
         self.api = api or client.ApiClient()
-        self.custom = client.CustomObjectsApi(self.api)
-        self.batch = client.BatchV1Api(self.api)
-        self.core = client.CoreV1Api(self.api)
         self.component = component
 
-    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return _json(  # type: ignore[no-any-return]
-                self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
-                )
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """A JSON merge patch of the status subresource: null clears a field."""
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the status subresource (null clears a field); returns the pipeline."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
-        self._call("PATCH", path, None, {"status": patch}, "application/merge-patch+json")
+        return self._call(  # type: ignore[no-any-return]
+            "PATCH", path, None, {"status": patch}, "application/merge-patch+json"
+        )
 
-    def list_jobs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
-        selector = f"{PIPELINE_LABEL}={pipeline}"
-        response = self.batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False)
-        return list(_json(response)["items"])
-
-    def list_pods(self, namespace: str, pipeline: str, run: str) -> list[dict[str, Any]]:
-        selector = f"{PIPELINE_LABEL}={pipeline},{RUN_LABEL}={run}"
-        response = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
-        return list(_json(response)["items"])
-
-    def list_rayjobs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
-        """A pipeline's KubeRay RayJobs; none where KubeRay is not installed."""
-        path = f"/apis/ray.io/v1/namespaces/{namespace}/rayjobs"
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Creates an object of a kind in PLURALS and returns it; None when it already exists."""
         try:
-            found = self._call("GET", path, [("labelSelector", f"{PIPELINE_LABEL}={pipeline}")])
-        except ApiException as exc:
-            if exc.status == 404:
-                return []
-            raise
-        return [{**item, "kind": "RayJob"} for item in found.get("items") or []]
-
-    def create(self, obj: dict[str, Any]) -> bool:
-        """Creates an object of a kind in PLURALS; False when it already exists."""
-        try:
-            self._call("POST", self._path(obj, obj["metadata"]["namespace"]), None, obj)
+            created = self._call("POST", self._path(obj, obj["metadata"]["namespace"]), None, obj)
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
-        return True
-
-    def delete_job(self, namespace: str, name: str) -> None:
-        try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        return {**created, "kind": obj["kind"]}
 
     def _path(self, obj: dict[str, Any], namespace: str, name: str | None = None) -> str:
         group_version = obj["apiVersion"]
@@ -119,6 +80,7 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
+        API_REQUESTS.labels(method, resource_of(path)).inc()
         response = self.api.call_api(*serialized)
         response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status < 300:
@@ -155,25 +117,36 @@ class Kube:
 
     def post_event(self, pipeline: dict[str, Any], event: Event) -> None:
         meta = pipeline["metadata"]
-        now = datetime.now(UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
-            involved_object=client.V1ObjectReference(
-                api_version=pipeline["apiVersion"],
-                kind=pipeline["kind"],
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta["uid"],
-                resource_version=meta.get("resourceVersion"),
-            ),
-            type=event.type,
-            reason=event.reason,
-            message=event.message[:1024],
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component=self.component),
-            reporting_component=self.component,
-            reporting_instance=self.component,
-        )
-        self.core.create_namespaced_event(meta["namespace"], body)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": pipeline["apiVersion"],
+                "kind": pipeline["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": self.component,
+        }
+        self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", None, body)
+
+
+def resource_of(path: str) -> str:
+    """The resource a request path names: /apis/g/v/namespaces/ns/jobs/x/status -> jobs."""
+    parts = path.strip("/").split("/")
+    if "namespaces" not in parts:
+        return "discovery"
+    rest = parts[parts.index("namespaces") + 2 :]
+    return rest[0] if rest else "namespaces"

@@ -94,12 +94,14 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
     succeeded = _last(ordered, "Succeeded")
     problem, pending_since = pending_problem(ordered)
     labels = (job.get("metadata") or {}).get("labels") or {}
+    # Finished pods the Job controller has not counted yet: still attempts (else they seem to vanish).
+    uncounted = status.get("uncountedTerminatedPods") or {}
     return JobObservation(
         name=job["metadata"]["name"],
         run=labels.get(RUN_LABEL, ""),
         active=int(status.get("active") or 0),
-        succeeded=int(status.get("succeeded") or 0),
-        failed=int(status.get("failed") or 0),
+        succeeded=int(status.get("succeeded") or 0) + len(uncounted.get("succeeded") or []),
+        failed=int(status.get("failed") or 0) + len(uncounted.get("failed") or []),
         complete="Complete" in conditions,
         failed_reason=(failed.get("reason") or "Failed") if failed else None,
         failed_message=failed.get("message") if failed else None,

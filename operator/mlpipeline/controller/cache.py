@@ -1,0 +1,142 @@
+"""What a reconciliation reads of the cluster — a pipeline, its Jobs, RayJobs and pods — from memory:
+kopf's indices, fed by the watch streams kopf keeps open anyway (and filled from their initial lists
+before any handler runs), plus the operator's own writes until the watch brings them back.
+
+Only the fields the operator reads are kept (trim_*), so memory grows by a few KB per pipeline."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL
+
+Body = dict[str, Any]
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+PIPELINES, JOBS, RAYJOBS, PODS = "pipelines_by_name", "jobs_by_pipeline", "rayjobs_by_pipeline", "pods_by_run"
+
+
+def _pick(mapping: Mapping[str, Any] | None, *keys: str) -> dict[str, Any]:
+    return {k: mapping[k] for k in keys if mapping and mapping.get(k) is not None}
+
+
+def trim_pipeline(body: Mapping[str, Any]) -> Body:
+    """The pipeline without what only clients read: managed fields, kubectl's last applied copy."""
+    meta = dict(body["metadata"])
+    meta.pop("managedFields", None)
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    meta["annotations"] = annotations
+    return {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta}
+
+
+def _meta(body: Mapping[str, Any]) -> dict[str, Any]:
+    return _pick(body["metadata"], "name", "namespace", "labels", "creationTimestamp", "deletionTimestamp")
+
+
+def trim_job(body: Mapping[str, Any]) -> Body:
+    return {"kind": "Job", "metadata": _meta(body), "status": dict(body.get("status") or {})}
+
+
+def trim_rayjob(body: Mapping[str, Any]) -> Body:
+    status = _pick(body.get("status"), "jobDeploymentStatus", "reason", "message", "startTime", "endTime")
+    return {"kind": "RayJob", "metadata": _meta(body), "status": status}
+
+
+def _container(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {"state": dict(status.get("state") or {})}
+
+
+def trim_pod(body: Mapping[str, Any]) -> Body:
+    """What observe.py reads of a pod: phase, why it is not scheduled, its containers' states."""
+    status = body.get("status") or {}
+    scheduled = [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]
+    trimmed: dict[str, Any] = {"phase": status.get("phase"), "conditions": scheduled}
+    for field in ("containerStatuses", "initContainerStatuses"):
+        if status.get(field):
+            trimmed[field] = [_container(c) for c in status[field]]
+    return {"metadata": _meta(body), "status": trimmed}
+
+
+def _version(body: Mapping[str, Any]) -> int:
+    try:
+        return int(body["metadata"].get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class ClusterCache:
+    """Reads from kopf's indices (attached by the first handler kopf calls, which it does only once
+    every index is filled) merged with the operator's writes not yet seen on a watch stream."""
+
+    def __init__(self) -> None:
+        self.indices: Mapping[str, Any] = {}
+        self.lock = threading.Lock()
+        self.written: dict[tuple[str, str], Body] = {}  # pipelines, as our status patches returned them
+        self.created: dict[tuple[str, str], dict[str, Body]] = {}  # Jobs and RayJobs we created, by name
+
+    def attach(self, indices: Mapping[str, Any]) -> None:
+        if not self.indices:
+            self.indices = {k: v for k, v in indices.items() if k in (PIPELINES, JOBS, RAYJOBS, PODS)}
+
+    def _stored(self, index: str, key: tuple[str, ...]) -> list[Body]:
+        try:
+            return list(self.indices[index][key])
+        except KeyError:  # not attached yet (a test), or nothing stored under this key
+            return []
+
+    def pipeline(self, namespace: str, name: str) -> Body | None:
+        stored = self._stored(PIPELINES, (namespace, name))
+        with self.lock:
+            ours = self.written.get((namespace, name))
+            if not stored:
+                self.written.pop((namespace, name), None)  # deleted (or never seen): nothing to overlay
+                return None
+            if ours is not None and _version(ours) > _version(stored[0]):
+                return ours
+            self.written.pop((namespace, name), None)
+        return stored[0]
+
+    def jobs(self, namespace: str, pipeline: str) -> list[Body]:
+        """The pipeline's Jobs and RayJobs."""
+        seen = self._stored(JOBS, (namespace, pipeline)) + self._stored(RAYJOBS, (namespace, pipeline))
+        names = {j["metadata"]["name"] for j in seen}
+        with self.lock:
+            pending = self.created.get((namespace, pipeline), {})
+            for name in names & pending.keys():
+                del pending[name]
+            if not pending:
+                self.created.pop((namespace, pipeline), None)
+            return seen + list(pending.values())
+
+    def pods(self, namespace: str, pipeline: str, run: str) -> list[Body]:
+        return self._stored(PODS, (namespace, pipeline, run))
+
+    def wrote(self, pipeline: Body) -> None:
+        """A pipeline as the API server returned it after our write."""
+        meta = pipeline["metadata"]
+        with self.lock:
+            self.written[(meta["namespace"], meta["name"])] = trim_pipeline(pipeline)
+
+    def made(self, obj: Body) -> None:
+        """A Job or RayJob as the API server returned it after we created it."""
+        meta = obj["metadata"]
+        trimmed = trim_rayjob(obj) if obj.get("kind") == "RayJob" else trim_job(obj)
+        with self.lock:
+            self.created.setdefault((meta["namespace"], meta["labels"][PIPELINE_LABEL]), {})[meta["name"]] = (
+                trimmed
+            )
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self.lock:
+            self.written.pop((namespace, name), None)
+            self.created.pop((namespace, name), None)
+
+
+def owner_key(namespace: str | None, labels: Mapping[str, str]) -> tuple[str, str]:
+    return (namespace or "", labels[PIPELINE_LABEL])
+
+
+def run_key(namespace: str | None, labels: Mapping[str, str]) -> tuple[str, str, str]:
+    return (namespace or "", labels[PIPELINE_LABEL], labels.get(RUN_LABEL, ""))

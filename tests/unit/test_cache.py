@@ -1,0 +1,174 @@
+"""The reconciler's reads from memory: trimmed objects read the same as whole ones, and the operator's
+own writes are seen before the watch streams bring them back (tested on kopf's index shape:
+key -> collection of values)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from mlpipeline.controller.cache import (
+    JOBS,
+    PIPELINES,
+    PODS,
+    ClusterCache,
+    trim_job,
+    trim_pipeline,
+    trim_pod,
+)
+from mlpipeline.kube.observe import observe_job
+
+LABELS = {"mlpipeline.dev/pipeline": "iris", "mlpipeline.dev/run": "r1", "mlpipeline.dev/step": "tune"}
+
+
+def job(name: str = "iris-r1-tune", **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "labels": LABELS,
+            "resourceVersion": "7",
+            "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}],
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "step", "image": "x", "args": ["a"] * 50}]}}},
+        "status": status,
+    }
+
+
+def pod(name: str, phase: str, created: str, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "labels": {**LABELS, "job-name": "iris-r1-tune"},
+            "creationTimestamp": created,
+            "managedFields": [{"manager": "kubelet"}],
+        },
+        "spec": {"containers": [{"name": "step", "image": "x", "env": [{"name": "A", "value": "b"}] * 20}]},
+        "status": {"phase": phase, "hostIP": "10.0.0.2", "podIPs": [{"ip": "10.1.0.3"}], **status},
+    }
+
+
+def pipeline(version: str, phase: str | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "mlpipeline.dev/v1alpha1",
+        "kind": "MLPipeline",
+        "metadata": {
+            "name": "iris",
+            "namespace": "ns",
+            "resourceVersion": version,
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "vision"},
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "spec": {"data": {"uri": "s3://d/iris.csv"}},
+        "status": {"phase": phase} if phase else {},
+    }
+
+
+def cache_with(**indices: dict[Any, list[dict[str, Any]]]) -> ClusterCache:
+    cache = ClusterCache()
+    cache.attach({**indices, "unrelated_index": {}})
+    return cache
+
+
+def test_trimmed_jobs_and_pods_observe_like_whole_ones() -> None:
+    succeeded = pod(
+        "a",
+        "Succeeded",
+        "2026-01-01T00:00:02Z",
+        containerStatuses=[
+            {"name": "step", "state": {"terminated": {"exitCode": 0, "message": '{"rows": 150}'}}}
+        ],
+    )
+    failed = pod(
+        "b",
+        "Failed",
+        "2026-01-01T00:00:01Z",
+        containerStatuses=[
+            {"name": "step", "state": {"terminated": {"exitCode": 3, "message": "bad column"}}}
+        ],
+    )
+    pending = pod(
+        "c",
+        "Pending",
+        "2026-01-01T00:00:03Z",
+        conditions=[
+            {"type": "Initialized", "status": "True"},
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/4 nodes"},
+        ],
+    )
+    cases = [
+        (job(active=1, startTime="2026-01-01T00:00:00Z"), [pending]),
+        (job(succeeded=1, conditions=[{"type": "Complete", "status": "True"}]), [failed, succeeded]),
+        (
+            job(
+                failed=2, conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
+            ),
+            [failed],
+        ),
+    ]
+    for whole, pods in cases:
+        trimmed = observe_job(trim_job(whole), [trim_pod(p) for p in pods])
+        assert trimmed == observe_job(whole, pods)
+    assert observe_job(trim_job(cases[0][0]), [trim_pod(pending)]).pod_problem == "Unschedulable: 0/4 nodes"
+    assert "spec" not in trim_pod(pending) and "managedFields" not in trim_job(cases[1][0])["metadata"]
+
+
+def test_a_trimmed_pipeline_keeps_its_spec_status_and_own_annotations() -> None:
+    trimmed = trim_pipeline(pipeline("5", "Running"))
+    assert trimmed["spec"] == {"data": {"uri": "s3://d/iris.csv"}} and trimmed["status"] == {
+        "phase": "Running"
+    }
+    assert trimmed["metadata"]["annotations"] == {"team": "vision"}
+    assert "managedFields" not in trimmed["metadata"]
+
+
+def test_our_status_write_is_read_until_the_watch_brings_a_newer_version() -> None:
+    stored = {("ns", "iris"): [trim_pipeline(pipeline("5"))]}
+    cache = cache_with(**{PIPELINES: stored})
+    cache.wrote(pipeline("6", "Running"))
+    assert cache.pipeline("ns", "iris")["status"] == {"phase": "Running"}  # type: ignore[index]
+    stored[("ns", "iris")] = [trim_pipeline(pipeline("9", "Failed"))]  # e.g. a later write by a user
+    assert cache.pipeline("ns", "iris")["status"] == {"phase": "Failed"}  # type: ignore[index]
+    stored[("ns", "iris")] = [trim_pipeline(pipeline("5"))]
+    assert cache.pipeline("ns", "iris")["status"] == {}, "the overlay is dropped once the watch caught up"  # type: ignore[index]
+    del stored[("ns", "iris")]
+    cache.wrote(pipeline("10", "Running"))
+    assert cache.pipeline("ns", "iris") is None, "a deleted pipeline is not revived by our last write"
+
+
+def test_a_job_we_created_is_seen_before_its_watch_event_and_once_after() -> None:
+    stored: dict[Any, list[dict[str, Any]]] = {}
+    cache = cache_with(**{JOBS: stored})
+    assert cache.jobs("ns", "iris") == []
+    cache.made(job("iris-r1-ingest"))
+    assert [j["metadata"]["name"] for j in cache.jobs("ns", "iris")] == ["iris-r1-ingest"]
+    stored[("ns", "iris")] = [trim_job(job("iris-r1-ingest", active=1))]
+    assert cache.jobs("ns", "iris") == [trim_job(job("iris-r1-ingest", active=1))]
+    assert cache.created == {}
+
+
+def test_pods_are_read_by_run() -> None:
+    pods = {("ns", "iris", "r1"): [trim_pod(pod("a", "Running", "2026-01-01T00:00:00Z"))]}
+    cache = cache_with(**{PODS: pods})
+    assert [p["metadata"]["name"] for p in cache.pods("ns", "iris", "r1")] == ["a"]
+    assert cache.pods("ns", "iris", "r2") == [] and cache.pods("other", "iris", "r1") == []
+
+
+def test_nothing_is_read_before_kopf_attached_its_indices() -> None:
+    cache = ClusterCache()
+    assert cache.pipeline("ns", "iris") is None and cache.jobs("ns", "iris") == []
+    original = copy.deepcopy(pipeline("1"))
+    trim_pipeline(original)
+    assert original == pipeline("1"), "trimming copies; kopf's body is left as it was"
+
+
+def test_a_finished_pod_the_job_controller_has_not_counted_yet_is_still_an_attempt() -> None:
+    """Between a pod's end and the Job's count, status.active is 0 and the pod is only listed in
+    uncountedTerminatedPods: the step's attempts must not drop back to 0 meanwhile."""
+    seen = observe_job(trim_job(job(active=0, uncountedTerminatedPods={"succeeded": ["uid-1"]})), [])
+    assert (seen.active, seen.succeeded, seen.failed) == (0, 1, 0)
+    failing = observe_job(job(active=1, failed=1, uncountedTerminatedPods={"failed": ["uid-2"]}), [])
+    assert failing.failed + failing.active == 3
