@@ -10,7 +10,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from mlpipeline.kube.rbac import FORBIDDEN, NAMESPACED, Permission
+from mlpipeline.kube.rbac import FORBIDDEN, LEADER_ELECTION, NAMESPACED, Permission
 
 from tests.cluster.conftest import KUBECONFIG, kube_json, kubectl, wait_for
 from tests.conftest import ROOT
@@ -59,11 +59,14 @@ def test_chart_installs_upgrades_and_uninstalls(cluster: Path) -> None:
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == "ghcr.io/mlpipeline/mlpipeline:test"
         assert container["command"] == ["mlpipeline", "operator"]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["MLP_STEP_IMAGE"] == "ghcr.io/mlpipeline/mlpipeline:test"
         sa = f"system:serviceaccount:{namespace}:mlp"
         all_granted(sa, "default", NAMESPACED)  # every request the operator makes, in any namespace
         assert granted(sa, "default", FORBIDDEN) == []  # it never changes what users declared
+        assert env["MLP_LEADER_ELECTION"] == "true"
+        all_granted(sa, namespace, LEADER_ELECTION)  # its Lease, in its own namespace only
+        assert granted(sa, "default", LEADER_ELECTION) == []
         wait_for(
             "the operator pod scheduled and running",
             lambda: any(

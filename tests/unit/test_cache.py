@@ -12,9 +12,11 @@ from mlpipeline.controller.cache import (
     PIPELINES,
     PODS,
     ClusterCache,
+    noticed,
     trim_job,
     trim_pipeline,
     trim_pod,
+    without_status,
 )
 from mlpipeline.kube.observe import observe_job
 
@@ -172,3 +174,35 @@ def test_a_finished_pod_the_job_controller_has_not_counted_yet_is_still_an_attem
     assert (seen.active, seen.succeeded, seen.failed) == (0, 1, 0)
     failing = observe_job(job(active=1, failed=1, uncountedTerminatedPods={"failed": ["uid-2"]}), [])
     assert failing.failed + failing.active == 3
+
+
+def test_events_that_change_nothing_the_operator_reads_are_not_news() -> None:
+    memo: dict[str, Any] = {}
+    running = pod("a", "Running", "2026-01-01T00:00:00Z")
+    assert noticed(memo, trim_pod(running)), "the first event of an object is news"
+    ready = copy.deepcopy(running)
+    ready["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    ready["status"]["podIPs"] = [{"ip": "10.1.0.9"}]
+    assert not noticed(memo, trim_pod(ready)), "readiness and addresses are not read"
+    done = copy.deepcopy(ready)
+    done["status"]["phase"] = "Succeeded"
+    assert noticed(memo, trim_pod(done))
+    counted = job(active=1)
+    assert noticed(memo := {}, trim_job(counted))
+    assert not noticed(memo, trim_job(job(active=1, ready=1, terminating=0)))
+
+
+def test_our_own_status_write_coming_back_is_recognised_and_a_spec_edit_is_news() -> None:
+    cache = ClusterCache()
+    written = pipeline("6", "Running")
+    cache.wrote(written)
+    assert cache.is_our_status("ns", "iris", {"phase": "Running"})
+    assert not cache.is_our_status("ns", "iris", {"phase": "Failed"}), "someone else's status write"
+    memo: dict[str, Any] = {}
+    noticed(memo, without_status(trim_pipeline(pipeline("5"))))
+    assert not noticed(memo, without_status(trim_pipeline(written))), "a status write alone is not news"
+    edited = pipeline("7", "Running")
+    edited["spec"]["data"]["uri"] = "s3://d/iris-v2.csv"
+    assert noticed(memo, without_status(trim_pipeline(edited)))
+    cache.forget("ns", "iris")
+    assert not cache.is_our_status("ns", "iris", {"phase": "Running"})

@@ -6,8 +6,9 @@ Only the fields the operator reads are kept (trim_*), so memory grows by a few K
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL
@@ -35,8 +36,21 @@ def _meta(body: Mapping[str, Any]) -> dict[str, Any]:
     return _pick(body["metadata"], "name", "namespace", "labels", "creationTimestamp", "deletionTimestamp")
 
 
+JOB_STATUS = (
+    "active",
+    "succeeded",
+    "failed",
+    "uncountedTerminatedPods",
+    "conditions",
+    "startTime",
+    "completionTime",
+)
+
+
 def trim_job(body: Mapping[str, Any]) -> Body:
-    return {"kind": "Job", "metadata": _meta(body), "status": dict(body.get("status") or {})}
+    """What observe.py reads of a Job (not ready or terminating: they change often and say nothing
+    the steps' state depends on)."""
+    return {"kind": "Job", "metadata": _meta(body), "status": _pick(body.get("status"), *JOB_STATUS)}
 
 
 def trim_rayjob(body: Mapping[str, Any]) -> Body:
@@ -59,6 +73,26 @@ def trim_pod(body: Mapping[str, Any]) -> Body:
     return {"metadata": _meta(body), "status": trimmed}
 
 
+def digest(value: Any) -> int:
+    return hash(json.dumps(value, sort_keys=True, separators=(",", ":")))
+
+
+def noticed(memo: MutableMapping[str, Any], value: Any) -> bool:
+    """Whether an object's event brings a value other than its previous event did (kopf's per-object
+    memo keeps the last one's digest): events that change nothing the operator reads need no
+    reconciliation."""
+    new = digest(value)
+    changed = memo.get("digest") != new
+    memo["digest"] = new
+    return changed
+
+
+def without_status(pipeline: Body) -> Body:
+    """What others write of a pipeline: its spec, labels and annotations, its deletion."""
+    meta = {k: v for k, v in pipeline["metadata"].items() if k != "resourceVersion"}
+    return {**{k: v for k, v in pipeline.items() if k != "status"}, "metadata": meta}
+
+
 def _version(body: Mapping[str, Any]) -> int:
     try:
         return int(body["metadata"].get("resourceVersion") or 0)
@@ -75,6 +109,7 @@ class ClusterCache:
         self.lock = threading.Lock()
         self.written: dict[tuple[str, str], Body] = {}  # pipelines, as our status patches returned them
         self.created: dict[tuple[str, str], dict[str, Body]] = {}  # Jobs and RayJobs we created, by name
+        self.statuses: dict[tuple[str, str], int] = {}  # digest of the status we last wrote
 
     def attach(self, indices: Mapping[str, Any]) -> None:
         if not self.indices:
@@ -116,8 +151,14 @@ class ClusterCache:
     def wrote(self, pipeline: Body) -> None:
         """A pipeline as the API server returned it after our write."""
         meta = pipeline["metadata"]
+        key = (meta["namespace"], meta["name"])
         with self.lock:
-            self.written[(meta["namespace"], meta["name"])] = trim_pipeline(pipeline)
+            self.written[key] = trim_pipeline(pipeline)
+            self.statuses[key] = digest(pipeline.get("status") or {})
+
+    def is_our_status(self, namespace: str, name: str, status: Any) -> bool:
+        """Whether a pipeline's status is the one the operator wrote last (its own write coming back)."""
+        return self.statuses.get((namespace, name)) == digest(status or {})
 
     def made(self, obj: Body) -> None:
         """A Job or RayJob as the API server returned it after we created it."""
@@ -132,6 +173,7 @@ class ClusterCache:
         with self.lock:
             self.written.pop((namespace, name), None)
             self.created.pop((namespace, name), None)
+            self.statuses.pop((namespace, name), None)
 
 
 def owner_key(namespace: str | None, labels: Mapping[str, str]) -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -13,14 +13,20 @@ from prometheus_client import start_http_server
 
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.controller.cache import (
+    JOBS,
+    PODS,
+    RAYJOBS,
     ClusterCache,
+    noticed,
     owner_key,
     run_key,
     trim_job,
     trim_pipeline,
     trim_pod,
     trim_rayjob,
+    without_status,
 )
+from mlpipeline.controller.leader import LeaderElection
 from mlpipeline.controller.reconciler import Reconciler
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.kube.client import Kube, load_config
@@ -66,68 +72,89 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         os.environ.get("MLP_PROMETHEUS_VERSION_LABEL", "mlpipeline_dev_model_version"),
     )
     _state["reconciler"] = Reconciler(kube, operator_settings, ClusterCache(), serving)
-    port = int(os.environ.get("MLP_METRICS_PORT", "8080"))
-    if port:
-        start_http_server(port)
-        logging.getLogger("mlpipeline.operator").info("metrics on :%d/metrics", port)
 
 
 # Indices: what reconciliations read, kept by the watch streams (see controller/cache.py). kopf
-# fills every index from its initial list before it calls any other handler.
+# fills every index from its initial list before it calls any other handler. Each also notes in the
+# object's memo whether this event changed anything the operator reads ("news").
 @kopf.index(GROUP, VERSION, PLURAL)
-async def pipelines_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): trim_pipeline(body)}
-
-
-@kopf.index("batch", "v1", "jobs", labels={PIPELINE_LABEL: kopf.PRESENT})
-async def jobs_by_pipeline(
-    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+async def pipelines_by_name(
+    namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> Any:
-    return {owner_key(namespace, labels): trim_job(body)}
+    trimmed = trim_pipeline(body)
+    memo["news"] = noticed(memo, without_status(trimmed))
+    return {(namespace, name): trimmed}
 
 
-@kopf.index("ray.io", "v1", "rayjobs", labels={PIPELINE_LABEL: kopf.PRESENT})
-async def rayjobs_by_pipeline(
-    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> Any:
-    return {owner_key(namespace, labels): trim_rayjob(body)}
+def _owned(trim: Callable[[kopf.Body], dict[str, Any]], key: Callable[..., tuple[str, ...]]) -> Any:
+    async def index(
+        namespace: str | None, labels: Mapping[str, str], body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> Any:
+        trimmed = trim(body)
+        memo["news"] = noticed(memo, trimmed)
+        return {key(namespace, labels): trimmed}
+
+    return index
 
 
-@kopf.index("", "v1", "pods", labels={PIPELINE_LABEL: kopf.PRESENT})
-async def pods_by_run(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
-    return {run_key(namespace, labels): trim_pod(body)}
+OWNED = {PIPELINE_LABEL: kopf.PRESENT}
+jobs_by_pipeline = kopf.index("batch", "v1", "jobs", labels=OWNED, id=JOBS)(_owned(trim_job, owner_key))
+rayjobs_by_pipeline = kopf.index("ray.io", "v1", "rayjobs", labels=OWNED, id=RAYJOBS)(
+    _owned(trim_rayjob, owner_key)
+)
+pods_by_run = kopf.index("", "v1", "pods", labels=OWNED, id=PODS)(_owned(trim_pod, run_key))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def pipeline_event(type: str, name: str, namespace: str | None, **kwargs: Any) -> None:
+def pipeline_event(
+    type: str, name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
     assert namespace is not None  # MLPipeline is namespaced
-    reconciler().cache.attach(kwargs)
+    cache = reconciler().cache
+    cache.attach(kwargs)
     if type == "DELETED":
         reconciler().forget(namespace, name)
         return
+    if not memo.get("news", True) and cache.is_our_status(namespace, name, body.get("status")):
+        return  # our own status write coming back
     reconciler().reconcile(namespace, name)
 
 
-def reconcile_owner(namespace: str | None, labels: Mapping[str, str], indices: Mapping[str, Any]) -> None:
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+@kopf.on.event("ray.io", "v1", "rayjobs", labels=OWNED)  # KubeRay's, watched once its CRD exists
+@kopf.on.event("", "v1", "pods", labels=OWNED)
+def owned_event(
+    type: str, namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """A Job, RayJob or pod changed: its pipeline is reconciled, unless nothing it reads changed."""
     assert namespace is not None
-    reconciler().cache.attach(indices)
-    reconciler().reconcile(namespace, labels[PIPELINE_LABEL])
+    reconciler().cache.attach(kwargs)
+    if type == "DELETED" or memo.get("news", True):
+        reconciler().reconcile(namespace, labels[PIPELINE_LABEL])
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={PIPELINE_LABEL: kopf.PRESENT})
-def job_event(namespace: str | None, labels: Mapping[str, str], **kwargs: Any) -> None:
-    reconcile_owner(namespace, labels, kwargs)
+def lead() -> LeaderElection | None:
+    """With MLP_LEADER_ELECTION=true (the chart's default), blocks until this replica holds the Lease
+    and keeps it; a replica that loses it exits (its pod restarts as a standby)."""
+    if os.environ.get("MLP_LEADER_ELECTION", "false").lower() != "true":
+        return None
+    load_config()
+    election = LeaderElection(
+        Kube(),
+        namespace=os.environ.get("MLP_LEASE_NAMESPACE") or "default",
+        name=os.environ.get("MLP_LEASE_NAME") or "mlpipeline-operator",
+        duration=float(os.environ.get("MLP_LEASE_SECONDS", "15")),
+    )
+    election.acquire()
 
+    def lost() -> None:
+        logging.getLogger("mlpipeline.operator").error(
+            "lost the Lease: exiting, so that only one replica acts"
+        )
+        os._exit(1)
 
-@kopf.on.event("ray.io", "v1", "rayjobs", labels={PIPELINE_LABEL: kopf.PRESENT})
-def rayjob_event(namespace: str | None, labels: Mapping[str, str], **kwargs: Any) -> None:
-    """KubeRay's RayJobs of distributed tune steps (watched once KubeRay's CRD exists)."""
-    reconcile_owner(namespace, labels, kwargs)
-
-
-@kopf.on.event("", "v1", "pods", labels={PIPELINE_LABEL: kopf.PRESENT})
-def pod_event(namespace: str | None, labels: Mapping[str, str], **kwargs: Any) -> None:
-    reconcile_owner(namespace, labels, kwargs)
+    election.keep(lost)
+    return election
 
 
 def run_operator(namespace: str | None = None) -> None:
@@ -135,9 +162,18 @@ def run_operator(namespace: str | None = None) -> None:
     logging.basicConfig(
         level=os.environ.get("MLP_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
+    port = int(os.environ.get("MLP_METRICS_PORT", "8080"))
+    if port:  # before leading: a standby answers the readiness probe too
+        start_http_server(port)
+        logging.getLogger("mlpipeline.operator").info("metrics on :%d/metrics", port)
+    election = lead()
     _watched[:] = [namespace] if namespace else []
-    kopf.run(
-        clusterwide=namespace is None,
-        namespaces=[namespace] if namespace else [],
-        standalone=True,
-    )
+    try:
+        kopf.run(
+            clusterwide=namespace is None,
+            namespaces=[namespace] if namespace else [],
+            standalone=True,
+        )
+    finally:
+        if election:
+            election.release()

@@ -43,14 +43,14 @@ class Kube:
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of the status subresource (null clears a field); returns the pipeline."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
-        return self._call(  # type: ignore[no-any-return]
+        return self.request(  # type: ignore[no-any-return]
             "PATCH", path, None, {"status": patch}, "application/merge-patch+json"
         )
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Creates an object of a kind in PLURALS and returns it; None when it already exists."""
         try:
-            created = self._call("POST", self._path(obj, obj["metadata"]["namespace"]), None, obj)
+            created = self.request("POST", self._path(obj, obj["metadata"]["namespace"]), None, obj)
         except ApiException as exc:
             if exc.status == 409:
                 return None
@@ -64,7 +64,7 @@ class Kube:
         path = f"{prefix}/namespaces/{namespace}/{plural}"
         return f"{path}/{name}" if name else path
 
-    def _call(
+    def request(
         self,
         method: str,
         path: str,
@@ -90,7 +90,7 @@ class Kube:
     def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply: creates or updates, owning only the fields the operator sets."""
         meta = obj["metadata"]
-        self._call(
+        self.request(
             "PATCH",
             self._path(obj, meta["namespace"], meta["name"]),
             [("fieldManager", self.component), ("force", "true")],
@@ -101,14 +101,14 @@ class Kube:
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         path = self._path({"apiVersion": api_version, "kind": kind}, namespace, name)
         try:
-            self._call("DELETE", path, [("propagationPolicy", "Background")])
+            self.request("DELETE", path, [("propagationPolicy", "Background")])
         except ApiException as exc:
             if exc.status != 404:
                 raise
 
     def has_api(self, group_version: str) -> bool:
         try:
-            self._call("GET", f"/apis/{group_version}")
+            self.request("GET", f"/apis/{group_version}")
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -140,7 +140,7 @@ class Kube:
             "reportingComponent": self.component,
             "reportingInstance": self.component,
         }
-        self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", None, body)
+        self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", None, body)
 
 
 def resource_of(path: str) -> str:

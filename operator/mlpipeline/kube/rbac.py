@@ -29,6 +29,9 @@ NAMESPACED: list[Permission] = [
     *_grant("gateway.networking.k8s.io", "httproutes", "create", "patch", "delete"),
 ]
 
+# Leader election (controller/leader.py), in the operator's own namespace.
+LEADER_ELECTION: list[Permission] = _grant("coordination.k8s.io", "leases", "get", "create", "update")
+
 # What the operator must never be able to do: change what users declared, or read their secrets.
 FORBIDDEN: list[Permission] = [
     Permission("patch", "mlpipeline.dev", "mlpipelines"),
