@@ -198,6 +198,8 @@ class OperatorProcess:
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics").text
         found: defaultdict[str, float] = defaultdict(float)
         for line in text.splitlines():
+            if line.startswith("mlpipeline_operator_reconcile_seconds_sum "):
+                found["reconcile_seconds"] = float(line.split()[1])
             for name in (
                 "mlpipeline_operator_api_requests_total",
                 "mlpipeline_operator_reconciliations_total",
@@ -269,6 +271,12 @@ def with_operator(count: int, rest: int, timeout: float, source: str | None) -> 
             },
             "reconciliations_per_pipeline": round(
                 sum(v for k, v in counters.items() if k.startswith("reconciliations:")) / count, 1
+            ),
+            "reconcile_ms_mean": round(
+                1000
+                * counters.get("reconcile_seconds", 0)
+                / max(1, sum(v for k, v in counters.items() if k.startswith("reconciliations:"))),
+                1,
             ),
             "memory_mb_at_start": at_start,
             "memory_mb_peak": operator.memory_mb("VmHWM"),

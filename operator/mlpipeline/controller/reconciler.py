@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,7 +87,9 @@ class Reconciler:
         self.settings = settings
         self.serving = serving or ServingReconciler(kube, settings, None, "mlpipeline_dev_model_version")
         self.monitoring = MonitoringReader(settings, self.serving.prometheus)
-        self.locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self.queue = threading.Lock()
+        self.running: set[tuple[str, str]] = set()  # pipelines being reconciled, by one thread each
+        self.dirty: set[tuple[str, str]] = set()  # ... and changed again meanwhile
         self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self.phases = metrics.PhaseBook()
         self.kuberay_seen: tuple[bool, float] | None = None  # (installed, when asked)
@@ -102,11 +103,28 @@ class Reconciler:
             pending[1].cancel()
 
     def reconcile(self, namespace: str, name: str) -> None:
+        """Reconciles a pipeline, or, when another thread is reconciling it, asks that thread to go
+        once more and returns at once: no two reconciliations of one pipeline run together, no
+        thread waits for another, and a burst of events costs at most two reconciliations."""
+        key = (namespace, name)
+        with self.queue:
+            if key in self.running:
+                self.dirty.add(key)
+                return
+            self.running.add(key)
+        while True:
+            self._reconcile_once(namespace, name)
+            with self.queue:
+                if key not in self.dirty:
+                    self.running.discard(key)
+                    return
+                self.dirty.discard(key)
+
+    def _reconcile_once(self, namespace: str, name: str) -> None:
         started = time.monotonic()
         result = "ok"
         try:
-            with self.locks[(namespace, name)]:
-                result = self._reconcile(namespace, name)
+            result = self._reconcile(namespace, name)
         except Exception:
             result = "error"
             log.exception("reconciling %s/%s failed", namespace, name)
