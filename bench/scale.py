@@ -111,6 +111,16 @@ def wait(what: str, done: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.2)
 
 
+def delete_namespace(name: str, timeout: float = 1800) -> None:
+    core = client.CoreV1Api()
+    core.delete_namespace(name)
+    wait(
+        f"namespace {name} deleted",
+        lambda: not core.list_namespace(field_selector=f"metadata.name={name}").items,
+        timeout,
+    )
+
+
 def create_namespace(prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api().create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
@@ -154,7 +164,7 @@ def bare_client(count: int, timeout: float) -> dict[str, Any]:
     wall = time.monotonic() - began
     jobs.stop.set()
     latencies = [jobs.first[n] - started[n] for n in names]
-    client.CoreV1Api().delete_namespace(namespace)
+    delete_namespace(namespace)  # and wait: its garbage collection would load the operator's run
     return {
         "seconds": round(wall, 1),
         "first_job_p50": percentile(latencies, 0.5),
@@ -297,7 +307,7 @@ def with_operator(count: int, rest: int, timeout: float, source: str | None) -> 
         return result
     finally:
         operator.stop()
-        client.CoreV1Api().delete_namespace(namespace)
+        delete_namespace(namespace)
 
 
 def bench_nodes(count: int = 4) -> list[str]:

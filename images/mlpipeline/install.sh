@@ -10,7 +10,8 @@
 # for `debootstrap --include`, so there the apt step finds everything installed and does nothing.
 set -eu
 
-APT_PACKAGES="python3 ca-certificates"
+# wget: the readiness and liveness probes KubeRay gives Ray pods run it.
+APT_PACKAGES="python3 ca-certificates wget"
 VENV=/opt/mlpipeline
 APP_USER=mlpipeline
 APP_UID=10001

@@ -6,8 +6,6 @@ its deadline ends it, which is how the operator's handling of a failed RayJob is
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +16,8 @@ from mlpipeline.local.server import free_port
 
 from tests.cluster.conftest import KUBECONFIG, Operator, kube_json, kubectl, wait_for
 from tests.cluster.test_operator import GPU_NODES, apply, manifest, phase_is, pipeline
+from tests.kuberay import running_kuberay
 
-KUBERAY_VERSION = "1.5.0"
-CACHE = Path(os.environ.get("MLP_CACHE", Path.home() / ".cache" / "mlpipeline"))
-RAY_OPERATOR = CACHE / "bin" / f"ray-operator-v{KUBERAY_VERSION}" / "ray-operator"
-CRDS = CACHE / "crds" / f"kuberay-v{KUBERAY_VERSION}"
 PREFIX = "kr-"
 
 
@@ -63,34 +58,15 @@ def test_without_kubray_always_is_refused_and_if_available_tunes_in_a_job(
 
 @pytest.fixture(scope="module")
 def kuberay(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    """KubeRay's CRDs and operator (a process, out of cluster), then our operator started after them,
-    watching the kr-* namespaces."""
-    assert RAY_OPERATOR.exists(), f"{RAY_OPERATOR} missing: run make control-plane"
-    kubectl("apply", "--server-side", "-f", str(CRDS), timeout=120)
-    for crd in ("rayclusters.ray.io", "rayjobs.ray.io"):
-        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    """KubeRay's CRDs and operator, then our operator started after them, watching the kr-* namespaces."""
     logs = tmp_path_factory.mktemp("kuberay")
-    with (logs / "ray-operator.log").open("wb") as log:
-        ray_operator = subprocess.Popen(
-            [
-                str(RAY_OPERATOR),
-                "-kubeconfig", str(KUBECONFIG),
-                "-enable-leader-election=false",
-                f"-metrics-addr=127.0.0.1:{free_port()}",
-                f"-health-probe-bind-address=127.0.0.1:{free_port()}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    ours = Operator(log=logs / "operator.log", metrics_port=free_port(), namespaces=f"{PREFIX}*")
-    ours.start()
-    try:
-        yield ours
-    finally:
-        ours.stop()
-        ray_operator.terminate()
-        ray_operator.wait(timeout=30)
-        kubectl("delete", "-f", str(CRDS), "--wait=true", check=False, timeout=120)
+    with running_kuberay(KUBECONFIG, logs):
+        ours = Operator(log=logs / "operator.log", metrics_port=free_port(), namespaces=f"{PREFIX}*")
+        ours.start()
+        try:
+            yield ours
+        finally:
+            ours.stop()
 
 
 def rayjobs(namespace: str) -> list[dict[str, Any]]:

@@ -129,3 +129,24 @@ def test_a_failed_rayjob_says_why_and_a_stuck_worker_is_a_pod_problem() -> None:
     running = observe_rayjob(rayjob_with({"jobDeploymentStatus": "Running"}), [pending])
     assert running.pod_problem == "Unschedulable: 0/3 nodes: GPU" and running.pending_since is not None
     assert observe_rayjob(rayjob_with({"jobDeploymentStatus": "Running"}), [other]).pod_problem is None
+
+
+def test_the_submitter_and_a_gpu_run_s_head_are_placed_like_the_operator_s_other_pods() -> None:
+    """KubeRay's default submitter has no placement and no security context: a namespace enforcing
+    the restricted Pod Security Standard would refuse it, and it could land outside the pool that
+    MLP_POD_NODE_SELECTOR names."""
+    settings = OperatorSettings(image="registry.local/mlp:1", node_selector={"pool": "ml"})
+    rayjob = build_tune_rayjob(
+        pipeline="iris", namespace="ml", uid="u-1", spec=spec(gpu=1, workers=1), run="r1", settings=settings
+    )
+    submitter = rayjob["spec"]["submitterPodTemplate"]
+    container = submitter["spec"]["containers"][0]
+    assert container["image"] == "registry.local/mlp:1" and "command" not in container  # KubeRay's command
+    assert submitter["spec"]["nodeSelector"] == {"pool": "ml"} and "tolerations" not in submitter["spec"]
+    assert submitter["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert submitter["metadata"]["labels"]["mlpipeline.dev/pipeline"] == "iris"
+    head = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    worker = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert head["nodeSelector"] == {"pool": "ml"} and "tolerations" not in head
+    assert worker["nodeSelector"]["pool"] == "ml" and worker["tolerations"]

@@ -146,7 +146,9 @@ def pod_gpus(per_trial: float, concurrent: int | None) -> int:
     return max(math.ceil(per_trial * (concurrent or 1) - 1e-9), 1)
 
 
-def _placement(spec: MLPipelineSpec, step: str, settings: OperatorSettings) -> dict[str, Any]:
+def placement(spec: MLPipelineSpec, step: str, settings: OperatorSettings) -> dict[str, Any]:
+    """Node selector, tolerations, priority of a step's pods: train's (and the GPU pool's) for tune,
+    the operator's node selector for any other pod."""
     if step != "tune":
         return {"nodeSelector": dict(settings.node_selector)} if settings.node_selector else {}
     train = spec.train
@@ -207,7 +209,7 @@ def build_step_job(
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        **_placement(spec, step, settings),
+        **placement(spec, step, settings),
     }
     secure(container, pod_spec)
     mount_artifacts(spec, container, pod_spec)

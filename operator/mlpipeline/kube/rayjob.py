@@ -12,7 +12,7 @@ from typing import Any
 
 from mlpipeline.api.models import MLPipelineSpec, parse_duration
 from mlpipeline.engine.reconcile import JobObservation
-from mlpipeline.kube.jobs import GPU_RESOURCE, OperatorSettings, build_step_job, pod_gpus
+from mlpipeline.kube.jobs import GPU_RESOURCE, OperatorSettings, build_step_job, placement, pod_gpus, secure
 from mlpipeline.kube.observe import iso, pending_problem
 from mlpipeline.protocol import RUN_LABEL
 
@@ -23,6 +23,22 @@ ACTIVE = {"", "New", "Initializing", "Running", "Waiting", "Retrying"}
 """Values of status.jobDeploymentStatus of a RayJob starting or running."""
 FINISHED = {"Complete", "Failed", "ValidationFailed"}
 """Its final values; any other (Suspended: held by a queue) may still run."""
+
+
+def submitter(step: dict[str, Any], light: dict[str, Any]) -> dict[str, Any]:
+    """The pod that submits the driver to the cluster (``ray job submit``, KubeRay's command): placed
+    and secured as the operator's other pods (KubeRay's default has neither), small."""
+    step_container = step["spec"]["containers"][0]
+    container: dict[str, Any] = {
+        "name": "ray-job-submitter",
+        "image": step_container["image"],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+    }
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], **light}
+    secure(container, pod_spec)
+    if step["spec"].get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = step["spec"]["serviceAccountName"]
+    return {"metadata": {"labels": dict(step["metadata"]["labels"])}, "spec": pod_spec}
 
 
 def _ray_version() -> str:
@@ -61,11 +77,13 @@ def build_tune_rayjob(
     if trial.gpu:
         worker[GPU_RESOURCE] = str(pod_gpus(trial.gpu, distributed.trials_per_worker))
     head_pod = pod(
-        "ray-head", {"requests": {"cpu": "1", "memory": trial.memory}, "limits": {"memory": trial.memory}}
+        "ray-head", {"requests": {"cpu": "500m", "memory": trial.memory}, "limits": {"memory": trial.memory}}
     )
-    if trial.gpu:  # the head runs no trial: no GPU node for it
+    light = placement(spec, "submit", settings)  # the operator's node selector, no GPU pool
+    if trial.gpu:  # the head runs the driver, no trial: no GPU node for it
         for key in ("nodeSelector", "tolerations"):
             head_pod["spec"].pop(key, None)
+        head_pod["spec"].update(light)
     worker_limits = {k: v for k, v in worker.items() if k != "cpu"}
     return {
         "apiVersion": RAY_API,
@@ -76,6 +94,7 @@ def build_tune_rayjob(
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": int(parse_duration(distributed.ttl)),
             "activeDeadlineSeconds": job["spec"]["activeDeadlineSeconds"],
+            "submitterPodTemplate": submitter(step, light),
             "rayClusterSpec": {
                 "rayVersion": _ray_version(),
                 "headGroupSpec": {
