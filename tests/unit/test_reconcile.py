@@ -161,3 +161,18 @@ def test_a_finished_run_records_the_gate_score_and_report_the_evaluate_step_repo
     assert (model.version, model.metric, model.score) == (RUN, "accuracy", 0.9667)
     assert model.report == "s3://b/run/evaluate/report.html"
     assert model_status(spec(), RUN, "file:///a", step("evaluate", complete=True)).score is None
+
+
+def test_a_job_without_a_pod_yet_leaves_its_step_starting() -> None:
+    """A Job is observed before its pod exists (or while a queue holds it): the step stays Pending,
+    announced as started only once a pod runs (one status write fewer per step)."""
+    created = run({}, done("ingest"))
+    assert created.create == ["preprocess"]
+    waiting = run(created.status, done("ingest") | {"preprocess": step("preprocess")})
+    preprocess = waiting.status["run"]["steps"][1]
+    assert preprocess["phase"] == "Pending" and preprocess["job"].endswith("-preprocess")
+    assert waiting.status["phase"] == "Preprocessing" and waiting.create == []
+    assert "StepStarted" not in [e.reason for e in waiting.events]
+    started = run(waiting.status, done("ingest") | {"preprocess": step("preprocess", active=1)})
+    assert started.status["run"]["steps"][1]["phase"] == "Running"
+    assert "StepStarted" in [e.reason for e in started.events]

@@ -163,6 +163,10 @@ def decide(
             decision.events.append(Event("Warning", "StepFailed", f"{step} failed: {text}"))
             phase, message = FAILED_PHASE, f"{step} failed: {text}"
             break
+        if not (job.active or job.succeeded or job.failed):
+            # The Job has no pod yet (being created, or held by a queue): the step is still starting.
+            phase, message = STEP_PHASES[step], f"starting {step}"
+            break
         record.phase = StepPhase.running
         if job.pod_problem:
             if record.message != job.pod_problem:
