@@ -176,3 +176,10 @@ def test_a_job_without_a_pod_yet_leaves_its_step_starting() -> None:
     started = run(waiting.status, done("ingest") | {"preprocess": step("preprocess", active=1)})
     assert started.status["run"]["steps"][1]["phase"] == "Running"
     assert "StepStarted" in [e.reason for e in started.events]
+    assert "startedAt" not in preprocess, "no pod, no start time"
+
+
+def test_a_job_that_failed_before_any_pod_ran_fails_its_step() -> None:
+    failed = step("preprocess", failed_reason="DeadlineExceeded", failed_message="Job was active longer")
+    decision = run({}, done("ingest") | {"preprocess": failed})
+    assert decision.status["run"]["steps"][1]["phase"] == "Failed" and decision.status["phase"] == "Failed"

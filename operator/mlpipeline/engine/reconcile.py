@@ -132,6 +132,10 @@ def decide(
             phase, message = STEP_PHASES[step], f"starting {step}"
             break
         record.job = job.name
+        if not (job.active or job.succeeded or job.failed or job.complete or job.failed_reason):
+            # The Job has no pod yet (being created, or held by a queue): the step is still starting.
+            phase, message = STEP_PHASES[step], f"starting {step}"
+            break
         record.attempts = job.failed + job.active + job.succeeded
         record.started_at = record.started_at or job.started_at or moment
         if job.complete:
@@ -162,10 +166,6 @@ def decide(
             decision.delete.append(job.name)
             decision.events.append(Event("Warning", "StepFailed", f"{step} failed: {text}"))
             phase, message = FAILED_PHASE, f"{step} failed: {text}"
-            break
-        if not (job.active or job.succeeded or job.failed):
-            # The Job has no pod yet (being created, or held by a queue): the step is still starting.
-            phase, message = STEP_PHASES[step], f"starting {step}"
             break
         record.phase = StepPhase.running
         if job.pod_problem:
