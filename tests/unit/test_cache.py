@@ -13,6 +13,7 @@ from mlpipeline.controller.cache import (
     PODS,
     ClusterCache,
     noticed,
+    pack,
     trim_job,
     trim_pipeline,
     trim_pod,
@@ -128,13 +129,13 @@ def test_a_trimmed_pipeline_keeps_its_spec_status_and_own_annotations() -> None:
 
 
 def test_our_status_write_is_read_until_the_watch_brings_a_newer_version() -> None:
-    stored = {("ns", "iris"): [trim_pipeline(pipeline("5"))]}
+    stored = {("ns", "iris"): [pack(trim_pipeline(pipeline("5")))]}
     cache = cache_with(**{PIPELINES: stored})
     cache.wrote(pipeline("6", "Running"))
     assert cache.pipeline("ns", "iris")["status"] == {"phase": "Running"}  # type: ignore[index]
-    stored[("ns", "iris")] = [trim_pipeline(pipeline("9", "Failed"))]  # e.g. a later write by a user
+    stored[("ns", "iris")] = [pack(trim_pipeline(pipeline("9", "Failed")))]  # e.g. a later write by a user
     assert cache.pipeline("ns", "iris")["status"] == {"phase": "Failed"}  # type: ignore[index]
-    stored[("ns", "iris")] = [trim_pipeline(pipeline("5"))]
+    stored[("ns", "iris")] = [pack(trim_pipeline(pipeline("5")))]
     assert cache.pipeline("ns", "iris")["status"] == {}, "the overlay is dropped once the watch caught up"  # type: ignore[index]
     del stored[("ns", "iris")]
     cache.wrote(pipeline("10", "Running"))
@@ -147,13 +148,13 @@ def test_a_job_we_created_is_seen_before_its_watch_event_and_once_after() -> Non
     assert cache.jobs("ns", "iris") == []
     cache.made(job("iris-r1-ingest"))
     assert [j["metadata"]["name"] for j in cache.jobs("ns", "iris")] == ["iris-r1-ingest"]
-    stored[("ns", "iris")] = [trim_job(job("iris-r1-ingest", active=1))]
+    stored[("ns", "iris")] = [pack(trim_job(job("iris-r1-ingest", active=1)))]
     assert cache.jobs("ns", "iris") == [trim_job(job("iris-r1-ingest", active=1))]
     assert cache.created == {}
 
 
 def test_pods_are_read_by_run() -> None:
-    pods = {("ns", "iris", "r1"): [trim_pod(pod("a", "Running", "2026-01-01T00:00:00Z"))]}
+    pods = {("ns", "iris", "r1"): [pack(trim_pod(pod("a", "Running", "2026-01-01T00:00:00Z")))]}
     cache = cache_with(**{PODS: pods})
     assert [p["metadata"]["name"] for p in cache.pods("ns", "iris", "r1")] == ["a"]
     assert cache.pods("ns", "iris", "r2") == [] and cache.pods("other", "iris", "r1") == []
@@ -179,17 +180,17 @@ def test_a_finished_pod_the_job_controller_has_not_counted_yet_is_still_an_attem
 def test_events_that_change_nothing_the_operator_reads_are_not_news() -> None:
     memo: dict[str, Any] = {}
     running = pod("a", "Running", "2026-01-01T00:00:00Z")
-    assert noticed(memo, trim_pod(running)), "the first event of an object is news"
+    assert noticed(memo, pack(trim_pod(running))), "the first event of an object is news"
     ready = copy.deepcopy(running)
     ready["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
     ready["status"]["podIPs"] = [{"ip": "10.1.0.9"}]
-    assert not noticed(memo, trim_pod(ready)), "readiness and addresses are not read"
+    assert not noticed(memo, pack(trim_pod(ready))), "readiness and addresses are not read"
     done = copy.deepcopy(ready)
     done["status"]["phase"] = "Succeeded"
-    assert noticed(memo, trim_pod(done))
+    assert noticed(memo, pack(trim_pod(done)))
     counted = job(active=1)
-    assert noticed(memo := {}, trim_job(counted))
-    assert not noticed(memo, trim_job(job(active=1, ready=1, terminating=0)))
+    assert noticed(memo := {}, pack(trim_job(counted)))
+    assert not noticed(memo, pack(trim_job(job(active=1, ready=1, terminating=0))))
 
 
 def test_our_own_status_write_coming_back_is_recognised_and_a_spec_edit_is_news() -> None:
@@ -199,10 +200,10 @@ def test_our_own_status_write_coming_back_is_recognised_and_a_spec_edit_is_news(
     assert cache.is_our_status("ns", "iris", {"phase": "Running"})
     assert not cache.is_our_status("ns", "iris", {"phase": "Failed"}), "someone else's status write"
     memo: dict[str, Any] = {}
-    noticed(memo, without_status(trim_pipeline(pipeline("5"))))
-    assert not noticed(memo, without_status(trim_pipeline(written))), "a status write alone is not news"
+    noticed(memo, pack(without_status(trim_pipeline(pipeline("5")))))
+    assert not noticed(memo, pack(without_status(trim_pipeline(written)))), "a status write alone is not news"
     edited = pipeline("7", "Running")
     edited["spec"]["data"]["uri"] = "s3://d/iris-v2.csv"
-    assert noticed(memo, without_status(trim_pipeline(edited)))
+    assert noticed(memo, pack(without_status(trim_pipeline(edited))))
     cache.forget("ns", "iris")
     assert not cache.is_our_status("ns", "iris", {"phase": "Running"})

