@@ -59,7 +59,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     settings.watching.connect_timeout = 10
     settings.posting.enabled = False  # our Events are posted explicitly, one per transition
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = 2  # handlers only enqueue (Reconciler.pool reconciles)
     for plural in ("jobs", "pods", "rayjobs"):  # filtered by the API server, not after the transfer
         settings.watching.label_selectors[plural] = PIPELINE_LABEL
     # A namespaced install has no cluster-wide RBAC: no scanning for namespaces or CRDs.
@@ -107,7 +107,7 @@ pods_by_run = kopf.index("", "v1", "pods", labels=OWNED, id=PODS)(_owned(trim_po
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def pipeline_event(
+async def pipeline_event(
     type: str, name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
 ) -> None:
     assert namespace is not None  # MLPipeline is namespaced
@@ -118,20 +118,20 @@ def pipeline_event(
         return
     if not memo.get("news", True) and cache.is_our_status(namespace, name, body.get("status")):
         return  # our own status write coming back
-    reconciler().reconcile(namespace, name)
+    reconciler().enqueue(namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 @kopf.on.event("ray.io", "v1", "rayjobs", labels=OWNED)  # KubeRay's, watched once its CRD exists
 @kopf.on.event("", "v1", "pods", labels=OWNED)
-def owned_event(
+async def owned_event(
     type: str, namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **kwargs: Any
 ) -> None:
     """A Job, RayJob or pod changed: its pipeline is reconciled, unless nothing it reads changed."""
     assert namespace is not None
     reconciler().cache.attach(kwargs)
     if type == "DELETED" or memo.get("news", True):
-        reconciler().reconcile(namespace, labels[PIPELINE_LABEL])
+        reconciler().enqueue(namespace, labels[PIPELINE_LABEL])
 
 
 def lead() -> LeaderElection | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,6 +82,7 @@ class Reconciler:
         settings: OperatorSettings,
         cache: ClusterCache,
         serving: ServingReconciler | None = None,
+        workers: int = 8,
     ):
         self.kube = kube
         self.cache = cache
@@ -88,8 +90,10 @@ class Reconciler:
         self.serving = serving or ServingReconciler(kube, settings, None, "mlpipeline_dev_model_version")
         self.monitoring = MonitoringReader(settings, self.serving.prometheus)
         self.queue = threading.Lock()
+        self.queued: set[tuple[str, str]] = set()  # pipelines waiting for a thread of the pool
         self.running: set[tuple[str, str]] = set()  # pipelines being reconciled, by one thread each
         self.dirty: set[tuple[str, str]] = set()  # ... and changed again meanwhile
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self.phases = metrics.PhaseBook()
         self.kuberay_seen: tuple[bool, float] | None = None  # (installed, when asked)
@@ -101,6 +105,22 @@ class Reconciler:
         pending = self.wakeups.pop((namespace, name), None)
         if pending:
             pending[1].cancel()
+
+    def enqueue(self, namespace: str, name: str) -> None:
+        """Asks for a reconciliation by the pool and returns at once: the event handlers wait for
+        nothing (kopf then drops each event's body right away), and a pipeline already waiting is
+        not queued twice."""
+        key = (namespace, name)
+        with self.queue:
+            if key in self.queued:
+                return
+            self.queued.add(key)
+        self.pool.submit(self._dequeue, key)
+
+    def _dequeue(self, key: tuple[str, str]) -> None:
+        with self.queue:
+            self.queued.discard(key)
+        self.reconcile(*key)
 
     def reconcile(self, namespace: str, name: str) -> None:
         """Reconciles a pipeline, or, when another thread is reconciling it, asks that thread to go
@@ -144,7 +164,7 @@ class Reconciler:
             return
         if previous:
             previous[1].cancel()
-        timer = threading.Timer(seconds, self.reconcile, args=(namespace, name))
+        timer = threading.Timer(seconds, self.enqueue, args=(namespace, name))
         timer.daemon = True
         self.wakeups[key] = (due, timer)
         timer.start()
