@@ -56,7 +56,10 @@ def test_the_standby_replica_takes_over_when_the_active_one_is_killed(
             lambda: kube_json("get", "jobs", "-n", ha_namespace)["items"],
             60,
         )
-        assert not leads(standby) and "waiting to lead" in standby.log.read_text()
+        wait_for(
+            "the standby waiting", lambda: "waiting to lead" in standby.log.read_text(errors="replace"), 60
+        )
+        assert not leads(standby)
         active.kill()
         wait_for("the standby leading", lambda: leads(standby), 60)
         pipelines = wait_for("10 pipelines Packaged", lambda: packaged(ha_namespace, 10), 300, 1)
