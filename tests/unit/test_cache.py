@@ -76,23 +76,16 @@ def cache_with(**indices: dict[Any, list[dict[str, Any]]]) -> ClusterCache:
     return cache
 
 
+def ended(name: str, phase: str, created: str, code: int, message: str) -> dict[str, Any]:
+    terminated = {"exitCode": code, "message": message}
+    return pod(
+        name, phase, created, containerStatuses=[{"name": "step", "state": {"terminated": terminated}}]
+    )
+
+
 def test_trimmed_jobs_and_pods_observe_like_whole_ones() -> None:
-    succeeded = pod(
-        "a",
-        "Succeeded",
-        "2026-01-01T00:00:02Z",
-        containerStatuses=[
-            {"name": "step", "state": {"terminated": {"exitCode": 0, "message": '{"rows": 150}'}}}
-        ],
-    )
-    failed = pod(
-        "b",
-        "Failed",
-        "2026-01-01T00:00:01Z",
-        containerStatuses=[
-            {"name": "step", "state": {"terminated": {"exitCode": 3, "message": "bad column"}}}
-        ],
-    )
+    succeeded = ended("a", "Succeeded", "2026-01-01T00:00:02Z", 0, '{"rows": 150}')
+    failed = ended("b", "Failed", "2026-01-01T00:00:01Z", 3, "bad column")
     pending = pod(
         "c",
         "Pending",

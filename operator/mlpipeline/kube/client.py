@@ -12,6 +12,7 @@ from prometheus_client import Counter
 
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.engine.event import Event
+from mlpipeline.protocol import stamp
 
 API_REQUESTS = Counter(
     "mlpipeline_operator_api_requests_total",
@@ -50,12 +51,13 @@ class Kube:
     def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Creates an object of a kind in PLURALS and returns it; None when it already exists."""
         try:
-            created = self.request("POST", self._path(obj, obj["metadata"]["namespace"]), None, obj)
+            return self.request(  # type: ignore[no-any-return]
+                "POST", self._path(obj, obj["metadata"]["namespace"]), None, obj
+            )
         except ApiException as exc:
             if exc.status == 409:
                 return None
             raise
-        return {**created, "kind": obj["kind"]}
 
     def _path(self, obj: dict[str, Any], namespace: str, name: str | None = None) -> str:
         group_version = obj["apiVersion"]
@@ -117,7 +119,7 @@ class Kube:
 
     def post_event(self, pipeline: dict[str, Any], event: Event) -> None:
         meta = pipeline["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = stamp(datetime.now(UTC))
         body = {
             "apiVersion": "v1",
             "kind": "Event",
