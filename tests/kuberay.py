@@ -1,5 +1,6 @@
 """KubeRay for the cluster and real tiers: its CRDs applied and its operator (built from its Go module
-by `make control-plane`) running as a process out of the cluster; the CRDs removed afterwards."""
+by `make control-plane`) running as a process out of the cluster; its RayJobs and RayClusters
+removed afterwards, its CRDs left installed."""
 
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ def running_kuberay(kubeconfig: Path, logs: Path) -> Iterator[subprocess.Popen[b
     try:
         yield ray_operator
     finally:
-        # While KubeRay still runs: it removes its finalizers from the RayJobs the CRDs' deletion deletes.
-        kubectl("delete", "-f", str(CRDS), "--wait=true", check=False, timeout=120)
+        # While KubeRay still runs: it removes its finalizers from what is deleted. The CRDs stay:
+        # deleting a CRD that operators watch is a race kopf can lose (a watch of a resource gone
+        # from the API stops the operator, which then exits for its pod to restart, see handlers.py).
+        for kind in ("rayjobs", "rayclusters"):
+            kubectl("delete", kind, "--all", "--all-namespaces", "--wait=true", check=False, timeout=120)
         ray_operator.terminate()
         ray_operator.wait(timeout=30)

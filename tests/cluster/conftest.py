@@ -110,13 +110,31 @@ class Operator:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def exited(self) -> int | None:
+        return self.process.poll() if self.process else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
 
 @pytest.fixture(scope="session")
-def operator(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def shared_operator(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     running = Operator(log=tmp_path_factory.mktemp("operator") / "operator.log", metrics_port=free_port())
     running.start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def operator(shared_operator: Operator) -> Iterator[Operator]:
+    """The session's operator. The test during which it exits fails with the end of its log; the
+    next test gets it restarted, as its Deployment would, instead of failing in turn."""
+    if shared_operator.exited() is not None:
+        shared_operator.start()
+    yield shared_operator
+    code = shared_operator.exited()
+    if code is not None:
+        pytest.fail(f"the operator exited ({code}) during this test:\n{shared_operator.log_tail()}")
 
 
 @pytest.fixture

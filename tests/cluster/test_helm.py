@@ -10,9 +10,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import yaml
 from mlpipeline.kube.rbac import FORBIDDEN, LEADER_ELECTION, NAMESPACED, Permission
+from mlpipeline.local.server import free_port
 
-from tests.cluster.conftest import KUBECONFIG, kube_json, kubectl, wait_for
+from tests.cluster.conftest import KUBECONFIG, Operator, kube_json, kubectl, wait_for
 from tests.conftest import ROOT
 
 HELM = (
@@ -134,7 +136,20 @@ def all_granted(account: str, namespace: str, permissions: list[Permission]) -> 
     wait_for(f"{account} granted", lambda: denied(account, namespace, permissions) == [], timeout=30)
 
 
-def test_a_namespaced_install_grants_the_operator_its_namespace_only(cluster: Path) -> None:
+def kubeconfig_of(namespace: str, service_account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the service account (a token from the TokenRequest API)."""
+    token = kubectl("create", "token", service_account, "-n", namespace).stdout.strip()
+    config = yaml.safe_load(KUBECONFIG.read_text())
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
+    config["users"] = [{"name": service_account, "user": {"token": token}}]
+    config["contexts"] = [{"name": "sa", "context": {"cluster": cluster["name"], "user": service_account}}]
+    config["clusters"], config["current-context"] = [cluster], "sa"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_namespaced_install_grants_the_operator_its_namespace_only(cluster: Path, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:6]
     system, watched, other = f"mlp-system-{suffix}", f"ml-{suffix}", f"other-{suffix}"
     for name in (watched, other):
@@ -151,6 +166,25 @@ def test_a_namespaced_install_grants_the_operator_its_namespace_only(cluster: Pa
         deployment = kube_json("get", "deployment", "mlp", "-n", system)
         assert deployment["spec"]["template"]["spec"]["containers"][0]["args"] == ["--namespace", watched]
         assert kubectl("get", "clusterrole", "mlp", check=False).returncode != 0  # nothing cluster-wide
+
+        # Pointed at a namespace its RBAC does not cover, the operator exits and says why (its pod
+        # restarts, visibly) instead of living on without its watches.
+        misplaced = Operator(
+            log=tmp_path / "operator.log",
+            metrics_port=free_port(),
+            namespaces=other,
+            env={"KUBECONFIG": str(kubeconfig_of(system, "mlp", tmp_path / "kubeconfig"))},
+        )
+        misplaced.start()
+        try:
+            code = wait_for("the operator to exit", misplaced.exited, timeout=150, interval=2)
+        finally:
+            misplaced.stop()
+        assert code == 1
+        assert (
+            f'cannot list resource "mlpipelines" in API group "mlpipeline.dev" in the namespace "{other}"'
+            in (misplaced.log.read_text())
+        )
     finally:
         helm("uninstall", "mlp", "-n", system, check=False)
         for name in (system, watched, other):

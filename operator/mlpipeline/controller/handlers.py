@@ -167,14 +167,26 @@ def run_operator(namespace: str | None = None) -> None:
     if port:  # before leading: a standby answers the readiness probe too
         start_http_server(port)
         logging.getLogger("mlpipeline.operator").info("metrics on :%d/metrics", port)
+    health = int(os.environ.get("MLP_HEALTH_PORT", "0"))
     election = lead()
     _watched[:] = [namespace] if namespace else []
+    code = 1
     try:
         kopf.run(
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else [],
             standalone=True,
+            liveness_endpoint=f"http://0.0.0.0:{health}/healthz" if health else None,
         )
+        code = 0
+    except Exception:
+        logging.getLogger("mlpipeline.operator").exception("kopf stopped on an error")
     finally:
         if election:
             election.release()
+        # kopf stops for good when one of its watch streams fails (e.g. a CRD deleted while
+        # watched): exit, so that the pod restarts on a fresh discovery of the cluster, instead of
+        # living on with reconciliation threads and timers but no watch.
+        logging.getLogger("mlpipeline.operator").info("operator stopped (exit %d)", code)
+        logging.shutdown()
+        os._exit(code)

@@ -95,6 +95,7 @@ class Reconciler:
         self.dirty: set[tuple[str, str]] = set()  # ... and changed again meanwhile
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
+        self.failures: dict[tuple[str, str], int] = {}  # failed reconciliations in a row
         self.phases = metrics.PhaseBook()
         self.kuberay_seen: tuple[bool, float] | None = None  # (installed, when asked)
 
@@ -102,6 +103,7 @@ class Reconciler:
         self.cache.forget(namespace, name)
         self.phases.set((namespace, name), None)
         metrics.forget_serving(namespace, name)
+        self.failures.pop((namespace, name), None)
         pending = self.wakeups.pop((namespace, name), None)
         if pending:
             pending[1].cancel()
@@ -143,12 +145,16 @@ class Reconciler:
     def _reconcile_once(self, namespace: str, name: str) -> None:
         started = time.monotonic()
         result = "ok"
+        key = (namespace, name)
         try:
             result = self._reconcile(namespace, name)
+            self.failures.pop(key, None)
         except Exception:
             result = "error"
-            log.exception("reconciling %s/%s failed", namespace, name)
-            self.wake_later(namespace, name, 5.0)  # a transient API error: try again soon
+            failures = self.failures[key] = self.failures.get(key, 0) + 1
+            log.exception("reconciling %s/%s failed (%d in a row)", namespace, name, failures)
+            # A transient API error: again soon; one that persists: less and less often.
+            self.wake_later(namespace, name, min(5.0 * 2 ** (failures - 1), 300.0))
         finally:
             metrics.RECONCILIATIONS.labels(result).inc()
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from prometheus_client import Counter
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.engine.event import Event
 from mlpipeline.protocol import stamp
+
+log = logging.getLogger("mlpipeline.operator")
 
 API_REQUESTS = Counter(
     "mlpipeline_operator_api_requests_total",
@@ -142,7 +145,19 @@ class Kube:
             "reportingComponent": self.component,
             "reportingInstance": self.component,
         }
-        self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", None, body)
+        try:
+            self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", None, body)
+        except ApiException as exc:
+            # The status already says it; an Event refused (a namespace being deleted, a quota on
+            # events) must not fail the reconciliation and have it retried.
+            log.warning(
+                "Event %s on %s/%s not recorded: %s %s",
+                event.reason,
+                meta["namespace"],
+                meta["name"],
+                exc.status,
+                exc.reason,
+            )
 
 
 def resource_of(path: str) -> str:
