@@ -187,6 +187,21 @@ def test_spec_change_and_rerun_annotation_start_new_runs(operator: Operator, nam
     assert third["run"]["trigger"] == "spec" and third["observedGeneration"] == 2
     assert len(jobs(namespace)) == 15
 
+    # Keeping one earlier run: the first run's Jobs (and, by the garbage collector, pods) go.
+    apply(namespace, manifest(evaluate={"metric": "accuracy", "min": 0.5}, steps={"historyLimit": 1}))
+
+    def runs_left() -> set[str]:
+        return {j["metadata"]["labels"]["mlpipeline.dev/run"] for j in jobs(namespace)}
+
+    wait_for("the first run's Jobs deleted", lambda: runs_left() == {second["id"], third["run"]["id"]})
+    wait_for(
+        "the first run's pods deleted",
+        lambda: (
+            not kube_json("get", "pods", "-n", namespace, "-l", f"mlpipeline.dev/run={first['id']}")["items"]
+        ),
+    )
+    assert pipeline(namespace)["status"]["run"]["id"] == third["run"]["id"]  # editing it started no run
+
 
 def test_an_artifact_store_the_pods_cannot_share_is_refused(operator: Operator, namespace: str) -> None:
     apply(namespace, manifest(artifacts={"uri": "file:///tmp/out"}))

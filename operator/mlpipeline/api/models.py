@@ -890,6 +890,13 @@ class StepPolicy(Model):
         pattern=DURATION_PATTERN,
         description="A step pod that cannot start (unschedulable, image pull) fails after this.",
     )
+    history_limit: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Earlier runs whose step Jobs (and their pods, with their logs) are kept, as a "
+        "CronJob's history limits; older runs' are deleted. The current run's are always kept.",
+    )
     pod_labels: dict[str, str] = Field(
         default_factory=dict, description="Labels added to every step pod (e.g. cost allocation)."
     )

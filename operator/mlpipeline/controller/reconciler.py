@@ -26,6 +26,7 @@ from mlpipeline.controller.monitoring import MonitoringReader
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.engine import labeling, triggers
 from mlpipeline.engine.event import Event
+from mlpipeline.engine.history import runs_to_prune
 from mlpipeline.engine.labeling import LABEL_STEPS
 from mlpipeline.engine.plan import run_id
 from mlpipeline.engine.reconcile import (
@@ -96,6 +97,7 @@ class Reconciler:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self.failures: dict[tuple[str, str], int] = {}  # failed reconciliations in a row
+        self.pruned: dict[tuple[str, str], set[str]] = {}  # Jobs of earlier runs being deleted
         self.phases = metrics.PhaseBook()
         self.kuberay_seen: tuple[bool, float] | None = None  # (installed, when asked)
 
@@ -104,6 +106,7 @@ class Reconciler:
         self.phases.set((namespace, name), None)
         metrics.forget_serving(namespace, name)
         self.failures.pop((namespace, name), None)
+        self.pruned.pop((namespace, name), None)
         pending = self.wakeups.pop((namespace, name), None)
         if pending:
             pending[1].cancel()
@@ -218,6 +221,7 @@ class Reconciler:
             job_run = job["metadata"]["labels"].get(RUN_LABEL)
             if job_run != current and is_active(job):
                 self._delete(namespace, job["metadata"]["name"], job.get("kind") == RAYJOB)  # superseded run
+        self._prune(namespace, name, run_jobs, runs_to_prune(run_jobs, current, spec.steps.history_limit))
         observations = self._observe(namespace, name, current, run_jobs)
         trigger = trigger_of(status, generation, retrain.fired)
         value = retrain.fired.value if retrain.fired else None
@@ -269,6 +273,20 @@ class Reconciler:
         if self.kuberay_seen is None or now - self.kuberay_seen[1] > 60:
             self.kuberay_seen = (self.kube.has_api(RAY_API), now)
         return self.kuberay_seen[0]
+
+    def _prune(self, namespace: str, name: str, jobs: list[dict[str, Any]], runs: list[str]) -> None:
+        """Deletes the Jobs of runs beyond the history limit, each once: until the watch shows it
+        gone, a Job asked for deletion is remembered (per pipeline, forgotten with it)."""
+        present = {j["metadata"]["name"] for j in jobs}
+        asked = self.pruned.setdefault((namespace, name), set())
+        asked &= present
+        for job in jobs:
+            job_name = job["metadata"]["name"]
+            if job["metadata"]["labels"].get(RUN_LABEL) in runs and job_name not in asked:
+                self._delete(namespace, job_name, job.get("kind") == RAYJOB)
+                asked.add(job_name)
+        if not asked:
+            del self.pruned[(namespace, name)]
 
     def _delete(self, namespace: str, name: str, rayjob: bool) -> None:
         if rayjob:
