@@ -87,7 +87,7 @@ test-real: control-plane node-binaries image $(STAMP)
 	$(BIN)/pytest tests/real
 
 test: lint crds-check $(DEEP) control-plane node-binaries image prometheus label-studio ## lint, then unit, workload, cluster and real-node tests
-	$(BIN)/pytest tests/unit tests/workload tests/cluster tests/real
+	$(BIN)/pytest --durations=25 tests/unit tests/workload tests/cluster tests/real
 
 bench: bench-serving bench-canary bench-cycle bench-labeling bench-tune bench-scale ## every benchmark (JSON on stdout)
 

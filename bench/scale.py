@@ -301,7 +301,11 @@ def with_operator(count: int, rest: int, timeout: float, source: str | None) -> 
             )
         operator.stop()
         operator = OperatorProcess(namespace, source)
-        result[f"memory_mb_restarted_at_rest_{max(rest, count)}"] = settled_memory(operator, max(rest, count))
+        try:
+            memory: float | str = settled_memory(operator, max(rest, count))
+        except SystemExit as exc:  # a finding too: keep the figures above
+            memory = f"{exc} (resident {operator.memory_mb('VmRSS')} MB)"
+        result[f"memory_mb_restarted_at_rest_{max(rest, count)}"] = memory
         jobs.stop.set()
         return result
     finally:

@@ -3,7 +3,7 @@
 # hack/build-control-plane.sh built (nothing is downloaded here):
 #   - the real etcd, kube-apiserver, kube-controller-manager (Job controller, garbage collector, ...)
 #     and kube-scheduler;
-#   - kwok standing in for kubelets of cpu-0, cpu-1 (8 cpu, 32Gi) and gpu-0, gpu-1 (8 fake
+#   - kwok standing in for kubelets of cpu-0, cpu-1 (32 cpu, 128Gi) and gpu-0, gpu-1 (8 fake
 #     nvidia.com/gpu each, tainted nvidia.com/gpu=present:NoSchedule): hack/kwok/nodes.yaml;
 #   - kwok Stages (hack/kwok/stages.yaml): pods Running ~1 s after binding, pods of Jobs Succeeded
 #     ~1 s later, or Failed with the exit code in annotation mlpipeline.dev/fake-exit-code.
