@@ -167,7 +167,6 @@ def run_operator(namespace: str | None = None) -> None:
     if port:  # before leading: a standby answers the readiness probe too
         start_http_server(port)
         logging.getLogger("mlpipeline.operator").info("metrics on :%d/metrics", port)
-    health = int(os.environ.get("MLP_HEALTH_PORT", "0"))
     election = lead()
     _watched[:] = [namespace] if namespace else []
     code = 1
@@ -176,7 +175,6 @@ def run_operator(namespace: str | None = None) -> None:
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else [],
             standalone=True,
-            liveness_endpoint=f"http://0.0.0.0:{health}/healthz" if health else None,
         )
         code = 0
     except Exception:
