@@ -34,6 +34,7 @@ from mlpipeline.kube.client import Kube, load_config
 from mlpipeline.kube.jobs import OperatorSettings, parse_selector
 from mlpipeline.protocol import PIPELINE_LABEL
 
+log = logging.getLogger("mlpipeline.operator")
 _state: dict[str, Reconciler] = {}
 _watched: list[str] = []  # the one namespace of a namespaced install; empty: cluster-wide
 
@@ -149,9 +150,7 @@ def lead() -> LeaderElection | None:
     election.acquire()
 
     def lost() -> None:
-        logging.getLogger("mlpipeline.operator").error(
-            "lost the Lease: exiting, so that only one replica acts"
-        )
+        log.error("lost the Lease: exiting, so that only one replica acts")
         os._exit(1)
 
     election.keep(lost)
@@ -166,7 +165,7 @@ def run_operator(namespace: str | None = None) -> None:
     port = int(os.environ.get("MLP_METRICS_PORT", "8080"))
     if port:  # before leading: a standby answers the readiness probe too
         start_http_server(port)
-        logging.getLogger("mlpipeline.operator").info("metrics on :%d/metrics", port)
+        log.info("metrics on :%d/metrics", port)
     election = lead()
     _watched[:] = [namespace] if namespace else []
     code = 1
@@ -178,13 +177,13 @@ def run_operator(namespace: str | None = None) -> None:
         )
         code = 0
     except Exception:
-        logging.getLogger("mlpipeline.operator").exception("kopf stopped on an error")
+        log.exception("kopf stopped on an error")
     finally:
         if election:
             election.release()
         # kopf stops for good when one of its watch streams fails (e.g. a CRD deleted while
         # watched): exit, so that the pod restarts on a fresh discovery of the cluster, instead of
         # living on with reconciliation threads and timers but no watch.
-        logging.getLogger("mlpipeline.operator").info("operator stopped (exit %d)", code)
+        log.info("operator stopped (exit %d)", code)
         logging.shutdown()
         os._exit(code)

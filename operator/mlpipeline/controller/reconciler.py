@@ -97,7 +97,7 @@ class Reconciler:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self.failures: dict[tuple[str, str], int] = {}  # failed reconciliations in a row
-        self.pruned: dict[tuple[str, str], set[str]] = {}  # Jobs of earlier runs being deleted
+        self.deleting: dict[tuple[str, str], set[str]] = {}  # Jobs of earlier runs, by pipeline
         self.phases = metrics.PhaseBook()
         self.kuberay_seen: tuple[bool, float] | None = None  # (installed, when asked)
 
@@ -106,7 +106,7 @@ class Reconciler:
         self.phases.set((namespace, name), None)
         metrics.forget_serving(namespace, name)
         self.failures.pop((namespace, name), None)
-        self.pruned.pop((namespace, name), None)
+        self.deleting.pop((namespace, name), None)
         pending = self.wakeups.pop((namespace, name), None)
         if pending:
             pending[1].cancel()
@@ -217,11 +217,18 @@ class Reconciler:
         current = run_id(spec, name, rerun=rerun_token(annotations.get(RERUN_ANNOTATION), retrain.status))
         all_jobs = self.cache.jobs(namespace, name)
         run_jobs = [j for j in all_jobs if j["metadata"]["labels"].get(STEP_LABEL) not in LABEL_STEPS]
-        for job in run_jobs:
-            job_run = job["metadata"]["labels"].get(RUN_LABEL)
-            if job_run != current and is_active(job):
-                self._delete(namespace, job["metadata"]["name"], job.get("kind") == RAYJOB)  # superseded run
-        self._prune(namespace, name, run_jobs, runs_to_prune(run_jobs, current, spec.steps.history_limit))
+        beyond_history = runs_to_prune(run_jobs, current, spec.steps.history_limit)
+        self._delete_once(
+            namespace,
+            name,
+            run_jobs,
+            [
+                j  # a superseded run's Jobs still running, and every Job of runs beyond the history
+                for j in run_jobs
+                if (run := j["metadata"]["labels"].get(RUN_LABEL)) != current
+                and (is_active(j) or run in beyond_history)
+            ],
+        )
         observations = self._observe(namespace, name, current, run_jobs)
         trigger = trigger_of(status, generation, retrain.fired)
         value = retrain.fired.value if retrain.fired else None
@@ -274,19 +281,20 @@ class Reconciler:
             self.kuberay_seen = (self.kube.has_api(RAY_API), now)
         return self.kuberay_seen[0]
 
-    def _prune(self, namespace: str, name: str, jobs: list[dict[str, Any]], runs: list[str]) -> None:
-        """Deletes the Jobs of runs beyond the history limit, each once: until the watch shows it
-        gone, a Job asked for deletion is remembered (per pipeline, forgotten with it)."""
-        present = {j["metadata"]["name"] for j in jobs}
-        asked = self.pruned.setdefault((namespace, name), set())
-        asked &= present
-        for job in jobs:
+    def _delete_once(
+        self, namespace: str, name: str, jobs: list[dict[str, Any]], doomed: list[dict[str, Any]]
+    ) -> None:
+        """Deletes Jobs (or RayJobs) of earlier runs, each once: until the watch shows it gone, a Job
+        asked for deletion is remembered (per pipeline, forgotten with it)."""
+        asked = self.deleting.setdefault((namespace, name), set())
+        asked &= {j["metadata"]["name"] for j in jobs}
+        for job in doomed:
             job_name = job["metadata"]["name"]
-            if job["metadata"]["labels"].get(RUN_LABEL) in runs and job_name not in asked:
+            if job_name not in asked:
                 self._delete(namespace, job_name, job.get("kind") == RAYJOB)
                 asked.add(job_name)
         if not asked:
-            del self.pruned[(namespace, name)]
+            del self.deleting[(namespace, name)]
 
     def _delete(self, namespace: str, name: str, rayjob: bool) -> None:
         if rayjob:
