@@ -1,6 +1,7 @@
-"""The reconciler's reads from memory: trimmed objects read the same as whole ones, and the operator's
-own writes are seen before the watch streams bring them back (tested on kopf's index shape:
-key -> collection of values)."""
+"""The reconciler's reads from memory: trimmed objects read the same as whole ones, the stores say
+which pipelines a change concerns, and the operator's own writes are seen before the watch streams
+bring them back. (The informers that fill the stores from a real API server:
+tests/cluster/test_informer.py.)"""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ import copy
 from typing import Any
 
 from mlpipeline.controller.cache import (
-    JOBS,
-    PIPELINES,
-    PODS,
     ClusterCache,
     noticed,
-    pack,
+    owner_key,
+    run_key,
     trim_job,
     trim_pipeline,
     trim_pod,
     without_status,
 )
+from mlpipeline.kube.informer import Store, exact_namespace, in_namespaces, pack
 from mlpipeline.kube.observe import observe_job
 
 LABELS = {"mlpipeline.dev/pipeline": "iris", "mlpipeline.dev/run": "r1", "mlpipeline.dev/step": "tune"}
@@ -70,12 +70,6 @@ def pipeline(version: str, phase: str | None = None) -> dict[str, Any]:
     }
 
 
-def cache_with(**indices: dict[Any, list[dict[str, Any]]]) -> ClusterCache:
-    cache = ClusterCache()
-    cache.attach({**indices, "unrelated_index": {}})
-    return cache
-
-
 def ended(name: str, phase: str, created: str, code: int, message: str) -> dict[str, Any]:
     terminated = {"exitCode": code, "message": message}
     return pod(
@@ -122,43 +116,75 @@ def test_a_trimmed_pipeline_keeps_its_spec_status_and_own_annotations() -> None:
 
 
 def test_our_status_write_is_read_until_the_watch_brings_a_newer_version() -> None:
-    stored = {("ns", "iris"): [pack(trim_pipeline(pipeline("5")))]}
-    cache = cache_with(**{PIPELINES: stored})
+    cache = ClusterCache()
+    cache.put_pipeline(pipeline("5"))
     cache.wrote(pipeline("6", "Running"))
     assert cache.pipeline("ns", "iris")["status"] == {"phase": "Running"}  # type: ignore[index]
-    stored[("ns", "iris")] = [pack(trim_pipeline(pipeline("9", "Failed")))]  # e.g. a later write by a user
+    cache.put_pipeline(pipeline("9", "Failed"))  # e.g. a later write by a user
     assert cache.pipeline("ns", "iris")["status"] == {"phase": "Failed"}  # type: ignore[index]
-    stored[("ns", "iris")] = [pack(trim_pipeline(pipeline("5")))]
+    cache.put_pipeline(pipeline("5"))
     assert cache.pipeline("ns", "iris")["status"] == {}, "the overlay is dropped once the watch caught up"  # type: ignore[index]
-    del stored[("ns", "iris")]
+    cache.forget("ns", "iris")
     cache.wrote(pipeline("10", "Running"))
     assert cache.pipeline("ns", "iris") is None, "a deleted pipeline is not revived by our last write"
 
 
 def test_a_job_we_created_is_seen_before_its_watch_event_and_once_after() -> None:
-    stored: dict[Any, list[dict[str, Any]]] = {}
-    cache = cache_with(**{JOBS: stored})
+    cache = ClusterCache()
     assert cache.jobs("ns", "iris") == []
     cache.made(job("iris-r1-ingest"))
     assert [j["metadata"]["name"] for j in cache.jobs("ns", "iris")] == ["iris-r1-ingest"]
-    stored[("ns", "iris")] = [pack(trim_job(job("iris-r1-ingest", active=1)))]
+    cache.owned["jobs"].put(job("iris-r1-ingest", active=1))
     assert cache.jobs("ns", "iris") == [trim_job(job("iris-r1-ingest", active=1))]
     assert cache.created == {}
 
 
 def test_pods_are_read_by_run() -> None:
-    pods = {("ns", "iris", "r1"): [pack(trim_pod(pod("a", "Running", "2026-01-01T00:00:00Z")))]}
-    cache = cache_with(**{PODS: pods})
+    cache = ClusterCache()
+    cache.owned["pods"].put(pod("a", "Running", "2026-01-01T00:00:00Z"))
     assert [p["metadata"]["name"] for p in cache.pods("ns", "iris", "r1")] == ["a"]
     assert cache.pods("ns", "iris", "r2") == [] and cache.pods("other", "iris", "r1") == []
 
 
-def test_nothing_is_read_before_kopf_attached_its_indices() -> None:
+def test_nothing_is_read_of_a_pipeline_the_watch_has_not_brought() -> None:
     cache = ClusterCache()
     assert cache.pipeline("ns", "iris") is None and cache.jobs("ns", "iris") == []
+    assert cache.wait_synced(0), "a cache without informers (a test) does not wait"
     original = copy.deepcopy(pipeline("1"))
     trim_pipeline(original)
     assert original == pipeline("1"), "trimming copies; kopf's body is left as it was"
+
+
+def test_a_store_reports_the_pipelines_whose_objects_changed_and_only_those() -> None:
+    store = Store(trim_pod, run_key)
+    running = pod("a", "Running", "2026-01-01T00:00:00Z")
+    assert store.put(running) == ("ns", "iris", "r1"), "a new object is a change"
+    ready = copy.deepcopy(running)
+    ready["status"]["podIPs"] = [{"ip": "10.1.0.9"}]
+    assert store.put(ready) is None, "a field the operator does not read changed: no change"
+    rerun = copy.deepcopy(running)
+    rerun["metadata"]["labels"] = {**running["metadata"]["labels"], "mlpipeline.dev/run": "r2"}
+    assert store.put(rerun) == ("ns", "iris", "r2")
+    assert store.get(("ns", "iris", "r1")) == [] and len(store.get(("ns", "iris", "r2"))) == 1
+    assert store.remove(rerun) == ("ns", "iris", "r2") and store.items == {} and store.where == {}
+    assert store.remove(rerun) is None, "deleting what is not stored changes nothing"
+
+
+def test_a_relist_reports_what_changed_appeared_or_went_while_the_watch_was_down() -> None:
+    store = Store(trim_job, owner_key)
+    kept, went, changed = job("iris-r1-ingest"), job("iris-r1-prep"), job("iris-r1-tune")
+    for obj in (kept, went, changed):
+        store.put(obj)
+    other = job("digits-r1-ingest")
+    other["metadata"]["labels"] = {**LABELS, "mlpipeline.dev/pipeline": "digits"}
+    now_done = job("iris-r1-tune", succeeded=1, conditions=[{"type": "Complete", "status": "True"}])
+    assert store.replace([kept, now_done, other]) == {("ns", "iris"), ("ns", "digits")}
+    assert sorted(j["metadata"]["name"] for j in store.get(("ns", "iris"))) == [
+        "iris-r1-ingest",
+        "iris-r1-tune",
+    ]
+    assert store.replace([kept, now_done, other]) == set(), "the same list again: nothing changed"
+    assert store.clear() == {("ns", "iris"), ("ns", "digits")} and store.items == {}
 
 
 def test_a_finished_pod_the_job_controller_has_not_counted_yet_is_still_an_attempt() -> None:
@@ -200,3 +226,23 @@ def test_our_own_status_write_coming_back_is_recognised_and_a_spec_edit_is_news(
     assert noticed(memo, pack(without_status(trim_pipeline(edited))))
     cache.forget("ns", "iris")
     assert not cache.is_our_status("ns", "iris", {"phase": "Running"})
+
+
+def test_trimming_twice_changes_nothing() -> None:
+    """The informers trim a list page by page, and the store trims again."""
+    whole = ended("a", "Failed", "2026-01-01T00:00:01Z", 3, "bad column")
+    assert trim_pod(trim_pod(whole)) == trim_pod(whole)
+    assert run_key(trim_pod(whole)) == run_key(whole)
+    done = job(succeeded=1, conditions=[{"type": "Complete", "status": "True"}])
+    assert trim_job(trim_job(done)) == trim_job(done) and owner_key(trim_job(done)) == owner_key(done)
+
+
+def test_namespace_patterns_read_as_the_operators_namespace_option() -> None:
+    assert in_namespaces("t-1a2b", "t-*") and not in_namespaces("w-1a2b", "t-*")
+    assert in_namespaces("anything", None) and in_namespaces("anything", "*")
+    pattern = "myapp-*, !*-pr-*, *pr-123"
+    assert in_namespaces("myapp-live", pattern) and in_namespaces("myapp-pr-123", pattern)
+    assert not in_namespaces("myapp-pr-456", pattern) and not in_namespaces("otherapp-pr-123", pattern)
+    assert in_namespaces("otherapp-pr-123", "!*-pr-*, *pr-123"), "a leading exclusion implies *"
+    assert exact_namespace("team-a") == "team-a" and exact_namespace("t-*") is None
+    assert exact_namespace("a,b") is None and exact_namespace(None) is None

@@ -1,6 +1,7 @@
 """What a reconciliation reads of the cluster — a pipeline, its Jobs, RayJobs and pods — from memory:
-kopf's indices, fed by the watch streams kopf keeps open anyway (and filled from their initial lists
-before any handler runs), plus the operator's own writes until the watch brings them back.
+the pipelines as kopf's watch brings them, the owned objects from our own list+watch
+(kube/informer.py; filled from its first list before any reconciliation reads), plus the operator's
+own writes until the watch brings them back.
 
 Only the fields the operator reads are kept (trim_*), as compact JSON text (pack): a pipeline with its
 five Jobs and pods takes about 13 KB so, against 55 KB as Python dicts; a reconciliation parses the
@@ -10,15 +11,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
+from mlpipeline.kube.client import Kube
+from mlpipeline.kube.informer import Informer, Key, Resource, Store, pack
 from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL
 
 Body = dict[str, Any]
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-
-PIPELINES, JOBS, RAYJOBS, PODS = "pipelines_by_name", "jobs_by_pipeline", "rayjobs_by_pipeline", "pods_by_run"
 
 
 def _pick(mapping: Mapping[str, Any] | None, *keys: str) -> dict[str, Any]:
@@ -75,10 +76,6 @@ def trim_pod(body: Mapping[str, Any]) -> Body:
     return {"metadata": _meta(body), "status": trimmed}
 
 
-def pack(body: Body) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"))
-
-
 def digest(value: Any) -> int:
     return hash(pack(value))
 
@@ -106,42 +103,80 @@ def _version(body: Mapping[str, Any]) -> int:
         return 0
 
 
+def owner_key(body: Mapping[str, Any]) -> Key:
+    meta = body["metadata"]
+    return (meta.get("namespace") or "", meta["labels"][PIPELINE_LABEL])
+
+
+def run_key(body: Mapping[str, Any]) -> Key:
+    meta = body["metadata"]
+    return (*owner_key(body), meta["labels"].get(RUN_LABEL, ""))
+
+
+OWNED = {
+    "jobs": (Resource("batch/v1", "jobs"), trim_job, owner_key),
+    "rayjobs": (Resource("ray.io/v1", "rayjobs"), trim_rayjob, owner_key),  # KubeRay's, once installed
+    "pods": (Resource("v1", "pods"), trim_pod, run_key),
+}
+
+
 class ClusterCache:
-    """Reads from kopf's indices (attached by the first handler kopf calls, which it does only once
-    every index is filled) merged with the operator's writes not yet seen on a watch stream."""
+    """The pipelines (put here by the watch's handler) and the objects they own (kept by informers),
+    merged with the operator's writes not yet seen on a watch stream."""
 
     def __init__(self) -> None:
-        self.indices: Mapping[str, Any] = {}
         self.lock = threading.Lock()
+        self.pipelines: dict[tuple[str, str], str] = {}  # packed, as the watch brought them
+        self.owned = {plural: Store(trim, key) for plural, (_, trim, key) in OWNED.items()}
+        self.informers: list[Informer] = []
         self.written: dict[tuple[str, str], Body] = {}  # pipelines, as our status patches returned them
         self.created: dict[tuple[str, str], dict[str, Body]] = {}  # Jobs and RayJobs we created, by name
         self.statuses: dict[tuple[str, str], int] = {}  # digest of the status we last wrote
 
-    def attach(self, indices: Mapping[str, Any]) -> None:
-        if not self.indices:
-            self.indices = {k: v for k, v in indices.items() if k in (PIPELINES, JOBS, RAYJOBS, PODS)}
+    def watch(self, kube: Kube, namespaces: str | None, changed: Callable[[str, str], None]) -> None:
+        """Starts the informers of the owned objects (of the namespaces matching a pattern, or of
+        all: as the operator's --namespace): ``changed`` is
+        called with a pipeline's namespace and name when something it owns changed."""
+        for plural, (resource, _, _) in OWNED.items():
+            informer = Informer(
+                kube,
+                resource,
+                self.owned[plural],
+                lambda key: changed(key[0], key[1]),
+                namespaces=namespaces,
+                selector=PIPELINE_LABEL,
+                optional=plural == "rayjobs",
+            )
+            self.informers.append(informer.start())
 
-    def _stored(self, index: str, key: tuple[str, ...]) -> list[Body]:
-        try:
-            return [json.loads(packed) for packed in list(self.indices[index][key])]
-        except KeyError:  # not attached yet (a test), or nothing stored under this key
-            return []
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """Whether every informer has its first list in (at once when there are none: a test)."""
+        return all(i.synced.wait(timeout) for i in self.informers)
+
+    def put_pipeline(self, body: Mapping[str, Any]) -> Body:
+        """A pipeline as its watch brought it; returns it trimmed."""
+        meta, trimmed = body["metadata"], trim_pipeline(body)
+        with self.lock:
+            self.pipelines[(meta["namespace"], meta["name"])] = pack(trimmed)
+        return trimmed
 
     def pipeline(self, namespace: str, name: str) -> Body | None:
-        stored = self._stored(PIPELINES, (namespace, name))
         with self.lock:
+            packed = self.pipelines.get((namespace, name))
             ours = self.written.get((namespace, name))
-            if not stored:
+            if packed is None:
                 self.written.pop((namespace, name), None)  # deleted (or never seen): nothing to overlay
                 return None
-            if ours is not None and _version(ours) > _version(stored[0]):
+            stored: Body = json.loads(packed)
+            if ours is not None and _version(ours) > _version(stored):
                 return ours
             self.written.pop((namespace, name), None)
-        return stored[0]
+        return stored
 
     def jobs(self, namespace: str, pipeline: str) -> list[Body]:
         """The pipeline's Jobs and RayJobs."""
-        seen = self._stored(JOBS, (namespace, pipeline)) + self._stored(RAYJOBS, (namespace, pipeline))
+        key = (namespace, pipeline)
+        seen = self.owned["jobs"].get(key) + self.owned["rayjobs"].get(key)
         names = {j["metadata"]["name"] for j in seen}
         with self.lock:
             pending = self.created.get((namespace, pipeline), {})
@@ -152,7 +187,7 @@ class ClusterCache:
             return seen + list(pending.values())
 
     def pods(self, namespace: str, pipeline: str, run: str) -> list[Body]:
-        return self._stored(PODS, (namespace, pipeline, run))
+        return self.owned["pods"].get((namespace, pipeline, run))
 
     def wrote(self, pipeline: Body) -> None:
         """A pipeline as the API server returned it after our write."""
@@ -176,15 +211,10 @@ class ClusterCache:
             )
 
     def forget(self, namespace: str, name: str) -> None:
+        """A pipeline deleted: nothing of it is kept (its Jobs and pods go with it, by their owner
+        reference, and leave the informers' stores as they do)."""
         with self.lock:
+            self.pipelines.pop((namespace, name), None)
             self.written.pop((namespace, name), None)
             self.created.pop((namespace, name), None)
             self.statuses.pop((namespace, name), None)
-
-
-def owner_key(namespace: str | None, labels: Mapping[str, str]) -> tuple[str, str]:
-    return (namespace or "", labels[PIPELINE_LABEL])
-
-
-def run_key(namespace: str | None, labels: Mapping[str, str]) -> tuple[str, str, str]:
-    return (namespace or "", labels[PIPELINE_LABEL], labels.get(RUN_LABEL, ""))

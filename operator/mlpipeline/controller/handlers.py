@@ -5,34 +5,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
-from mlpipeline.controller.cache import (
-    JOBS,
-    PODS,
-    RAYJOBS,
-    ClusterCache,
-    noticed,
-    owner_key,
-    pack,
-    run_key,
-    trim_job,
-    trim_pipeline,
-    trim_pod,
-    trim_rayjob,
-    without_status,
-)
+from mlpipeline.controller.cache import ClusterCache, noticed, without_status
 from mlpipeline.controller.leader import LeaderElection
 from mlpipeline.controller.reconciler import Reconciler
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.kube.client import Kube, load_config
+from mlpipeline.kube.informer import exact_namespace, pack
 from mlpipeline.kube.jobs import OperatorSettings, parse_selector
-from mlpipeline.protocol import PIPELINE_LABEL
 
 log = logging.getLogger("mlpipeline.operator")
 _state: dict[str, Reconciler] = {}
@@ -61,10 +46,8 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.posting.enabled = False  # our Events are posted explicitly, one per transition
     settings.execution.max_workers = 2  # handlers only enqueue (Reconciler.pool reconciles)
-    for plural in ("jobs", "pods", "rayjobs"):  # filtered by the API server, not after the transfer
-        settings.watching.label_selectors[plural] = PIPELINE_LABEL
     # A namespaced install has no cluster-wide RBAC: no scanning for namespaces or CRDs.
-    settings.scanning.disabled = bool(_watched) and not any(c in _watched[0] for c in "*?!,")
+    settings.scanning.disabled = bool(_watched) and exact_namespace(_watched[0]) is not None
     load_config()
     kube, operator_settings = Kube(), settings_from_env()
     serving = ServingReconciler(
@@ -73,66 +56,27 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         os.environ.get("MLP_PROMETHEUS_URL") or None,
         os.environ.get("MLP_PROMETHEUS_VERSION_LABEL", "mlpipeline_dev_model_version"),
     )
-    _state["reconciler"] = Reconciler(kube, operator_settings, ClusterCache(), serving)
-
-
-# Indices: what reconciliations read, kept by the watch streams (see controller/cache.py). kopf
-# fills every index from its initial list before it calls any other handler. Each also notes in the
-# object's memo whether this event changed anything the operator reads ("news").
-@kopf.index(GROUP, VERSION, PLURAL)
-async def pipelines_by_name(
-    namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> Any:
-    trimmed = trim_pipeline(body)
-    memo["news"] = noticed(memo, pack(without_status(trimmed)))
-    return {(namespace, name): pack(trimmed)}
-
-
-def _owned(trim: Callable[[kopf.Body], dict[str, Any]], key: Callable[..., tuple[str, ...]]) -> Any:
-    async def index(
-        namespace: str | None, labels: Mapping[str, str], body: kopf.Body, memo: kopf.Memo, **_: Any
-    ) -> Any:
-        packed = pack(trim(body))
-        memo["news"] = noticed(memo, packed)
-        return {key(namespace, labels): packed}
-
-    return index
-
-
-OWNED = {PIPELINE_LABEL: kopf.PRESENT}
-jobs_by_pipeline = kopf.index("batch", "v1", "jobs", labels=OWNED, id=JOBS)(_owned(trim_job, owner_key))
-rayjobs_by_pipeline = kopf.index("ray.io", "v1", "rayjobs", labels=OWNED, id=RAYJOBS)(
-    _owned(trim_rayjob, owner_key)
-)
-pods_by_run = kopf.index("", "v1", "pods", labels=OWNED, id=PODS)(_owned(trim_pod, run_key))
+    cache = ClusterCache()
+    _state["reconciler"] = reconciling = Reconciler(kube, operator_settings, cache, serving)
+    cache.watch(kube, _watched[0] if _watched else None, reconciling.enqueue)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def pipeline_event(
-    type: str, name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+    type: str, name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
+    """A pipeline changed (or was listed at start): it is reconciled, unless the change is only our
+    own status write coming back. Its Jobs, RayJobs and pods are not kopf's to watch: see
+    kube/informer.py."""
     assert namespace is not None  # MLPipeline is namespaced
-    cache = reconciler().cache
-    cache.attach(kwargs)
     if type == "DELETED":
         reconciler().forget(namespace, name)
         return
-    if not memo.get("news", True) and cache.is_our_status(namespace, name, body.get("status")):
-        return  # our own status write coming back
+    cache = reconciler().cache
+    news = noticed(memo, pack(without_status(cache.put_pipeline(body))))
+    if not news and cache.is_our_status(namespace, name, body.get("status")):
+        return
     reconciler().enqueue(namespace, name)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-@kopf.on.event("ray.io", "v1", "rayjobs", labels=OWNED)  # KubeRay's, watched once its CRD exists
-@kopf.on.event("", "v1", "pods", labels=OWNED)
-async def owned_event(
-    type: str, namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **kwargs: Any
-) -> None:
-    """A Job, RayJob or pod changed: its pipeline is reconciled, unless nothing it reads changed."""
-    assert namespace is not None
-    reconciler().cache.attach(kwargs)
-    if type == "DELETED" or memo.get("news", True):
-        reconciler().enqueue(namespace, labels[PIPELINE_LABEL])
 
 
 def lead() -> LeaderElection | None:

@@ -146,6 +146,7 @@ class Reconciler:
                 self.dirty.discard(key)
 
     def _reconcile_once(self, namespace: str, name: str) -> None:
+        self.cache.wait_synced()  # never act on a partial view: a Job not listed yet is not missing
         started = time.monotonic()
         result = "ok"
         key = (namespace, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +92,29 @@ class Kube:
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)
         return json.loads(response.data or b"{}")
+
+    def watch(self, path: str, query: list[tuple[str, str]], read_timeout: float) -> Iterator[dict[str, Any]]:
+        """The events of a watch request, one JSON object per line, until the server ends it."""
+        serialized = self.api.param_serialize(
+            "GET",
+            path,
+            query_params=[*query, ("watch", "true")],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*serialized, _request_timeout=(10, read_timeout))
+        if not 200 <= response.status < 300:
+            response.read()  # type: ignore[no-untyped-call]
+            raise ApiException(http_resp=response)
+        stream, rest = response.response, b""
+        try:
+            for chunk in stream.stream(65536):
+                *lines, rest = (rest + chunk).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            stream.release_conn()
 
     def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply: creates or updates, owning only the fields the operator sets."""
