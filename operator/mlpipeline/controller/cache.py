@@ -133,7 +133,9 @@ class ClusterCache:
         self.created: dict[tuple[str, str], dict[str, Body]] = {}  # Jobs and RayJobs we created, by name
         self.statuses: dict[tuple[str, str], int] = {}  # digest of the status we last wrote
 
-    def watch(self, kube: Kube, namespaces: str | None, changed: Callable[[str, str], None]) -> None:
+    def watch(
+        self, kube: Kube, namespaces: str | None, changed: Callable[[str, str], None], watch_seconds: int = 60
+    ) -> None:
         """Starts the informers of the owned objects (of the namespaces matching a pattern, or of
         all: as the operator's --namespace): ``changed`` is
         called with a pipeline's namespace and name when something it owns changed."""
@@ -146,6 +148,7 @@ class ClusterCache:
                 namespaces=namespaces,
                 selector=PIPELINE_LABEL,
                 optional=plural == "rayjobs",
+                watch_seconds=watch_seconds,
             )
             self.informers.append(informer.start())
 

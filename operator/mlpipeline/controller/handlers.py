@@ -1,5 +1,6 @@
-"""kopf handlers: every watched change of a pipeline, its Jobs or its pods leads to one reconciliation.
-No business logic here (see engine/reconcile.py)."""
+"""kopf handlers: every watched change of a pipeline (here) or of its Jobs, RayJobs and pods (the
+informers started here, kube/informer.py) leads to one reconciliation. No business logic here (see
+engine/reconcile.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from mlpipeline.kube.jobs import OperatorSettings, parse_selector
 
 log = logging.getLogger("mlpipeline.operator")
 _state: dict[str, Reconciler] = {}
-_watched: list[str] = []  # the one namespace of a namespaced install; empty: cluster-wide
+_watched: list[str] = []  # the namespace (or pattern) given to the operator; empty: all
 
 
 def settings_from_env() -> OperatorSettings:
@@ -58,7 +59,9 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     cache = ClusterCache()
     _state["reconciler"] = reconciling = Reconciler(kube, operator_settings, cache, serving)
-    cache.watch(kube, _watched[0] if _watched else None, reconciling.enqueue)
+    cache.watch(
+        kube, _watched[0] if _watched else None, reconciling.enqueue, settings.watching.server_timeout
+    )
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

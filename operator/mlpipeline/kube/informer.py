@@ -191,7 +191,7 @@ class Informer:
 
     def _failed(self, why: str) -> None:
         self.failures += 1
-        pause = min(2.0 ** min(self.failures, 6), 60.0)
+        pause = min(2.0 ** (self.failures - 1), 30.0)
         log.warning(
             "%s: list/watch failed (%d in a row), again in %.0f s: %s",
             self.resource.plural,
