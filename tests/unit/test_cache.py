@@ -18,6 +18,7 @@ from mlpipeline.controller.cache import (
     trim_pod,
     without_status,
 )
+from mlpipeline.kube.client import resource_of
 from mlpipeline.kube.informer import Store, exact_namespace, in_namespaces, pack
 from mlpipeline.kube.observe import observe_job
 
@@ -246,3 +247,13 @@ def test_namespace_patterns_read_as_the_operators_namespace_option() -> None:
     assert in_namespaces("otherapp-pr-123", "!*-pr-*, *pr-123"), "a leading exclusion implies *"
     assert exact_namespace("team-a") == "team-a" and exact_namespace("t-*") is None
     assert exact_namespace("a,b") is None and exact_namespace(None) is None
+
+
+def test_the_request_counter_names_the_resource_of_every_path_the_operator_asks() -> None:
+    """bench/scale reports the operator's requests by resource: the informers' lists across all
+    namespaces must count as lists of their resource, not as discovery."""
+    assert resource_of("/apis/batch/v1/namespaces/ns/jobs/iris-r1-tune") == "jobs"
+    assert resource_of("/apis/mlpipeline.dev/v1alpha1/namespaces/ns/mlpipelines/iris/status") == "mlpipelines"
+    assert resource_of("/api/v1/pods") == "pods" and resource_of("/apis/batch/v1/jobs") == "jobs"
+    assert resource_of("/api/v1/namespaces/ns/events") == "events"
+    assert resource_of("/apis/ray.io/v1") == "discovery" and resource_of("/api/v1") == "discovery"

@@ -185,9 +185,11 @@ class Kube:
 
 
 def resource_of(path: str) -> str:
-    """The resource a request path names: /apis/g/v/namespaces/ns/jobs/x/status -> jobs."""
+    """The resource a request path names: /apis/g/v/namespaces/ns/jobs/x/status -> jobs, /api/v1/pods
+    (a list across namespaces) -> pods, /apis/g/v -> discovery."""
     parts = path.strip("/").split("/")
     if "namespaces" not in parts:
-        return "discovery"
+        rest = parts[2:] if parts[0] == "api" else parts[3:]
+        return rest[0] if rest else "discovery"
     rest = parts[parts.index("namespaces") + 2 :]
     return rest[0] if rest else "namespaces"
