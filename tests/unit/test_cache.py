@@ -6,8 +6,10 @@ tests/cluster/test_informer.py.)"""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from mlpipeline.controller.cache import (
     ClusterCache,
     noticed,
@@ -19,7 +21,7 @@ from mlpipeline.controller.cache import (
     without_status,
 )
 from mlpipeline.kube.client import resource_of
-from mlpipeline.kube.informer import Store, exact_namespace, in_namespaces, pack
+from mlpipeline.kube.informer import Store, exact_namespace, in_namespaces, message_of, pack
 from mlpipeline.kube.observe import observe_job
 
 LABELS = {"mlpipeline.dev/pipeline": "iris", "mlpipeline.dev/run": "r1", "mlpipeline.dev/step": "tune"}
@@ -257,3 +259,24 @@ def test_the_request_counter_names_the_resource_of_every_path_the_operator_asks(
     assert resource_of("/api/v1/pods") == "pods" and resource_of("/apis/batch/v1/jobs") == "jobs"
     assert resource_of("/api/v1/namespaces/ns/events") == "events"
     assert resource_of("/apis/ray.io/v1") == "discovery" and resource_of("/api/v1") == "discovery"
+
+
+def test_the_deletion_of_a_pipeline_does_not_drop_one_of_the_same_name_created_since() -> None:
+    """kopf handles each object on its own: a recreated pipeline's first event can come before the
+    old one's DELETED."""
+    cache = ClusterCache()
+    old, new = pipeline("5"), pipeline("9")
+    old["metadata"]["uid"], new["metadata"]["uid"] = "uid-old", "uid-new"
+    cache.put_pipeline(new)
+    assert not cache.drop_pipeline("ns", "iris", "uid-old"), "the old one's DELETED leaves the new one"
+    assert cache.pipeline("ns", "iris") is not None
+    assert cache.drop_pipeline("ns", "iris", "uid-new") and cache.drop_pipeline("other", "iris", "uid-x")
+
+
+def test_an_error_is_logged_with_the_api_servers_message() -> None:
+    refused = ApiException(status=403, reason="Forbidden")
+    refused.body = json.dumps({"kind": "Status", "message": 'cannot list resource "jobs"', "code": 403})
+    assert message_of(refused) == 'cannot list resource "jobs"'
+    garbled = ApiException(status=502, reason="Bad Gateway")
+    garbled.body = "<html>" + "x" * 1000
+    assert message_of(garbled).startswith("<html>") and len(message_of(garbled)) == 300

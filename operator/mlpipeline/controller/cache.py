@@ -134,10 +134,16 @@ class ClusterCache:
         self.statuses: dict[tuple[str, str], int] = {}  # digest of the status we last wrote
 
     def watch(
-        self, kube: Kube, namespaces: str | None, changed: Callable[[str, str], None], watch_seconds: int = 60
+        self,
+        kube: Kube,
+        namespaces: str | None,
+        changed: Callable[[str, str], None],
+        watch_seconds: int = 60,
+        refused: Callable[[str], None] = lambda why: None,
     ) -> None:
         """Starts the informers of the owned objects (of the namespaces matching a pattern, or of
-        all: as the operator's --namespace): ``changed`` is
+        all: as the operator's --namespace): ``refused`` is called when a first list is refused for
+        good (RBAC), ``changed`` is
         called with a pipeline's namespace and name when something it owns changed."""
         for plural, (resource, _, _) in OWNED.items():
             informer = Informer(
@@ -149,6 +155,7 @@ class ClusterCache:
                 selector=PIPELINE_LABEL,
                 optional=plural == "rayjobs",
                 watch_seconds=watch_seconds,
+                refused=refused,
             )
             self.informers.append(informer.start())
 
@@ -212,6 +219,15 @@ class ClusterCache:
             self.created.setdefault((meta["namespace"], meta["labels"][PIPELINE_LABEL]), {})[meta["name"]] = (
                 trimmed
             )
+
+    def drop_pipeline(self, namespace: str, name: str, uid: str | None) -> bool:
+        """A pipeline's DELETED event: whether it was the one stored (not a pipeline of the same name
+        created since, whose events may come first: kopf handles each object on its own)."""
+        with self.lock:
+            packed = self.pipelines.get((namespace, name))
+            if packed is not None and uid and json.loads(packed)["metadata"].get("uid") not in (uid, None):
+                return False
+        return True
 
     def forget(self, namespace: str, name: str) -> None:
         """A pipeline deleted: nothing of it is kept (its Jobs and pods go with it, by their owner

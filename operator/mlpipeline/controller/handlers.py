@@ -60,8 +60,18 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     cache = ClusterCache()
     _state["reconciler"] = reconciling = Reconciler(kube, operator_settings, cache, serving)
     cache.watch(
-        kube, _watched[0] if _watched else None, reconciling.enqueue, settings.watching.server_timeout
+        kube,
+        _watched[0] if _watched else None,
+        reconciling.enqueue,
+        settings.watching.server_timeout or 60,
+        refused,
     )
+
+
+def refused(why: str) -> None:
+    log.error("the API server refuses a list the operator needs (its RBAC?), exiting: %s", why)
+    logging.shutdown()
+    os._exit(1)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -72,10 +82,11 @@ async def pipeline_event(
     own status write coming back. Its Jobs, RayJobs and pods are not kopf's to watch: see
     kube/informer.py."""
     assert namespace is not None  # MLPipeline is namespaced
-    if type == "DELETED":
-        reconciler().forget(namespace, name)
-        return
     cache = reconciler().cache
+    if type == "DELETED":
+        if cache.drop_pipeline(namespace, name, body.get("metadata", {}).get("uid")):
+            reconciler().forget(namespace, name)
+        return
     news = noticed(memo, pack(without_status(cache.put_pipeline(body))))
     if not news and cache.is_our_status(namespace, name, body.get("status")):
         return

@@ -1,5 +1,5 @@
 """Which earlier runs' step Jobs go: a pipeline that retrains on a schedule would otherwise keep
-every run's Jobs and pods in the cluster (and in the operator's indices) forever."""
+every run's Jobs and pods in the cluster (and in the operator's memory) forever."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         API_REQUESTS.labels(method, resource_of(path)).inc()
-        response = self.api.call_api(*serialized)
+        response = self.api.call_api(*serialized, _request_timeout=(10, 120))  # never hang for good
         response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)

@@ -130,6 +130,14 @@ class Store:
         return self.replace([])
 
 
+def message_of(exc: ApiException) -> str:
+    """The API server's message in an error response (its Status object), else the body's start."""
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.body or "")[:300]
+
+
 class Gone(Exception):
     """The watch's resource version is too old (410): list again."""
 
@@ -139,7 +147,8 @@ class Informer:
     called with the key of every object that changed after the first list (not for the objects of
     the first list: the operator's start reconciles every pipeline anyway). ``optional``: a resource
     whose API may be absent (a CRD not installed): counted as synced and empty until it appears.
-    ``namespaces``: one namespace, a pattern of them (see in_namespaces), or None for all."""
+    ``namespaces``: one namespace, a pattern of them (see in_namespaces), or None for all.
+    ``refused``: called when the first list is refused (401, 403) ``refusals`` times in a row."""
 
     def __init__(
         self,
@@ -152,11 +161,15 @@ class Informer:
         optional: bool = False,
         watch_seconds: int = 60,
         absent_retry: float = 10.0,
+        refused: Callable[[str], None] = lambda why: None,
+        refusals: int = 6,
     ):
         self.kube, self.resource, self.store, self.changed = kube, resource, store, changed
         self.namespaces, self.selector, self.optional = namespaces, selector, optional
         self.namespace = exact_namespace(namespaces)  # else watched cluster-wide, and filtered
-        self.watch_seconds, self.absent_retry = watch_seconds, absent_retry
+        self.watch_seconds, self.absent_retry = max(watch_seconds, 1), absent_retry
+        self.refused, self.refusals = refused, refusals
+        self.version: str | None = None  # the last resourceVersion seen: a broken watch resumes there
         self.synced = threading.Event()
         self.failures = 0  # in a row
         self.stopped = threading.Event()
@@ -169,27 +182,28 @@ class Informer:
         self.stopped.set()
 
     def _run(self) -> None:
+        version: str | None = None  # None: list (again) before watching
         while not self.stopped.is_set():
             try:
-                version = self._list()
+                if version is None:
+                    version = self._list()
+                version = self._watch(version)
                 self.failures = 0
-                while not self.stopped.is_set():
-                    version = self._watch(version)
             except Gone:
-                continue
+                version = None
             except ApiException as exc:
-                if exc.status == 410:
-                    continue
+                version = None if exc.status in (404, 410) else self.version
                 if exc.status == 404 and self.optional:
                     self._notify(self.store.clear())
                     self.synced.set()
                     self.stopped.wait(self.absent_retry)
-                    continue
-                self._failed(f"{exc.status} {exc.reason}: {(exc.body or '')[:300]!r}")
-            except Exception as exc:  # a dropped connection, a timeout: list again after a pause
-                self._failed(repr(exc))
+                elif exc.status != 410:
+                    self._failed(exc.status, f"{exc.status} {exc.reason}: {message_of(exc)}")
+            except Exception as exc:  # a dropped connection, a timeout: watch again from where it was
+                version = self.version
+                self._failed(None, repr(exc))
 
-    def _failed(self, why: str) -> None:
+    def _failed(self, status: int | None, why: str) -> None:
         self.failures += 1
         pause = min(2.0 ** (self.failures - 1), 30.0)
         log.warning(
@@ -199,6 +213,10 @@ class Informer:
             pause,
             why,
         )
+        if status in (401, 403) and not self.synced.is_set() and self.failures >= self.refusals:
+            # Nothing is reconciled before the first list: refused for good (RBAC), the operator
+            # must not live on without it (its pod restarts, and says why in its log).
+            self.refused(f"{self.resource.plural}: {why}")
         self.stopped.wait(pause)
 
     def _query(self) -> list[tuple[str, str]]:
@@ -220,6 +238,7 @@ class Informer:
             self._notify(changed)
         self.synced.set()
         version: str = page["metadata"]["resourceVersion"]
+        self.version = version
         return version
 
     def _watch(self, version: str) -> str:
@@ -235,7 +254,7 @@ class Informer:
                 if obj.get("code") == 410:
                     raise Gone()
                 raise RuntimeError(f"watch error: {obj.get('message')}")
-            version = obj.get("metadata", {}).get("resourceVersion") or version
+            version = self.version = obj.get("metadata", {}).get("resourceVersion") or version
             if kind == "BOOKMARK" or not self._watched(obj):
                 continue
             key = self.store.remove(obj) if kind == "DELETED" else self.store.put(obj)
