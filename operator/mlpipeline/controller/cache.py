@@ -142,9 +142,8 @@ class ClusterCache:
         refused: Callable[[str], None] = lambda why: None,
     ) -> None:
         """Starts the informers of the owned objects (of the namespaces matching a pattern, or of
-        all: as the operator's --namespace): ``refused`` is called when a first list is refused for
-        good (RBAC), ``changed`` is
-        called with a pipeline's namespace and name when something it owns changed."""
+        all: as the operator's --namespace). ``changed`` is called with a pipeline's namespace and
+        name when something it owns changed; ``refused`` when a first list is refused for good (RBAC)."""
         for plural, (resource, _, _) in OWNED.items():
             informer = Informer(
                 kube,

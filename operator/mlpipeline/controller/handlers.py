@@ -69,9 +69,14 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 def refused(why: str) -> None:
-    log.error("the API server refuses a list the operator needs (its RBAC?), exiting: %s", why)
+    exit_process(1, f"the API server refuses a list the operator needs (its RBAC?), exiting: {why}")
+
+
+def exit_process(code: int, message: str) -> None:
+    """Ends the process at once (kopf's loop and the reconcilers' threads with it), after the log."""
+    log.log(logging.ERROR if code else logging.INFO, message)
     logging.shutdown()
-    os._exit(1)
+    os._exit(code)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -108,8 +113,7 @@ def lead() -> LeaderElection | None:
     election.acquire()
 
     def lost() -> None:
-        log.error("lost the Lease: exiting, so that only one replica acts")
-        os._exit(1)
+        exit_process(1, "lost the Lease: exiting, so that only one replica acts")
 
     election.keep(lost)
     return election
@@ -142,6 +146,4 @@ def run_operator(namespace: str | None = None) -> None:
         # kopf stops for good when one of its watch streams fails (e.g. a CRD deleted while
         # watched): exit, so that the pod restarts on a fresh discovery of the cluster, instead of
         # living on with reconciliation threads and timers but no watch.
-        log.info("operator stopped (exit %d)", code)
-        logging.shutdown()
-        os._exit(code)
+        exit_process(code, f"operator stopped (exit {code})")

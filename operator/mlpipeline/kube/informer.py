@@ -79,6 +79,10 @@ class Store:
         self.items: dict[Key, dict[str, str]] = {}  # key -> name -> packed
         self.where: dict[tuple[str, str], Key] = {}  # (namespace, name) -> key
 
+    @staticmethod
+    def _ident(body: Mapping[str, Any]) -> tuple[str, str]:
+        return (body["metadata"].get("namespace") or "", body["metadata"]["name"])
+
     def get(self, key: Key) -> list[Body]:
         with self.lock:
             packed = list(self.items.get(key, {}).values())
@@ -86,9 +90,7 @@ class Store:
 
     def put(self, body: Mapping[str, Any]) -> Key | None:
         """Stores an object; returns its key when what the operator reads of it changed."""
-        meta = body["metadata"]
-        ident = (meta.get("namespace") or "", meta["name"])
-        key, packed = self.key(body), pack(self.trim(body))
+        ident, key, packed = self._ident(body), self.key(body), pack(self.trim(body))
         with self.lock:
             old = self.where.get(ident)
             if old == key and self.items[key].get(ident[1]) == packed:
@@ -100,8 +102,7 @@ class Store:
         return key
 
     def remove(self, body: Mapping[str, Any]) -> Key | None:
-        meta = body["metadata"]
-        ident = (meta.get("namespace") or "", meta["name"])
+        ident = self._ident(body)
         with self.lock:
             key = self.where.get(ident)
             if key is not None:
@@ -119,7 +120,7 @@ class Store:
         """Makes the store hold exactly these objects (a list's result); returns the keys whose
         objects changed, appeared or went."""
         changed = {k for b in bodies if (k := self.put(b)) is not None}
-        listed = {(b["metadata"].get("namespace") or "", b["metadata"]["name"]) for b in bodies}
+        listed = {self._ident(b) for b in bodies}
         with self.lock:
             gone = [(ident, key) for ident, key in self.where.items() if ident not in listed]
             for ident, key in gone:
@@ -169,7 +170,8 @@ class Informer:
         self.namespace = exact_namespace(namespaces)  # else watched cluster-wide, and filtered
         self.watch_seconds, self.absent_retry = max(watch_seconds, 1), absent_retry
         self.refused, self.refusals = refused, refusals
-        self.version: str | None = None  # the last resourceVersion seen: a broken watch resumes there
+        # the last resourceVersion seen: a broken watch resumes there; None: list (again) first
+        self.version: str | None = None
         self.synced = threading.Event()
         self.failures = 0  # in a row
         self.stopped = threading.Event()
@@ -182,17 +184,17 @@ class Informer:
         self.stopped.set()
 
     def _run(self) -> None:
-        version: str | None = None  # None: list (again) before watching
         while not self.stopped.is_set():
             try:
-                if version is None:
-                    version = self._list()
-                version = self._watch(version)
+                if self.version is None:
+                    self._list()
+                self._watch()
                 self.failures = 0
             except Gone:
-                version = None
+                self.version = None
             except ApiException as exc:
-                version = None if exc.status in (404, 410) else self.version
+                if exc.status in (404, 410):
+                    self.version = None
                 if exc.status == 404 and self.optional:
                     self._notify(self.store.clear())
                     self.synced.set()
@@ -200,7 +202,6 @@ class Informer:
                 elif exc.status != 410:
                     self._failed(exc.status, f"{exc.status} {exc.reason}: {message_of(exc)}")
             except Exception as exc:  # a dropped connection, a timeout: watch again from where it was
-                version = self.version
                 self._failed(None, repr(exc))
 
     def _failed(self, status: int | None, why: str) -> None:
@@ -222,7 +223,7 @@ class Informer:
     def _query(self) -> list[tuple[str, str]]:
         return [("labelSelector", self.selector)] if self.selector else []
 
-    def _list(self) -> str:
+    def _list(self) -> None:
         items: list[Body] = []
         token = ""
         while True:
@@ -237,14 +238,12 @@ class Informer:
         if self.synced.is_set():
             self._notify(changed)
         self.synced.set()
-        version: str = page["metadata"]["resourceVersion"]
-        self.version = version
-        return version
+        self.version = page["metadata"]["resourceVersion"]
 
-    def _watch(self, version: str) -> str:
+    def _watch(self) -> None:
         query = [
             *self._query(),
-            ("resourceVersion", version),
+            ("resourceVersion", self.version or ""),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(self.watch_seconds)),
         ]
@@ -254,7 +253,7 @@ class Informer:
                 if obj.get("code") == 410:
                     raise Gone()
                 raise RuntimeError(f"watch error: {obj.get('message')}")
-            version = self.version = obj.get("metadata", {}).get("resourceVersion") or version
+            self.version = obj.get("metadata", {}).get("resourceVersion") or self.version
             if kind == "BOOKMARK" or not self._watched(obj):
                 continue
             key = self.store.remove(obj) if kind == "DELETED" else self.store.put(obj)
@@ -262,7 +261,6 @@ class Informer:
                 self._notify({key})
             if self.stopped.is_set():
                 break
-        return version
 
     def _watched(self, obj: Mapping[str, Any]) -> bool:
         return self.namespace is not None or in_namespaces(
