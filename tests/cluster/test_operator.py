@@ -244,6 +244,14 @@ def test_invalid_manifests_are_refused_with_the_field_path(cluster: Any, namespa
         ),
         (manifest(evaluate={"metric": "accuracy"}), r"spec\.evaluate.*set min, max or both"),
         (manifest(train__tune__trails=3), r"unknown field \"spec\.train\.tune\.trails\""),
+        (
+            manifest(train__tune__executor="inline", train__distributed={"workers": 1}),
+            r"spec\.train\.tune.*executor inline runs one trial at a time",
+        ),
+        (
+            manifest(train__tune__executor="inline", train__distributed={"workers": 1}),
+            r"spec\.train: .*tune\.executor inline runs in the tune pod",
+        ),
     ]
     for document, expected in cases:
         result = kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(document), check=False)

@@ -145,3 +145,13 @@ def test_max_concurrent_is_bounded_by_trials_except_for_a_grid() -> None:
     doc = example("iris")
     doc["spec"]["train"]["tune"].update(trials=2, maxConcurrent=4)
     assert "must not exceed trials" in errors_of(doc)["spec.train.tune"]
+
+
+def test_inline_trials_refuse_what_only_ray_does() -> None:
+    doc = example("iris")  # maxConcurrent: 2
+    doc["spec"]["train"]["tune"]["executor"] = "inline"
+    assert "maxConcurrent needs executor ray or auto" in errors_of(doc)["spec.train.tune"]
+    del doc["spec"]["train"]["tune"]["maxConcurrent"]
+    parse_manifest(doc)
+    doc["spec"]["train"]["distributed"] = {"workers": 2}
+    assert "train.distributed needs executor ray or auto" in errors_of(doc)["spec.train"]

@@ -261,6 +261,12 @@ class Scheduler(StrEnum):
     asha = "asha"
 
 
+class Executor(StrEnum):
+    auto = "auto"
+    ray = "ray"
+    inline = "inline"
+
+
 class Mode(StrEnum):
     max = "max"
     min = "min"
@@ -269,6 +275,10 @@ class Mode(StrEnum):
 CLASSIFICATION_METRICS = {"accuracy": "max", "f1_macro": "max", "roc_auc": "max", "log_loss": "min"}
 REGRESSION_METRICS = {"r2": "max", "rmse": "min", "mae": "min"}
 METRICS = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}
+
+
+INLINE_SERIAL = "executor inline runs one trial at a time: maxConcurrent needs executor ray or auto"
+INLINE_LOCAL = "tune.executor inline runs in the tune pod: train.distributed needs executor ray or auto"
 
 
 class TuneSpec(Model):
@@ -287,6 +297,10 @@ class TuneSpec(Model):
                     "!has(self.maxConcurrent) || self.maxConcurrent <= self.trials"
                     " || (has(self.algorithm) && self.algorithm == 'grid')",
                     "maxConcurrent must not exceed trials",
+                ),
+                cel(
+                    "!has(self.maxConcurrent) || !has(self.executor) || self.executor != 'inline'",
+                    INLINE_SERIAL,
                 ),
             ]
         }
@@ -308,7 +322,16 @@ class TuneSpec(Model):
         description="Number of trials (random, bayesian); for grid, repetitions of the grid.",
     )
     max_concurrent: int | None = Field(
-        default=None, ge=1, le=256, description="Trials running at once; unset: as many as fit."
+        default=None, ge=1, le=256, description="Trials running at once on Ray; unset: as many as fit."
+    )
+    executor: Executor = Field(
+        default=Executor.auto,
+        description="Where trials run. ray: each trial in a Ray actor, as many at once as the "
+        "resources allow, across nodes when train.distributed is set. inline: one after another in "
+        "the tune step's own process, with the same search algorithms and ASHA from Ray Tune but no "
+        "Ray processes: for small searches, where Ray's start-up (about 10 s) costs more than "
+        "parallel trials save. auto: inline for families trained by folds (not torch_*) on at most "
+        "10,000 train rows without GPUs or train.distributed; else ray.",
     )
     metric: str = Field(
         default="accuracy",
@@ -342,6 +365,8 @@ class TuneSpec(Model):
         grid = self.algorithm == Algorithm.grid.value  # trials repeat the grid: its points run at once
         if self.max_concurrent is not None and self.max_concurrent > self.trials and not grid:
             raise ValueError("maxConcurrent must not exceed trials")
+        if self.max_concurrent is not None and self.executor == Executor.inline.value:
+            raise ValueError(INLINE_SERIAL)
         return self
 
     @property
@@ -430,7 +455,11 @@ class TrainSpec(Model):
                 cel(
                     "self.task != 'regression' || !(self.model in ['logistic_regression'])",
                     "logistic_regression is a classification model",
-                )
+                ),
+                cel(
+                    "!has(self.distributed) || !has(self.tune.executor) || self.tune.executor != 'inline'",
+                    INLINE_LOCAL,
+                ),
             ]
         }
     )
@@ -468,6 +497,8 @@ class TrainSpec(Model):
 
     @model_validator(mode="after")
     def _model_fits_task(self) -> TrainSpec:
+        if self.distributed is not None and self.tune.executor == Executor.inline.value:
+            raise ValueError(INLINE_LOCAL)
         if ":" in self.model:
             return self
         from mlpipeline.steps.estimators import builtin_models  # the registry is the truth

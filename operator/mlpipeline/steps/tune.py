@@ -1,7 +1,8 @@
 """Tune: hyperparameter search with Ray Tune. A trial of a scikit-learn family is a k-fold
 cross-validation that reports its running mean after each fold; a trial of a deep-learning family
 trains on 80 % of the train split and reports the score on the rest after each epoch, with a
-checkpoint. Either way ASHA can stop a poor trial before its end."""
+checkpoint. Either way ASHA can stop a poor trial before its end. Trials run as Ray actors, or
+inline (one after another in this process, steps/inline_trials.py) when the search is small."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from mlpipeline import store
-from mlpipeline.api.models import MLPipelineSpec
+from mlpipeline.api.models import Executor, MLPipelineSpec, TuneSpec
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 from mlpipeline.steps.dataset import Dataset
@@ -28,6 +30,8 @@ from mlpipeline.steps.metrics import score
 VALIDATION = 0.2
 """Share of the train split an epoch-wise trial holds out to score each epoch."""
 CHECKPOINT = "model.joblib"
+INLINE_MAX_ROWS = 10_000
+"""executor auto runs the trials of a family trained by folds inline up to this many train rows."""
 
 
 @dataclass(frozen=True)
@@ -47,16 +51,30 @@ class Trials:
         return build_estimator(self.task, self.model, config, self.seed, context)
 
 
-def trial(config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials) -> None:
+def trial(
+    config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials, report: Any
+) -> None:
+    """One trial; ``report(metrics, checkpoint_folder)`` after each fold or epoch."""
     if trials.by_epoch:
-        train_by_epoch(trials.estimator(config), features, target, trials)
+        train_by_epoch(trials.estimator(config), features, target, trials, report)
     else:
-        cross_validate(config, features, target, trials)
+        cross_validate(config, features, target, trials, report)
 
 
-def train_by_epoch(estimator: Any, features: np.ndarray, target: np.ndarray, trials: Trials) -> None:
-    import joblib
+def ray_trial(config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials) -> None:
+    """A trial as a Ray Tune function trainable."""
     from ray import tune
+
+    def report(metrics: dict[str, Any], folder: str | None) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+
+    trial(config, features, target, trials, report)
+
+
+def train_by_epoch(
+    estimator: Any, features: np.ndarray, target: np.ndarray, trials: Trials, report: Any
+) -> None:
+    import joblib
 
     fit_x, valid_x, fit_y, valid_y = train_test_split(
         features,
@@ -70,17 +88,17 @@ def train_by_epoch(estimator: Any, features: np.ndarray, target: np.ndarray, tri
     for epoch in estimator.epochs_fit(fit_x, fit_y):
         metrics = {metric: score(metric, estimator, valid_x, valid_y), "epoch": epoch}
         if epoch != last and epoch & (epoch - 1):
-            tune.report(metrics)
+            report(metrics, None)
             continue
         # a checkpoint where ASHA may stop the trial (its rungs: epochs 1, 2, 4, 8, ...) and at the end
         with tempfile.TemporaryDirectory() as folder:
             joblib.dump(estimator, os.path.join(folder, CHECKPOINT))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            report(metrics, folder)
 
 
-def cross_validate(config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials) -> None:
-    from ray import tune
-
+def cross_validate(
+    config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials, report: Any
+) -> None:
     splitter = (
         StratifiedKFold(trials.folds, shuffle=True, random_state=trials.seed)
         if trials.task == "classification"
@@ -91,23 +109,80 @@ def cross_validate(config: dict[str, Any], features: np.ndarray, target: np.ndar
         estimator = trials.estimator(config)
         estimator.fit(features[train_idx], target[train_idx])
         scores.append(score(trials.metric, estimator, features[valid_idx], target[valid_idx]))
-        tune.report({trials.metric: float(np.mean(scores)), "fold": fold})
+        report({trials.metric: float(np.mean(scores)), "fold": fold}, None)
 
 
 def best_trial(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
     """The best trial among those that ran to the end: a trial stopped early after a lucky first
-    fold or epoch must not win against complete ones."""
-    complete = [t for t in trials if not t["stoppedEarly"]] or trials
+    fold or epoch must not win against complete ones. StepError when every trial failed."""
+    ok = [t for t in trials if "error" not in t]
+    if not ok:
+        raise StepError(f"every trial failed; first error: {trials[0]['error']}")
+    complete = [t for t in ok if not t["stoppedEarly"]] or ok
     pick = max if mode == "max" else min
     return pick(complete, key=lambda t: t[metric])
 
 
+def runs_inline(tune_spec: TuneSpec, by_epoch: bool, gpu: float, distributed: bool, rows: int) -> bool:
+    """executor inline, or auto on a small search: a family trained by folds on few rows, with no
+    GPU and no Ray cluster asked for (maxConcurrent is a limit: one at a time keeps it)."""
+    if tune_spec.executor != Executor.auto.value:
+        return tune_spec.executor == Executor.inline.value
+    small = not by_epoch and rows <= INLINE_MAX_ROWS
+    return small and not gpu and not distributed
+
+
+@dataclass(frozen=True)
+class Search:
+    """One tune step's search: what the executors share."""
+
+    spec: TuneSpec
+    seed: int
+    horizon: int
+    probe: Any
+    trials: Trials
+    out: str
+
+    @property
+    def unit(self) -> str:
+        return "epoch" if self.trials.by_epoch else "fold"
+
+    def record(
+        self,
+        trial_id: str | None,
+        config: dict[str, Any],
+        last: dict[str, Any],
+        curve: list[float],
+        seconds: float,
+    ) -> dict[str, Any]:
+        """A finished trial: its parameters, last score, how far it went and its learning curve."""
+        done = int(last.get(self.unit) or 0)
+        planned = (
+            int(config.get("epochs", self.probe.get_params().get("epochs", 0)))
+            if self.trials.by_epoch
+            else self.spec.folds
+        )
+        return {
+            "id": trial_id,
+            "config": config,
+            self.spec.metric: last.get(self.spec.metric),
+            f"{self.unit}s": done,
+            "stoppedEarly": done < planned,
+            "curve": curve,
+            "seconds": round(seconds, 3),
+        }
+
+    def best(self, trials: list[dict[str, Any]]) -> dict[str, Any]:
+        return best_trial(trials, self.spec.metric, self.spec.resolved_mode)
+
+    def keep_checkpoint(self, folder: str) -> None:
+        """The best trial's last checkpoint, copied to the artifact store: the evaluation gate
+        scores this network instead of training another."""
+        with open(os.path.join(folder, CHECKPOINT), "rb") as f:
+            artifacts.write_bytes(artifacts.join(self.out, CHECKPOINT), f.read())
+
+
 def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> dict[str, Any]:
-    import ray
-    from ray import tune
-
-    from mlpipeline.steps import search_space
-
     tune_spec = spec.train.tune
     dataset = Dataset.load(data_uri, preprocess_uri)
     features, target = dataset.split(data_uri, "train")
@@ -136,7 +211,99 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
             "or use spec.data.format images"
         )
     horizon = max_epochs(probe, tune_spec.search_space) if by_epoch else tune_spec.folds
+    trials_spec = Trials(task, model, tune_spec.metric, tune_spec.folds, spec.data.seed, context, by_epoch)
+    search = Search(tune_spec, spec.data.seed, horizon, probe, trials_spec, out)
     on_cluster = bool(os.environ.get("RAY_ADDRESS"))  # the driver of a RayJob (spec.train.distributed)
+    distributed = on_cluster or spec.train.distributed is not None
+    if runs_inline(tune_spec, by_epoch, gpu, distributed, len(target)):
+        if gpu and visible_device() == "cpu":
+            raise StepError(
+                f"spec.train.resources.gpu={gpu:g} per trial but this node exposes no GPU "
+                "(run locally with --cpu-only to train on the CPU)"
+            )
+        executor = "inline"
+        trials, best = search_inline(search, features, target)
+    else:
+        executor = "Ray"
+        trials, best = search_on_ray(search, features, target, cpu, gpu, on_cluster)
+    best_doc = {
+        "config": best["config"],
+        "checkpoint": artifacts.join(out, CHECKPOINT) if by_epoch else None,
+        "metric": tune_spec.metric,
+        "mode": tune_spec.resolved_mode,
+        "score": best[tune_spec.metric],
+    }
+    artifacts.write_json(artifacts.join(out, "trials.json"), trials)
+    artifacts.write_json(artifacts.join(out, "best.json"), best_doc)
+    stopped = sum(1 for t in trials if t.get("stoppedEarly"))
+    scored = "validation" if by_epoch else "cv"
+    return {
+        "summary": f"{len(trials)} trials ({stopped} stopped early, {executor}), best {scored} "
+        f"{tune_spec.metric}={best_doc['score']:.4f}",
+        "trials": len(trials),
+        "executor": executor.lower(),
+        "best": best_doc,
+    }
+
+
+def search_inline(
+    search: Search, features: np.ndarray, target: np.ndarray
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from mlpipeline.steps import search_space
+    from mlpipeline.steps.inline_trials import Proposals, run_trials
+
+    spec = search.spec
+    proposals = Proposals(
+        search_space.search_algorithm(spec, search.seed),
+        search_space.param_space(spec),
+        search_space.num_samples(spec),
+        search.seed,
+        spec.metric,
+        spec.resolved_mode,
+    )
+
+    def trainable(config: dict[str, Any], report: Any) -> None:
+        trial(config, features, target, search.trials, report)
+
+    with tempfile.TemporaryDirectory(prefix="mlp-trials-") as folder:
+        done = run_trials(
+            trainable,
+            proposals,
+            search_space.scheduler(spec, search.horizon),
+            spec.metric,
+            spec.resolved_mode,
+            Path(folder),
+        )
+        trials = [
+            {"config": t.config, "error": t.error[:500]}
+            if t.error
+            else search.record(
+                t.trial_id,
+                t.config,
+                t.results[-1] if t.results else {},
+                [float(r[spec.metric]) for r in t.results],
+                t.seconds,
+            )
+            for t in done
+        ]
+        best = search.best(trials)
+        if search.trials.by_epoch:
+            checkpoint = next(t.checkpoint for t in done if t.trial_id == best["id"])
+            if checkpoint is None:
+                raise StepError("the best trial left no checkpoint")
+            search.keep_checkpoint(str(checkpoint))
+    return trials, best
+
+
+def search_on_ray(
+    search: Search, features: np.ndarray, target: np.ndarray, cpu: float, gpu: float, on_cluster: bool
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    import ray
+    from ray import tune
+
+    from mlpipeline.steps import search_space
+
+    spec = search.spec
     if on_cluster:
         ray.init(address="auto", log_to_driver=False, configure_logging=False)
     else:
@@ -157,27 +324,20 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
                 "(run locally with --cpu-only to train on the CPU)"
             )
         trainable = tune.with_resources(
-            tune.with_parameters(
-                trial,
-                features=features,
-                target=target,
-                trials=Trials(
-                    task, model, tune_spec.metric, tune_spec.folds, spec.data.seed, context, by_epoch
-                ),
-            ),
+            tune.with_parameters(ray_trial, features=features, target=target, trials=search.trials),
             {"cpu": cpu, "gpu": gpu},
         )
-        with trial_storage(out, on_cluster) as (storage, filesystem):
+        with trial_storage(search.out, on_cluster) as (storage, filesystem):
             tuner = tune.Tuner(
                 trainable,
-                param_space=search_space.param_space(tune_spec),
+                param_space=search_space.param_space(spec),
                 tune_config=tune.TuneConfig(
-                    metric=tune_spec.metric,
-                    mode=tune_spec.resolved_mode,
-                    num_samples=search_space.num_samples(tune_spec),
-                    search_alg=search_space.search_algorithm(tune_spec, spec.data.seed),
-                    scheduler=search_space.scheduler(tune_spec, horizon),
-                    max_concurrent_trials=tune_spec.max_concurrent,
+                    metric=spec.metric,
+                    mode=spec.resolved_mode,
+                    num_samples=search_space.num_samples(spec),
+                    search_alg=search_space.search_algorithm(spec, search.seed),
+                    scheduler=search_space.scheduler(spec, search.horizon),
+                    max_concurrent_trials=spec.max_concurrent,
                     reuse_actors=True,  # a new actor per trial costs seconds of imports
                 ),
                 run_config=tune.RunConfig(
@@ -189,37 +349,24 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
                 ),
             )
             results = tuner.fit()
-            trials = []
-            for result in results:  # type: ignore[attr-defined]
-                if result.error is not None:
-                    trials.append({"config": result.config, "error": str(result.error)[:500]})
-                    continue
-                trials.append(trial_record(result, tune_spec.metric, by_epoch, tune_spec.folds, probe))
-            ok = [t for t in trials if "error" not in t]
-            if not ok:
-                raise StepError(f"every trial failed; first error: {trials[0]['error']}")
-            best = best_trial(ok, tune_spec.metric, tune_spec.resolved_mode)
-            if by_epoch:
-                keep_checkpoint(results, best, out)
+            trials = [
+                {"config": r.config, "error": str(r.error)[:500]}
+                if r.error is not None
+                else search.record(
+                    trial_id(r),
+                    r.config,
+                    r.metrics,
+                    curve(r, spec.metric),
+                    float(r.metrics.get("time_total_s") or 0.0),
+                )
+                for r in results  # type: ignore[attr-defined]
+            ]
+            best = search.best(trials)
+            if search.trials.by_epoch:
+                keep_ray_checkpoint(results, best, search)
     finally:
         ray.shutdown()
-    best_doc = {
-        "config": best["config"],
-        "checkpoint": artifacts.join(out, CHECKPOINT) if by_epoch else None,
-        "metric": tune_spec.metric,
-        "mode": tune_spec.resolved_mode,
-        "score": best[tune_spec.metric],
-    }
-    artifacts.write_json(artifacts.join(out, "trials.json"), trials)
-    artifacts.write_json(artifacts.join(out, "best.json"), best_doc)
-    stopped = sum(1 for t in ok if t["stoppedEarly"])
-    scored = "validation" if by_epoch else "cv"
-    return {
-        "summary": f"{len(trials)} trials ({stopped} stopped early), best {scored} "
-        f"{tune_spec.metric}={best_doc['score']:.4f}",
-        "trials": len(trials),
-        "best": best_doc,
-    }
+    return trials, best
 
 
 @contextlib.contextmanager
@@ -241,37 +388,18 @@ def trial_id(result: Any) -> str | None:
     return str(result.path).rsplit("/", 1)[-1] if result.path else None
 
 
-def trial_record(result: Any, metric: str, by_epoch: bool, folds: int, probe: Any) -> dict[str, Any]:
-    """A finished trial: its parameters, last score, how far it went and its learning curve."""
-    unit = "epoch" if by_epoch else "fold"
-    done = int(result.metrics.get(unit) or 0)
-    planned = int(result.config.get("epochs", probe.get_params().get("epochs", 0))) if by_epoch else folds
+def curve(result: Any, metric: str) -> list[float]:
+    """A Ray trial's metric after each report."""
     history = result.metrics_dataframe
-    curve = (
-        [float(v) for v in history[metric].tolist()]
-        if history is not None and metric in history.columns
-        else []
-    )
-    return {
-        "id": trial_id(result),
-        "config": result.config,
-        metric: result.metrics.get(metric),
-        f"{unit}s": done,
-        "stoppedEarly": done < planned,
-        "curve": curve,
-        "seconds": round(float(result.metrics.get("time_total_s") or 0.0), 3),
-    }
+    if history is None or metric not in history.columns:
+        return []
+    return [float(v) for v in history[metric].tolist()]
 
 
-def keep_checkpoint(results: Any, best: dict[str, Any], out: str) -> None:
-    """The best trial's last checkpoint, copied to the artifact store: the evaluation gate scores
-    this network instead of training another."""
+def keep_ray_checkpoint(results: Any, best: dict[str, Any], search: Search) -> None:
     for result in results:
         if result.error is None and trial_id(result) == best["id"] and result.checkpoint:
-            with (
-                result.checkpoint.as_directory() as folder,
-                open(os.path.join(folder, CHECKPOINT), "rb") as f,
-            ):
-                artifacts.write_bytes(artifacts.join(out, CHECKPOINT), f.read())
+            with result.checkpoint.as_directory() as folder:
+                search.keep_checkpoint(folder)
             return
     raise StepError("the best trial left no checkpoint")
