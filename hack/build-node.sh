@@ -7,6 +7,9 @@
 #   - the pause image: build/pause/linux/pause.c of the k8s.io/kubernetes module, linked statically
 #     and packed by umoci as an OCI archive (pause-<tag>.tar);
 #   - weed, SeaweedFS's single binary (Apache-2.0): the S3-compatible artifact store the real pods share;
+#   - CoreDNS with only the plugins the node's cluster DNS uses (a main package importing kubernetes,
+#     forward, cache, errors, bind, ready): pods find Services by name (KubeRay's workers find their
+#     head only so);
 #   - Prometheus with Kubernetes service discovery (Debian's package is built without it), and only
 #     that one (build tags remove_all_sd enable_kubernetes_sd): it finds the model pods through the
 #     API server as a platform's Prometheus does.
@@ -22,6 +25,7 @@ PAUSE_TAG=${PAUSE_TAG:-3.10.2}
 SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
 # Prometheus 3.x's Go module is versioned v0.<major><minor>.<patch>: v0.316.0 is Prometheus 3.16.0.
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-3.16.0}
+COREDNS_VERSION=${COREDNS_VERSION:-1.15.0}
 CACHE=${MLP_CACHE:-$HOME/.cache/mlpipeline}
 BIN=$CACHE/bin
 APT_PACKAGES=(runc containernetworking-plugins iptables umoci gcc libc6-dev)
@@ -105,6 +109,38 @@ build_seaweedfs() {
   rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$work"
 }
 
+build_coredns() {
+  local out=$BIN/coredns-v$COREDNS_VERSION
+  if [[ -x $out/coredns ]]; then log "coredns v$COREDNS_VERSION cached in $out"; return; fi
+  local work; work=$(mktemp -d)
+  log "building coredns v$COREDNS_VERSION (plugins: kubernetes forward cache errors bind ready) in $work"
+  (
+    cd "$work"
+    go mod init mlpipeline.local/coredns-wrapper >/dev/null 2>&1
+    cat >main.go <<'GO'
+// CoreDNS with the plugins of the real node's cluster DNS only: a Corefile naming another fails.
+package main
+
+import (
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func main() { coremain.Run() }
+GO
+    go get "github.com/coredns/coredns@v$COREDNS_VERSION"
+    rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+    go build -trimpath -ldflags "-s -w" -o "$out.tmp/coredns" .
+  )
+  rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$work"
+}
+
 build_prometheus() {
   local out=$BIN/prometheus-v$PROMETHEUS_VERSION
   if [[ -x $out/prometheus ]]; then log "prometheus v$PROMETHEUS_VERSION cached in $out"; return; fi
@@ -125,4 +161,5 @@ timed "containerd" build_containerd
 timed "pause image" build_pause
 timed "seaweedfs" build_seaweedfs
 timed "prometheus" build_prometheus
+timed "coredns" build_coredns
 log "done in $((SECONDS - start)) s: $BIN"

@@ -9,6 +9,8 @@
 # `mlpipeline`, one identity whose keys are generated at `up`; `store-env` prints what a client needs
 # (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLP_STORE_BUCKET), the keys of the
 # Secret a pipeline names in spec.artifacts.secretRef.
+# And the cluster's DNS: CoreDNS on $NODE_IP:53 (the kubelet's clusterDNS), serving cluster.local
+# from the API server (Services, EndpointSlices) and forwarding the rest to the host's resolver.
 # State (configs, certificates, logs, containerd's and the kubelet's dirs) lives in .cluster/node/.
 #
 #   hack/node.sh up                    start the node unless it is up; wait until it is Ready
@@ -30,6 +32,7 @@ K8S_VERSION=${K8S_VERSION:-1.37.2}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-2.4.2}
 PAUSE_TAG=${PAUSE_TAG:-3.10.2}
 SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
+COREDNS_VERSION=${COREDNS_VERSION:-1.15.0}
 STORE_PORT=${MLP_STORE_PORT:-18333}
 STORE_BUCKET=mlpipeline
 BIN=${MLP_CACHE:-$HOME/.cache/mlpipeline}/bin
@@ -45,6 +48,8 @@ TEMPLATES=$ROOT/hack/node
 KUBE_BIN=$BIN/k8s-node-v$K8S_VERSION
 CONTAINERD_BIN=$BIN/containerd-v$CONTAINERD_VERSION
 WEED=$BIN/seaweedfs-$SEAWEEDFS_VERSION/weed
+COREDNS=$BIN/coredns-v$COREDNS_VERSION/coredns
+DNS_READY_PORT=18181
 STORE_DIR=$NODE_DIR/store
 PAUSE_ARCHIVE=$BIN/pause-$PAUSE_TAG/pause.tar
 SANDBOX_IMAGE=localhost/mlpipeline/pause:$PAUSE_TAG
@@ -57,7 +62,7 @@ SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic k
          kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 # Host paths the kubelet, containerd, runc and the CNI plugins use whatever their configuration says.
 HOST_DIRS=(/var/log/pods /var/log/containers /var/lib/kubelet/device-plugins)
-DAEMONS=(weed kube-proxy kubelet containerd)  # in stopping order
+DAEMONS=(coredns weed kube-proxy kubelet containerd)  # in stopping order
 
 log() { printf '[node] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -76,6 +81,7 @@ binary_of() {
   case $1 in
     containerd) echo "$CONTAINERD_BIN/containerd" ;;
     weed) echo "$WEED" ;;
+    coredns) echo "$COREDNS" ;;
     *) echo "$KUBE_BIN/$1" ;;
   esac
 }
@@ -131,7 +137,7 @@ render() {  # sed arguments: replaces @VARS@
   sed -e "s|@NODE_DIR@|$NODE_DIR|g" -e "s|@NODE_NAME@|$NODE_NAME|g" -e "s|@NODE_IP@|$NODE_IP|g" \
       -e "s|@POD_CIDR@|$POD_CIDR|g" -e "s|@BRIDGE@|$BRIDGE|g" -e "s|@CONTAINERD_SOCK@|$CONTAINERD_SOCK|g" \
       -e "s|@RUNC@|$RUNC|g" -e "s|@CNI_BIN_DIR@|$CNI_BIN_DIR|g" -e "s|@SANDBOX_IMAGE@|$SANDBOX_IMAGE|g" \
-      -e "s|@CLUSTER_CA@|$CLUSTER_DIR/pki/ca.crt|g" "$@"
+      -e "s|@CLUSTER_CA@|$CLUSTER_DIR/pki/ca.crt|g" -e "s|@DNS_READY_PORT@|$DNS_READY_PORT|g" "$@"
 }
 
 # A client certificate signed by the cluster's CA and a kubeconfig using it.
@@ -150,7 +156,7 @@ kubeconfig_for() {  # component, subject
 check_prerequisites() {
   local b
   for b in "$KUBE_BIN/kubelet" "$KUBE_BIN/kube-proxy" "$CONTAINERD_BIN/containerd" \
-           "$CONTAINERD_BIN/containerd-shim-runc-v2" "$CONTAINERD_BIN/ctr" "$RUNC" "$CNI_BIN_DIR/bridge" "$WEED"; do
+           "$CONTAINERD_BIN/containerd-shim-runc-v2" "$CONTAINERD_BIN/ctr" "$RUNC" "$CNI_BIN_DIR/bridge" "$WEED" "$COREDNS"; do
     [[ -x $b ]] || die "missing $b (run hack/build-node.sh, or make node-binaries)"
   done
   [[ -s $PAUSE_ARCHIVE ]] || die "missing $PAUSE_ARCHIVE (run hack/build-node.sh)"
@@ -181,6 +187,8 @@ configure() {
   render "$TEMPLATES/kube-proxy.yaml" >"$NODE_DIR/kube-proxy.yaml"
   kubeconfig_for kubelet "/O=system:nodes/CN=system:node:$NODE_NAME"
   kubeconfig_for kube-proxy "/CN=system:kube-proxy"
+  kubeconfig_for coredns "/CN=mlpipeline:coredns"
+  render "$TEMPLATES/Corefile" >"$NODE_DIR/Corefile"
   local s
   if [[ ! -f $NODE_DIR/sysctl.orig ]]; then
     for s in "${SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$NODE_DIR/sysctl.orig"
@@ -210,6 +218,14 @@ start_store() {
   local endpoint; endpoint=$(. "$STORE_DIR/store.env" && echo "$AWS_ENDPOINT_URL")
   wait_for "S3 store up at $endpoint" s3 GET / -o /dev/null || die "the S3 store did not start: see $NODE_DIR/logs/weed.log"
   wait_for "bucket $STORE_BUCKET" s3 PUT "/$STORE_BUCKET" -o /dev/null || die "cannot create bucket $STORE_BUCKET: see $NODE_DIR/logs/weed.log"
+}
+
+start_dns() {
+  kctl apply -f "$TEMPLATES/coredns-rbac.yaml" >/dev/null
+  start_daemon coredns -conf "$NODE_DIR/Corefile"
+  # ready: once the kubernetes plugin has listed Services and EndpointSlices
+  wait_for "cluster DNS at $NODE_IP:53" curl -fs -o /dev/null "http://127.0.0.1:$DNS_READY_PORT/ready" \
+    || die "CoreDNS is not ready: see $NODE_DIR/logs/coredns.log"
 }
 
 s3() {  # method, path, curl arguments...: a request signed with the store's identity
@@ -248,6 +264,7 @@ up() {
   wait_for "kube-proxy healthy" curl -fs -o /dev/null http://127.0.0.1:11256/healthz \
     || die "kube-proxy is not healthy: see $NODE_DIR/logs/kube-proxy.log"
   start_store
+  start_dns
   log "node $NODE_NAME is up ($(since "$t0")); label $NODE_LABEL"
 }
 
@@ -324,6 +341,7 @@ drain() {
 teardown() {
   local saved
   drain
+  stop_daemon coredns
   stop_daemon weed
   stop_daemon kube-proxy
   if ! "$KUBE_BIN/kube-proxy" --cleanup >>"$NODE_DIR/logs/kube-proxy-cleanup.log" 2>&1; then

@@ -1,6 +1,7 @@
 """KubeRay for the cluster and real tiers: its CRDs applied and its operator (built from its Go module
 by `make control-plane`) running as a process out of the cluster; its RayJobs and RayClusters
-removed afterwards, its CRDs left installed."""
+removed afterwards, its CRDs left installed. Out of the cluster it cannot resolve the head Service's
+DNS name: it reaches each head's dashboard through the API server's proxy (-use-kubernetes-proxy)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def running_kuberay(kubeconfig: Path, logs: Path) -> Iterator[subprocess.Popen[b
                 str(RAY_OPERATOR),
                 "-kubeconfig", str(kubeconfig),
                 "-enable-leader-election=false",
+                "-use-kubernetes-proxy",
                 f"-metrics-addr=127.0.0.1:{free_port()}",
                 f"-health-probe-bind-address=127.0.0.1:{free_port()}",
             ],
