@@ -145,8 +145,8 @@ def fixed_cost(tmp: Path) -> dict[str, Any]:
         "inProcessOptunaSeconds": round(in_process, 1),
         "inProcessBestCv": round(float(baseline.stdout.strip()), 4),
     }
-    for executor in ("auto", "ray"):  # auto runs iris's trials inline
-        seconds, run = run_pipeline(iris_with(tmp, executor), tmp / executor)
+    for asked in ("auto", "ray"):  # auto runs iris's trials inline
+        seconds, run = run_pipeline(iris_with(tmp, asked), tmp / asked)
         executor = run["results"]["tune"]["executor"]
         trials = json.loads((run["steps"]["tune"] / "trials.json").read_text())
         tune_seconds = run["results"]["tune"]["seconds"]

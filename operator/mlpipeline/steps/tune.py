@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
@@ -26,6 +26,9 @@ from mlpipeline.steps.dataset import Dataset
 from mlpipeline.steps.estimators import build_estimator, max_epochs, trains_by_epoch, visible_device
 from mlpipeline.steps.images import image_shape
 from mlpipeline.steps.metrics import score
+
+if TYPE_CHECKING:
+    from mlpipeline.steps.inline_trials import Report
 
 VALIDATION = 0.2
 """Share of the train split an epoch-wise trial holds out to score each epoch."""
@@ -52,7 +55,7 @@ class Trials:
 
 
 def trial(
-    config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials, report: Any
+    config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials, report: Report
 ) -> None:
     """One trial; ``report(metrics, checkpoint_folder)`` after each fold or epoch."""
     if trials.by_epoch:
@@ -72,7 +75,7 @@ def ray_trial(config: dict[str, Any], features: np.ndarray, target: np.ndarray, 
 
 
 def train_by_epoch(
-    estimator: Any, features: np.ndarray, target: np.ndarray, trials: Trials, report: Any
+    estimator: Any, features: np.ndarray, target: np.ndarray, trials: Trials, report: Report
 ) -> None:
     import joblib
 
@@ -97,7 +100,7 @@ def train_by_epoch(
 
 
 def cross_validate(
-    config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials, report: Any
+    config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials, report: Report
 ) -> None:
     splitter = (
         StratifiedKFold(trials.folds, shuffle=True, random_state=trials.seed)
@@ -137,7 +140,6 @@ class Search:
     """One tune step's search: what the executors share."""
 
     spec: TuneSpec
-    seed: int
     horizon: int
     probe: Any
     trials: Trials
@@ -171,6 +173,11 @@ class Search:
             "curve": curve,
             "seconds": round(seconds, 3),
         }
+
+    @staticmethod
+    def failed(config: dict[str, Any], error: str) -> dict[str, Any]:
+        """A trial that raised: its parameters and the start of its error."""
+        return {"config": config, "error": error[:500]}
 
     def best(self, trials: list[dict[str, Any]]) -> dict[str, Any]:
         return best_trial(trials, self.spec.metric, self.spec.resolved_mode)
@@ -212,7 +219,7 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
         )
     horizon = max_epochs(probe, tune_spec.search_space) if by_epoch else tune_spec.folds
     trials_spec = Trials(task, model, tune_spec.metric, tune_spec.folds, spec.data.seed, context, by_epoch)
-    search = Search(tune_spec, spec.data.seed, horizon, probe, trials_spec, out)
+    search = Search(tune_spec, horizon, probe, trials_spec, out)
     on_cluster = bool(os.environ.get("RAY_ADDRESS"))  # the driver of a RayJob (spec.train.distributed)
     distributed = on_cluster or spec.train.distributed is not None
     if runs_inline(tune_spec, by_epoch, gpu, distributed, len(target)):
@@ -254,15 +261,15 @@ def search_inline(
 
     spec = search.spec
     proposals = Proposals(
-        search_space.search_algorithm(spec, search.seed),
+        search_space.search_algorithm(spec, search.trials.seed),
         search_space.param_space(spec),
         search_space.num_samples(spec),
-        search.seed,
+        search.trials.seed,
         spec.metric,
         spec.resolved_mode,
     )
 
-    def trainable(config: dict[str, Any], report: Any) -> None:
+    def trainable(config: dict[str, Any], report: Report) -> None:
         trial(config, features, target, search.trials, report)
 
     with tempfile.TemporaryDirectory(prefix="mlp-trials-") as folder:
@@ -275,7 +282,7 @@ def search_inline(
             Path(folder),
         )
         trials = [
-            {"config": t.config, "error": t.error[:500]}
+            search.failed(t.config, t.error)
             if t.error
             else search.record(
                 t.trial_id,
@@ -335,7 +342,7 @@ def search_on_ray(
                     metric=spec.metric,
                     mode=spec.resolved_mode,
                     num_samples=search_space.num_samples(spec),
-                    search_alg=search_space.search_algorithm(spec, search.seed),
+                    search_alg=search_space.search_algorithm(spec, search.trials.seed),
                     scheduler=search_space.scheduler(spec, search.horizon),
                     max_concurrent_trials=spec.max_concurrent,
                     reuse_actors=True,  # a new actor per trial costs seconds of imports
@@ -350,7 +357,7 @@ def search_on_ray(
             )
             results = tuner.fit()
             trials = [
-                {"config": r.config, "error": str(r.error)[:500]}
+                search.failed(r.config, str(r.error))
                 if r.error is not None
                 else search.record(
                     trial_id(r),
