@@ -203,6 +203,8 @@ def test_the_pvc_is_mounted_in_step_and_model_pods_and_is_the_default_store() ->
     model_pod = deployment["spec"]["template"]["spec"]
     assert model_pod["volumes"] == pod["volumes"] and deployment["spec"]["replicas"] == 2
     assert model_pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    drain = model_pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < drain < model_pod.get("terminationGracePeriodSeconds", 30)  # answers while Services forget it
     assert [o["kind"] for o in objects] == [
         "Deployment",
         "Service",

@@ -29,6 +29,7 @@ from mlpipeline.protocol import (
 
 SERVICE = "mlpipeline.serving.service:ModelService"
 HTTP_ROUTE_API = "gateway.networking.k8s.io/v1"
+DRAIN_SECONDS = 5  # within the pod's default grace period of 30 s
 
 
 def serving_labels(pipeline: str, version: str | None = None) -> dict[str, str]:
@@ -77,6 +78,9 @@ def build_model_deployment(
         "ports": [{"name": "http", "containerPort": port}],
         "readinessProbe": probe,
         "livenessProbe": {**probe, "httpGet": {"path": "/livez", "port": "http"}, "initialDelaySeconds": 30},
+        # A removed pod keeps answering until every node's proxy has dropped it from the Service,
+        # else a canary's removal or a scale-down refuses requests for a second or so.
+        "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
         "resources": {
             "requests": {"cpu": spec.serve.cpu, "memory": spec.serve.memory},
             "limits": {"memory": spec.serve.memory},
