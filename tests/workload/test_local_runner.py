@@ -87,6 +87,7 @@ def test_failed_gate_deploys_nothing_and_a_fix_resumes_at_evaluate(tmp_path: Pat
     assert "evaluation gate failed: r2=" in failed.stdout and "below spec.evaluate.min=0.99" in failed.stdout
     assert "package" not in failed.stdout
     assert not list((workdir / "diabetes" / "steps").glob("package-*"))
+    assert not (workdir / "diabetes" / "logs" / "package.log").exists()  # forked ahead, never ran
     document["spec"]["evaluate"]["min"] = 0.3
     write_manifest(manifest, document)
     fixed = mlpipeline("run", "-f", str(manifest), "--workdir", str(workdir), "--no-serve")

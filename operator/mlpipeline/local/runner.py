@@ -17,7 +17,7 @@ from rich.table import Table
 from mlpipeline import store
 from mlpipeline.api.models import MLPipeline
 from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, run_id
-from mlpipeline.local.stepserver import run_step
+from mlpipeline.local.stepserver import StepProcess
 from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, model_tag
 from mlpipeline.store import StepError
 
@@ -111,19 +111,30 @@ class LocalRunner:
         prints = fingerprints(self.spec, data_fp, self.name)
         version = run_id(self.spec, self.name, data_fp)
         outs = {step: str(self.root / "steps" / f"{step}-{prints[step][:SHORT]}") for step in STEPS}
-        for step in STEPS:
-            invocation = StepInvocation(step, outs[step], outs, self.name, version, version, str(spec_path))
-            result = self._cached(outs[step])
-            if result is not None:
-                outcome.steps.append(StepOutcome(step, "cached", 0.0, outs[step], result))
-            else:
-                step_outcome, code = self.execute(step, outs[step], invocation.args())
-                outcome.steps.append(step_outcome)
-                if code:
-                    self.show(step_outcome)
-                    outcome.exit_code = code
-                    return outcome
-            self.show(outcome.steps[-1])
+        cached = {step: self._cached(outs[step]) for step in STEPS}
+        # Every step to run is forked at once, so later steps import their heavy modules meanwhile.
+        ahead = {step: self.fork(step) for step in STEPS if cached[step] is None}
+        try:
+            for step in STEPS:
+                invocation = StepInvocation(
+                    step, outs[step], outs, self.name, version, version, str(spec_path)
+                )
+                result = cached[step]
+                if result is not None:
+                    outcome.steps.append(StepOutcome(step, "cached", 0.0, outs[step], result))
+                else:
+                    step_outcome, code = self.execute(
+                        step, outs[step], invocation.args(), process=ahead.pop(step)
+                    )
+                    outcome.steps.append(step_outcome)
+                    if code:
+                        self.show(step_outcome)
+                        outcome.exit_code = code
+                        return outcome
+                self.show(outcome.steps[-1])
+        finally:
+            for process in ahead.values():
+                process.discard()
         outcome.version, outcome.model_tag = version, model_tag(self.name, version)
         (self.root / "last-run.json").write_text(
             json.dumps(
@@ -140,17 +151,24 @@ class LocalRunner:
         result: dict[str, Any] = json.loads(path.read_text())
         return result if result.get("ok") else None
 
-    def execute(self, step: str, out: str, args: list[str], spinner: bool = True) -> tuple[StepOutcome, int]:
+    def fork(self, step: str) -> StepProcess:
+        """The step's process, forked ahead of its turn."""
+        return StepProcess(step, self.environment())
+
+    def execute(
+        self, step: str, out: str, args: list[str], spinner: bool = True, process: StepProcess | None = None
+    ) -> tuple[StepOutcome, int]:
         """Runs ``python -m mlpipeline.steps ARGS`` as the step's pod would (forked from a warm
-        process: local/stepserver.py); its log in logs/.
+        process: local/stepserver.py), in ``process`` when it was forked ahead; its log in logs/.
         ``spinner``: False from a background thread (one live display at a time)."""
         log_path = self.root / "logs" / f"{step}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        process = process or self.fork(step)
         started = time.monotonic()
         status = self.console.status(f"[bold]{step}[/] running…") if spinner else contextlib.nullcontext()
         log_path.write_bytes(b"")
         with status:
-            code = run_step(args, str(log_path), self.environment())
+            code = process.run(args, str(log_path))
         seconds = time.monotonic() - started
         result_path = Path(out) / RESULT_FILE
         if result_path.exists():
