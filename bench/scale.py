@@ -9,6 +9,8 @@ applied at once; the operator runs as a process watching the bench's namespace. 
 time until every pipeline finished its five steps, latency from a pipeline's creation to its first
 Job (p50, p99), the operator's API requests and reconciliations per pipeline, its resident memory
 (at start, peak, at rest); for the bare client the same wall time and latencies, and the ratios.
+Each side's CPU seconds too (the operator's or the client's, and the test cluster's processes on
+this machine), to tell a saturated machine from a slow operator.
 Then the operator is restarted on the finished pipelines: the seconds until it has reconciled each
 once (read them all) and its resident memory once quiet. ``--rest M`` first adds pipelines until M
 exist and waits for them to finish, so that the restart is measured with M pipelines.
@@ -104,6 +106,27 @@ class Jobs:
         return sum(1 for steps in self.succeeded.values() if len(steps) == len(STEPS))
 
 
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok")  # /proc/*/comm
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def control_plane_cpu() -> float:
+    """CPU seconds used so far by the test cluster's processes on this machine."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if stat.read_text().strip().startswith(CONTROL_PLANE):
+                total += cpu_seconds(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return total
+
+
 def wait(what: str, done: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not done():
@@ -157,12 +180,16 @@ def bare_client(count: int, timeout: float) -> dict[str, Any]:
             pool.submit(create, pipeline, STEPS[following])
 
     jobs = Jobs(namespace, next_step)
-    began = time.monotonic()
+    began, cpu = time.monotonic(), (control_plane_cpu(), cpu_seconds(os.getpid()))
     for name in names:
         started[name] = time.monotonic()
         pool.submit(create, name, STEPS[0])
     wait("the bare client's Jobs", lambda: jobs.finished() == count, timeout)
     wall = time.monotonic() - began
+    used = {
+        "cpu_seconds_control_plane": round(control_plane_cpu() - cpu[0], 1),
+        "cpu_seconds_client": round(cpu_seconds(os.getpid()) - cpu[1], 1),  # its Job watch included
+    }
     jobs.stop.set()
     latencies = [jobs.first[n] - started[n] for n in names]
     delete_namespace(namespace)  # and wait: its garbage collection would load the operator's run
@@ -170,6 +197,7 @@ def bare_client(count: int, timeout: float) -> dict[str, Any]:
         "seconds": round(wall, 1),
         "first_job_p50": percentile(latencies, 0.5),
         "first_job_p99": percentile(latencies, 0.99),
+        **used,
     }
 
 
@@ -263,10 +291,14 @@ def with_operator(count: int, rest: int, timeout: float, source: str | None) -> 
         at_start = operator.memory_mb("VmRSS")
         names = [f"p{i:05d}" for i in range(count)]
         jobs = Jobs(namespace)
-        began = time.monotonic()
+        began, cpu = time.monotonic(), (control_plane_cpu(), cpu_seconds(operator.process.pid))
         created = apply_pipelines(namespace, names)
         wait("the operator's pipelines", lambda: phases(namespace).get("Packaged", 0) == count, timeout)
         wall = time.monotonic() - began
+        used = {
+            "cpu_seconds_control_plane": round(control_plane_cpu() - cpu[0], 1),
+            "cpu_seconds_operator": round(cpu_seconds(operator.process.pid) - cpu[1], 1),
+        }
         counters = operator.counters()
         requests = {k[4:]: v for k, v in sorted(counters.items()) if k.startswith("api:")}
         latencies = [jobs.first[n] - created[n] for n in names]
@@ -288,6 +320,7 @@ def with_operator(count: int, rest: int, timeout: float, source: str | None) -> 
                 / max(1, sum(v for k, v in counters.items() if k.startswith("reconciliations:"))),
                 1,
             ),
+            **used,
             "memory_mb_at_start": at_start,
             "memory_mb_peak": operator.memory_mb("VmHWM"),
         }

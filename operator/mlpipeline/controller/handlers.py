@@ -12,6 +12,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
+from mlpipeline.controller import memory
 from mlpipeline.controller.cache import ClusterCache, noticed, without_status
 from mlpipeline.controller.leader import LeaderElection
 from mlpipeline.controller.reconciler import Reconciler
@@ -124,6 +125,7 @@ def run_operator(namespace: str | None = None) -> None:
     logging.basicConfig(
         level=os.environ.get("MLP_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
+    memory.limit_arenas()
     port = int(os.environ.get("MLP_METRICS_PORT", "8080"))
     if port:  # before leading: a standby answers the readiness probe too
         start_http_server(port)

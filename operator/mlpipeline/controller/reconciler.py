@@ -20,7 +20,7 @@ from mlpipeline.api.models import (
     RetrainStatus,
     parse_duration,
 )
-from mlpipeline.controller import metrics
+from mlpipeline.controller import memory, metrics
 from mlpipeline.controller.cache import ClusterCache
 from mlpipeline.controller.monitoring import MonitoringReader
 from mlpipeline.controller.serving import ServingReconciler
@@ -76,6 +76,9 @@ def rerun_token(annotation: str | None, retrain: RetrainStatus | None) -> str | 
     return "/".join(parts) or None
 
 
+BURST = 200  # reconciliations after which an idle pool hands freed memory back
+
+
 class Reconciler:
     def __init__(
         self,
@@ -94,6 +97,7 @@ class Reconciler:
         self.queued: set[tuple[str, str]] = set()  # pipelines waiting for a thread of the pool
         self.running: set[tuple[str, str]] = set()  # pipelines being reconciled, by one thread each
         self.dirty: set[tuple[str, str]] = set()  # ... and changed again meanwhile
+        self.since_release = 0  # reconciliations since freed memory was last handed back
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self.failures: dict[tuple[str, str], int] = {}  # failed reconciliations in a row
@@ -140,10 +144,16 @@ class Reconciler:
         while True:
             self._reconcile_once(namespace, name)
             with self.queue:
+                self.since_release += 1
                 if key not in self.dirty:
                     self.running.discard(key)
-                    return
+                    burst_over = not (self.running or self.queued) and self.since_release >= BURST
+                    if burst_over:
+                        self.since_release = 0
+                    break
                 self.dirty.discard(key)
+        if burst_over:
+            memory.release_freed()
 
     def _reconcile_once(self, namespace: str, name: str) -> None:
         self.cache.wait_synced()  # never act on a partial view: a Job not listed yet is not missing
