@@ -13,7 +13,9 @@ Each side's CPU seconds too (the operator's or the client's, and the test cluste
 this machine), to tell a saturated machine from a slow operator.
 Then the operator is restarted on the finished pipelines: the seconds until it has reconciled each
 once (read them all) and its resident memory once quiet. ``--rest M`` first adds pipelines until M
-exist and waits for them to finish, so that the restart is measured with M pipelines.
+exist and waits for them to finish, so that the restart is measured with M pipelines;
+``--baseline-source DIR`` restarts another checkout's operator on them first (before and after a
+change, on the same pipelines).
 """
 
 from __future__ import annotations
@@ -283,7 +285,9 @@ def phases(namespace: str) -> dict[str, int]:
     return dict(counts)
 
 
-def with_operator(count: int, rest: int, timeout: float, source: str | None) -> dict[str, Any]:
+def with_operator(
+    count: int, rest: int, timeout: float, source: str | None, baseline: str | None = None
+) -> dict[str, Any]:
     namespace = create_namespace("bench-op")
     operator = OperatorProcess(namespace, source)
     try:
@@ -335,14 +339,20 @@ def with_operator(count: int, rest: int, timeout: float, source: str | None) -> 
                 timeout * 10,
             )
         operator.stop()
-        restarted = time.monotonic()
-        operator = OperatorProcess(namespace, source)
-        try:
-            memory: float | str = settled_memory(operator, max(rest, count))
-            result[f"restart_seconds_until_{max(rest, count)}_read"] = round(operator.read_all - restarted, 1)
-        except SystemExit as exc:  # a finding too: keep the figures above
-            memory = f"{exc} (resident {operator.memory_mb('VmRSS')} MB)"
-        result[f"memory_mb_restarted_at_rest_{max(rest, count)}"] = memory
+        total = max(rest, count)
+        for label, checkout in ([("baseline", baseline)] if baseline else []) + [("", source)]:
+            restarted = time.monotonic()
+            operator = OperatorProcess(namespace, checkout)
+            suffix = f"_{label}" if label else ""
+            try:
+                memory: float | str = settled_memory(operator, total)
+                read_all = round(operator.read_all - restarted, 1)
+                result[f"restart_seconds_until_{total}_read{suffix}"] = read_all
+            except SystemExit as exc:  # a finding too: keep the figures above
+                memory = f"{exc} (resident {operator.memory_mb('VmRSS')} MB)"
+            result[f"memory_mb_restarted_at_rest_{total}{suffix}"] = memory
+            if label:
+                operator.stop()
         jobs.stop.set()
         return result
     finally:
@@ -407,13 +417,18 @@ def main() -> None:
     parser.add_argument("--rest", type=int, default=0, help="then report memory with this many at rest")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--operator-source", help="run the operator of this checkout instead")
+    parser.add_argument(
+        "--baseline-source", help="restart the operator of this checkout first too, on the same pipelines"
+    )
     options = parser.parse_args()
     ensure_cluster()
     config.load_kube_config(str(KUBECONFIG))  # type: ignore[no-untyped-call]
     nodes = bench_nodes()
     try:
         bare = bare_client(options.pipelines, options.timeout)
-        operated = with_operator(options.pipelines, options.rest, options.timeout, options.operator_source)
+        operated = with_operator(
+            options.pipelines, options.rest, options.timeout, options.operator_source, options.baseline_source
+        )
     finally:
         for node in nodes:
             client.CoreV1Api().delete_node(node)
