@@ -19,6 +19,7 @@ from mlpipeline.api.models import MLPipeline
 from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, run_id
 from mlpipeline.local.stepserver import StepProcess
 from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, model_tag
+from mlpipeline.steps.estimators import model_module
 from mlpipeline.store import StepError
 
 SHORT = 12
@@ -153,7 +154,8 @@ class LocalRunner:
 
     def fork(self, step: str) -> StepProcess:
         """The step's process, forked ahead of its turn."""
-        return StepProcess(step, self.environment())
+        train = self.spec.train
+        return StepProcess(step, self.environment(), model_module(train.task, train.model))
 
     def execute(
         self, step: str, out: str, args: list[str], spinner: bool = True, process: StepProcess | None = None

@@ -30,12 +30,14 @@ PRELOAD = [
     "sklearn.linear_model",
     "sklearn.model_selection",
 ]
-# What a step imports beyond PRELOAD, too heavy for every step to carry (1-2 s each).
+# What a step imports beyond PRELOAD, too heavy for every step to carry (1-2 s each); the steps
+# that train or load the model import its module too (PyTorch: 2 s).
 WARM_UP = {
     "tune": ("mlpipeline.steps.inline_trials",),  # all of Ray Tune
     "evaluate": ("matplotlib.pyplot",),  # the run report's figures
     "package": ("bentoml",),
 }
+MODEL_STEPS = ("tune", "evaluate", "package")
 _context: Any = None
 
 
@@ -74,16 +76,23 @@ def _serve(orders: Connection, modules: tuple[str, ...], env: dict[str, str], cw
     sys.exit(code)
 
 
+def warm_up(step: str, model_module: str) -> tuple[str, ...]:
+    """What the step's process imports before its turn."""
+    model = (model_module,) if model_module and step in MODEL_STEPS else ()
+    return WARM_UP.get(step, ()) + model
+
+
 class StepProcess:
     """``python -m mlpipeline.steps ARGV`` in a process forked from the warm server with ``env``;
-    forked now, given its arguments and log by ``run``."""
+    forked now, given its arguments and log by ``run``; ``model_module``: the module of the
+    pipeline's model, imported ahead by the steps that need it."""
 
-    def __init__(self, step: str, env: dict[str, str]) -> None:
+    def __init__(self, step: str, env: dict[str, str], model_module: str = "") -> None:
         context = _forkserver()
         theirs, self._orders = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_serve,
-            args=(theirs, WARM_UP.get(step, ()), env, os.getcwd()),
+            args=(theirs, warm_up(step, model_module), env, os.getcwd()),
             name=f"mlpipeline-{step}",
         )
         self._process.start()

@@ -56,6 +56,11 @@ def load_object(ref: str) -> Any:
         raise ValueError(f"cannot load {ref!r}: {exc}") from exc
 
 
+def model_module(task: str, model: str) -> str:
+    """The module that defines a model (``package.module:attribute`` or a built-in name)."""
+    return (model if ":" in model else _BUILTIN[task].get(model, "")).partition(":")[0]
+
+
 def estimator_factory(task: str, model: str) -> Callable[..., Any]:
     """A callable building an unfitted estimator from hyperparameters."""
     if ":" in model:
