@@ -16,10 +16,13 @@ from typing import Any
 
 from mlpipeline.kube.client import Kube
 from mlpipeline.kube.informer import Informer, Key, Resource, Store, pack
+from mlpipeline.kube.rayjob import CLUSTER_LABEL
 from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL
 
 Body = dict[str, Any]
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+LABEL_PREFIX = PIPELINE_LABEL.split("/")[0] + "/"
+READ_LABELS = ("job-name", CLUSTER_LABEL)
 
 
 def _pick(mapping: Mapping[str, Any] | None, *keys: str) -> dict[str, Any]:
@@ -35,8 +38,15 @@ def trim_pipeline(body: Mapping[str, Any]) -> Body:
     return {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta}
 
 
+def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    """The labels the operator reads: its own, the Job's name on a pod, the RayCluster's on Ray's pods."""
+    return {k: v for k, v in (labels or {}).items() if k.startswith(LABEL_PREFIX) or k in READ_LABELS}
+
+
 def _meta(body: Mapping[str, Any]) -> dict[str, Any]:
-    return _pick(body["metadata"], "name", "namespace", "labels", "creationTimestamp", "deletionTimestamp")
+    meta = _pick(body["metadata"], "name", "namespace", "creationTimestamp", "deletionTimestamp")
+    meta["labels"] = _labels(body["metadata"].get("labels"))
+    return meta
 
 
 JOB_STATUS = (
@@ -52,8 +62,12 @@ JOB_STATUS = (
 
 def trim_job(body: Mapping[str, Any]) -> Body:
     """What observe.py reads of a Job (not ready or terminating: they change often and say nothing
-    the steps' state depends on)."""
-    return {"kind": "Job", "metadata": _meta(body), "status": _pick(body.get("status"), *JOB_STATUS)}
+    the steps' state depends on; of its conditions, those that hold, without their times)."""
+    status = _pick(body.get("status"), *JOB_STATUS)
+    if "conditions" in status:
+        held = [_pick(c, "type", "status", "reason", "message") for c in status["conditions"]]
+        status["conditions"] = [c for c in held if c.get("status") == "True"]
+    return {"kind": "Job", "metadata": _meta(body), "status": status}
 
 
 def trim_rayjob(body: Mapping[str, Any]) -> Body:
@@ -68,7 +82,11 @@ def _container(status: Mapping[str, Any]) -> dict[str, Any]:
 def trim_pod(body: Mapping[str, Any]) -> Body:
     """What observe.py reads of a pod: phase, why it is not scheduled, its containers' states."""
     status = body.get("status") or {}
-    scheduled = [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]
+    scheduled = [
+        _pick(c, "type", "status", "reason", "message")
+        for c in status.get("conditions") or []
+        if c.get("type") == "PodScheduled" and c.get("status") == "False"
+    ]
     trimmed: dict[str, Any] = {"phase": status.get("phase"), "conditions": scheduled}
     for field in ("containerStatuses", "initContainerStatuses"):
         if status.get(field):

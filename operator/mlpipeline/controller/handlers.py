@@ -18,6 +18,7 @@ from mlpipeline.controller.leader import LeaderElection
 from mlpipeline.controller.reconciler import Reconciler
 from mlpipeline.controller.serving import ServingReconciler
 from mlpipeline.kube.client import Kube, load_config
+from mlpipeline.kube.informer import PAGE as LIST_PAGE
 from mlpipeline.kube.informer import exact_namespace, pack
 from mlpipeline.kube.jobs import OperatorSettings, parse_selector
 
@@ -48,6 +49,10 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.posting.enabled = False  # our Events are posted explicitly, one per transition
     settings.execution.max_workers = 2  # handlers only enqueue (Reconciler.pool reconciles)
+    # A (re)start reads every pipeline at once: in pages, each pipeline's worker gone soon after its
+    # event, so that the burst's garbage is small (the allocator keeps what a burst grew: memory.py).
+    settings.watching.chunk_size = LIST_PAGE
+    settings.queueing.idle_timeout = 0.5
     # A namespaced install has no cluster-wide RBAC: no scanning for namespaces or CRDs.
     settings.scanning.disabled = bool(_watched) and exact_namespace(_watched[0]) is not None
     load_config()

@@ -26,7 +26,7 @@ log = logging.getLogger("mlpipeline.operator")
 
 Body = dict[str, Any]
 Key = tuple[str, ...]
-PAGE = 500
+PAGE = 100  # a page of 500 kwok pods parses to ~30 MB of dicts; what a burst grows stays held
 
 
 @dataclass(frozen=True)
