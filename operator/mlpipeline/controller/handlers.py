@@ -17,7 +17,8 @@ from mlpipeline.controller.cache import ClusterCache, noticed, without_status
 from mlpipeline.controller.leader import LeaderElection
 from mlpipeline.controller.reconciler import Reconciler
 from mlpipeline.controller.serving import ServingReconciler
-from mlpipeline.kube.client import Kube, load_config
+from mlpipeline.kube.client import Kube
+from mlpipeline.kube.connection import load_connection
 from mlpipeline.kube.informer import PAGE as LIST_PAGE
 from mlpipeline.kube.informer import exact_namespace, pack
 from mlpipeline.kube.jobs import OperatorSettings, parse_selector
@@ -55,7 +56,6 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.queueing.idle_timeout = 0.5
     # A namespaced install has no cluster-wide RBAC: no scanning for namespaces or CRDs.
     settings.scanning.disabled = bool(_watched) and exact_namespace(_watched[0]) is not None
-    load_config()
     kube, operator_settings = Kube(), settings_from_env()
     serving = ServingReconciler(
         kube,
@@ -72,6 +72,13 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.watching.server_timeout or 60,
         refused,
     )
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's own connection, from the same credentials as the operator's (kube/connection.py);
+    kopf calls it again when the API server answers 401 (a rotated token)."""
+    return load_connection()
 
 
 def refused(why: str) -> None:
@@ -109,7 +116,6 @@ def lead() -> LeaderElection | None:
     and keeps it; a replica that loses it exits (its pod restarts as a standby)."""
     if os.environ.get("MLP_LEADER_ELECTION", "false").lower() != "true":
         return None
-    load_config()
     election = LeaderElection(
         Kube(),
         namespace=os.environ.get("MLP_LEASE_NAMESPACE") or "default",

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from mlpipeline.kube.client import Kube
+from mlpipeline.kube.connection import ApiError
 
 log = logging.getLogger("mlpipeline.operator")
 
@@ -45,7 +44,7 @@ class LeaderElection:
         now = datetime.now(UTC)
         try:
             lease: dict[str, Any] = self.kube.request("GET", f"{self.path}/{self.name}")
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 404:
                 raise
             return self._write("POST", self.path, self._lease(now, {}, transitions=0))
@@ -88,7 +87,7 @@ class LeaderElection:
     def _write(self, method: str, path: str, lease: dict[str, Any]) -> bool:
         try:
             self.kube.request(method, path, None, lease)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:  # another replica wrote first
                 return False
             raise
@@ -102,7 +101,7 @@ class LeaderElection:
                 if self.try_lead():
                     log.info("leading as %s", self.identity)
                     return
-            except (ApiException, OSError) as exc:
+            except (ApiError, OSError) as exc:
                 log.warning("could not read or take the Lease: %s", exc)
             time.sleep(retry)
 
@@ -119,7 +118,7 @@ class LeaderElection:
                         last = time.monotonic()
                         continue
                     log.error("the Lease was taken by another replica")
-                except (ApiException, OSError) as exc:
+                except (ApiError, OSError) as exc:
                     log.warning("could not renew the Lease: %s", exc)
                     if time.monotonic() - last < self.duration * 2 / 3:
                         continue
@@ -137,5 +136,5 @@ class LeaderElection:
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = ""
                 self.kube.request("PUT", f"{self.path}/{self.name}", None, lease)
-        except (ApiException, OSError) as exc:
+        except (ApiError, OSError) as exc:
             log.warning("could not release the Lease: %s", exc)

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+import kopf
 from prometheus_client import Counter
 
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.engine.event import Event
+from mlpipeline.kube.connection import ApiError, Transport
 from mlpipeline.protocol import stamp
 
 log = logging.getLogger("mlpipeline.operator")
@@ -33,16 +33,16 @@ PLURALS = {
 }
 
 
-def load_config() -> None:
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-
-
 class Kube:
-    def __init__(self, api: client.ApiClient | None = None, component: str = "mlpipeline-operator"):
-        self.api = api or client.ApiClient()
+    def __init__(
+        self,
+        connection: kopf.ConnectionInfo | None = None,
+        component: str = "mlpipeline-operator",
+        kubeconfig: str | None = None,
+    ):
+        """``connection``: fixed credentials; without it they are loaded (a pod's service account, else
+        the kubeconfig) and read again as they rotate."""
+        self.transport = Transport(connection, kubeconfig)
         self.component = component
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +58,7 @@ class Kube:
             return self.request(  # type: ignore[no-any-return]
                 "POST", self._path(obj, obj["metadata"]["namespace"]), None, obj
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:
                 return None
             raise
@@ -78,43 +78,25 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Any:
-        serialized = self.api.param_serialize(
-            method,
-            path,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
         API_REQUESTS.labels(method, resource_of(path)).inc()
-        response = self.api.call_api(*serialized, _request_timeout=(10, 120))  # never hang for good
-        response.read()  # type: ignore[no-untyped-call]
-        if not 200 <= response.status < 300:
-            raise ApiException(http_resp=response)
+        data = json.dumps(body).encode() if body is not None else None
+        response = self.transport.open(method, path, query, data, content_type)  # never hangs for good
         return json.loads(response.data or b"{}")
 
     def watch(self, path: str, query: list[tuple[str, str]], read_timeout: float) -> Iterator[dict[str, Any]]:
         """The events of a watch request, one JSON object per line, until the server ends it."""
-        serialized = self.api.param_serialize(
-            "GET",
-            path,
-            query_params=[*query, ("watch", "true")],
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
+        response = self.transport.open(
+            "GET", path, [*query, ("watch", "true")], timeout=(10, read_timeout), stream=True
         )
-        response = self.api.call_api(*serialized, _request_timeout=(10, read_timeout))
-        if not 200 <= response.status < 300:
-            response.read()  # type: ignore[no-untyped-call]
-            raise ApiException(http_resp=response)
-        stream, rest = response.response, b""
+        rest = b""
         try:
-            for chunk in stream.stream(65536):
+            for chunk in response.stream(65536):
                 *lines, rest = (rest + chunk).split(b"\n")
                 for line in lines:
                     if line.strip():
                         yield json.loads(line)
         finally:
-            stream.release_conn()
+            response.release_conn()
 
     def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply: creates or updates, owning only the fields the operator sets."""
@@ -131,14 +113,14 @@ class Kube:
         path = self._path({"apiVersion": api_version, "kind": kind}, namespace, name)
         try:
             self.request("DELETE", path, [("propagationPolicy", "Background")])
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 404:
                 raise
 
     def has_api(self, group_version: str) -> bool:
         try:
             self.request("GET", f"/apis/{group_version}")
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return False
             raise
@@ -171,7 +153,7 @@ class Kube:
         }
         try:
             self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", None, body)
-        except ApiException as exc:
+        except ApiError as exc:
             # The status already says it; an Event refused (a namespace being deleted, a quota on
             # events) must not fail the reconciliation and have it retried.
             log.warning(

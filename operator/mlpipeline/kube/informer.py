@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from mlpipeline.kube.client import Kube
+from mlpipeline.kube.connection import ApiError
 
 log = logging.getLogger("mlpipeline.operator")
 
@@ -131,7 +130,7 @@ class Store:
         return self.replace([])
 
 
-def message_of(exc: ApiException) -> str:
+def message_of(exc: ApiError) -> str:
     """The API server's message in an error response (its Status object), else the body's start."""
     try:
         return str(json.loads(exc.body or "")["message"])
@@ -192,7 +191,7 @@ class Informer:
                 self.failures = 0
             except Gone:
                 self.version = None
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status in (404, 410):
                     self.version = None
                 if exc.status == 404 and self.optional:
