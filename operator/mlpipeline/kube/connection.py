@@ -183,24 +183,32 @@ class Transport:
     def __init__(self, connection: kopf.ConnectionInfo | None = None, kubeconfig: str | None = None):
         self.kubeconfig = kubeconfig
         self.reloadable = connection is None
-        info = connection or load_connection(kubeconfig)
-        self.server = info.server.rstrip("/")
         self.lock = threading.Lock()
-        self.info, self.loaded = info, time.monotonic()
+        self.tls: tuple[Any, ...] | None = None
+        self._use(connection or load_connection(kubeconfig))
+
+    def _use(self, info: kopf.ConnectionInfo) -> None:
+        """Takes (new) credentials; a new pool only when what TLS uses changed (an exec plugin's
+        client certificate), so that a rotated token keeps the open connections."""
+        self.info, self.loaded, self.server = info, time.monotonic(), info.server.rstrip("/")
+        tls: tuple[Any, ...] = (info.server, info.proxy_url, info.insecure, info.ca_path, info.ca_data)
+        tls += (info.certificate_path, info.certificate_data, info.private_key_path, info.private_key_data)
+        if tls == self.tls:
+            return
+        self.tls = tls
         pool: dict[str, Any] = {"num_pools": 4, "maxsize": 16, "retries": False}
         if self.server.startswith("https"):
             pool["ssl_context"] = info.as_ssl_context()
             if info.insecure:
                 pool["cert_reqs"] = "CERT_NONE"
                 pool["assert_hostname"] = False
-        self.pool = (
-            urllib3.ProxyManager(info.proxy_url, **pool) if info.proxy_url else urllib3.PoolManager(**pool)
-        )
+        proxy = info.proxy_url
+        self.pool = urllib3.ProxyManager(proxy, **pool) if proxy else urllib3.PoolManager(**pool)
 
     def _headers(self, refresh: bool = False) -> dict[str, str]:
         with self.lock:
             if self.reloadable and (refresh or _stale(self.info, self.loaded)):
-                self.info, self.loaded = load_connection(self.kubeconfig), time.monotonic()
+                self._use(load_connection(self.kubeconfig))
             return self.info.as_http_headers()
 
     def open(
@@ -215,10 +223,10 @@ class Transport:
     ) -> urllib3.BaseHTTPResponse:
         """One request; raises ApiError on a status outside 2xx, ConnectionError when there was no
         answer. A streamed response must be released by the caller."""
-        url = self.server + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         for attempt in (1, 2):
             headers = {"Accept": "application/json", "Content-Type": content_type}
             headers.update(self._headers(refresh=attempt == 2))
+            url = self.server + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
             try:
                 response = self.pool.request(
                     method,
