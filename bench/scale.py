@@ -156,7 +156,8 @@ def create_namespace(prefix: str) -> str:
 def bare_client(count: int, timeout: float) -> dict[str, Any]:
     """The same Jobs the operator creates, without an operator: no reads, no status, no events."""
     namespace = create_namespace("bench-bare")
-    kube, settings = Kube(component="bench"), OperatorSettings(node_selector={"type": "kwok"})
+    kube = Kube(component="bench", kubeconfig=str(KUBECONFIG))
+    settings = OperatorSettings(node_selector={"type": "kwok"})
     names = [f"p{i:05d}" for i in range(count)]
     specs = {n: MLPipelineSpec.model_validate(manifest(n)["spec"]) for n in names}
     pool = ThreadPoolExecutor(WORKERS)
