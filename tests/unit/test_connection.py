@@ -97,6 +97,16 @@ def test_a_token_file_and_an_exec_plugin_give_the_token(tmp_path: Path) -> None:
     assert found.expiration.year == 2030
 
 
+def test_an_exec_plugins_credential_is_reused_until_a_401(tmp_path: Path) -> None:
+    """As kubectl: a plugin (e.g. `aws eks get-token`) is not run for every request or every re-read."""
+    runs = tmp_path / "runs"
+    plugin = ["-c", f"open({str(runs)!r}, 'a').write('x'); print('{{\"status\": {{\"token\": \"t\"}}}}')"]
+    config = str(kubeconfig(tmp_path / "c.yaml", {"exec": {"command": sys.executable, "args": plugin}}))
+    assert [from_kubeconfig(config).token for _ in range(3)] == ["t", "t", "t"]
+    assert runs.read_text() == "x", "one run for three reads"
+    assert from_kubeconfig(config, fresh=True).token == "t" and runs.read_text() == "xx"
+
+
 def test_an_unusable_kubeconfig_says_why(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="auth-provider"):
         from_kubeconfig(str(kubeconfig(tmp_path / "a.yaml", {"auth-provider": {"name": "gcp"}})))

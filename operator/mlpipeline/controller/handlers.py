@@ -78,7 +78,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 def login(**_: Any) -> kopf.ConnectionInfo:
     """kopf's own connection, from the same credentials as the operator's (kube/connection.py);
     kopf calls it again when the API server answers 401 (a rotated token)."""
-    return load_connection()
+    return load_connection(fresh=True)
 
 
 def refused(why: str) -> None:

@@ -85,9 +85,22 @@ def _file(entry: Mapping[str, Any], key: str) -> str | None:
     return str(Path(entry["__dir__"], value)) if value else None
 
 
-def exec_credential(plugin: Mapping[str, Any], server: str) -> dict[str, Any]:
+_issued: dict[str, dict[str, Any]] = {}  # each exec plugin's last credential, by its command and server
+
+
+def _expires_soon(status: Mapping[str, Any]) -> bool:
+    expiry = _expiry(status.get("expirationTimestamp"))
+    return expiry is not None and (expiry - datetime.now(UTC)).total_seconds() < 60
+
+
+def exec_credential(plugin: Mapping[str, Any], server: str, fresh: bool = False) -> dict[str, Any]:
     """Runs a kubeconfig's exec plugin (client.authentication.k8s.io) and returns its status: a token
-    or a client certificate, maybe with an expiration."""
+    or a client certificate, maybe with an expiration. As kubectl does, the credential is reused
+    until it expires (or, with none, until ``fresh``: after a 401)."""
+    cache_key = json.dumps([plugin, server], sort_keys=True)
+    cached = _issued.get(cache_key)
+    if cached is not None and not fresh and not _expires_soon(cached):
+        return cached
     env = {**os.environ, **{e["name"]: e["value"] for e in plugin.get("env") or []}}
     request = {
         "apiVersion": plugin.get("apiVersion", "client.authentication.k8s.io/v1"),
@@ -109,6 +122,7 @@ def exec_credential(plugin: Mapping[str, Any], server: str) -> dict[str, Any]:
     if done.returncode != 0:
         raise ConfigError(f"the kubeconfig's exec plugin {plugin['command']!r} failed: {done.stderr.strip()}")
     status: dict[str, Any] = json.loads(done.stdout).get("status") or {}
+    _issued[cache_key] = status
     return status
 
 
@@ -116,8 +130,10 @@ def _expiry(stamp: str | None) -> datetime | None:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
 
 
-def from_kubeconfig(kubeconfig: str | None = None, context: str | None = None) -> kopf.ConnectionInfo:
-    """The connection of a kubeconfig's current (or named) context."""
+def from_kubeconfig(
+    kubeconfig: str | None = None, context: str | None = None, fresh: bool = False
+) -> kopf.ConnectionInfo:
+    """The connection of a kubeconfig's current (or named) context (``fresh``: see exec_credential)."""
     paths = _kubeconfig_paths(kubeconfig)
     current, named = _merged(paths)
     name = context or current
@@ -134,7 +150,7 @@ def from_kubeconfig(kubeconfig: str | None = None, context: str | None = None) -
     if user.get("tokenFile"):
         token = Path(str(_file(user, "tokenFile"))).read_text().strip()
     if user.get("exec"):
-        status = exec_credential(user["exec"], cluster["server"])
+        status = exec_credential(user["exec"], cluster["server"], fresh)
         token, expiration = status.get("token") or token, _expiry(status.get("expirationTimestamp"))
         if status.get("clientCertificateData"):
             cert_path, cert_data = None, status["clientCertificateData"]
@@ -162,10 +178,11 @@ def from_kubeconfig(kubeconfig: str | None = None, context: str | None = None) -
     )
 
 
-def load_connection(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
-    """In a pod, its service account; elsewhere (or given a kubeconfig) the kubeconfig's context."""
+def load_connection(kubeconfig: str | None = None, fresh: bool = False) -> kopf.ConnectionInfo:
+    """In a pod, its service account; elsewhere (or given a kubeconfig) the kubeconfig's context;
+    ``fresh`` after a 401 (an exec plugin is asked again even if its credential has not expired)."""
     found = None if kubeconfig else in_cluster()
-    return found or from_kubeconfig(kubeconfig)
+    return found or from_kubeconfig(kubeconfig, fresh=fresh)
 
 
 def _stale(info: kopf.ConnectionInfo, loaded: float) -> bool:
@@ -208,7 +225,7 @@ class Transport:
     def _headers(self, refresh: bool = False) -> dict[str, str]:
         with self.lock:
             if self.reloadable and (refresh or _stale(self.info, self.loaded)):
-                self._use(load_connection(self.kubeconfig))
+                self._use(load_connection(self.kubeconfig, fresh=refresh))
             return self.info.as_http_headers()
 
     def open(
