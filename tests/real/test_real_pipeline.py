@@ -104,12 +104,15 @@ class Served:
         return f"http://{ip}:3000/predict"
 
     def wait_removed(self, version: str, what: str) -> None:
+        """Until the version's Deployment and pods are gone: a removed pod drains for a few seconds
+        (preStop), answering what the Service may still route to it while its endpoint goes."""
         selector = f"mlpipeline.dev/model-version={version}"
-        wait_for(
-            f"{what}'s Deployment removed",
-            lambda: not kube_json("get", "deployments", "-n", self.namespace, "-l", selector)["items"],
-            timeout=120,
-        )
+        for kind in ("deployments", "pods"):
+            wait_for(
+                f"{what}'s {kind} removed",
+                lambda kind=kind: not kube_json("get", kind, "-n", self.namespace, "-l", selector)["items"],
+                timeout=120,
+            )
 
     def roll_out(self, change: dict[str, Any], what: str) -> dict[str, Any]:
         """Applies a changed spec while a steady mix of requests reaches the pipeline's Service, and
