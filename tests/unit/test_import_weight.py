@@ -1,6 +1,6 @@
 """The operator is the control plane: importing its entry point must not load the data plane's
 libraries (they cost the operator hundreds of megabytes and seconds of start-up), nor the
-kubernetes client library (45 MB: kube/connection.py talks to the API server)."""
+kubernetes client library (18 MB: kube/connection.py talks to the API server)."""
 
 from __future__ import annotations
 
