@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlpipeline.kube.client import Kube
 from mlpipeline.kube.connection import ApiError
@@ -40,6 +41,28 @@ class Resource:
 
 def pack(body: Mapping[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+class Entry(NamedTuple):
+    """An object as a Store holds it: where it is (namespace, name), its key, its packed trim."""
+
+    ident: tuple[str, str]
+    key: Key
+    packed: str
+
+    def moved(self) -> Entry:
+        """The same entry in objects made now: those of an entry made while its list page was parsed
+        lie among the page's thousands of small ones, and each one kept keeps its allocator pool
+        (16 KB) from being reused or given back once the page is freed. Names shared by many
+        objects (namespaces, pipelines, runs) are made once."""
+        namespace, name = self.ident
+        key = tuple(_fresh(part) for part in self.key)
+        return Entry((_fresh(namespace), _fresh(name)), key, _fresh(self.packed, shared=False))
+
+
+def _fresh(text: str, shared: bool = True) -> str:
+    copy = text.encode().decode()  # a new string (str(text) and text[:] are the same object)
+    return sys.intern(copy) if shared else copy
 
 
 def exact_namespace(pattern: str | None) -> str | None:
@@ -87,9 +110,15 @@ class Store:
             packed = list(self.items.get(key, {}).values())
         return [json.loads(p) for p in packed]
 
+    def entry(self, body: Mapping[str, Any]) -> Entry:
+        return Entry(self._ident(body), self.key(body), pack(self.trim(body)))
+
     def put(self, body: Mapping[str, Any]) -> Key | None:
         """Stores an object; returns its key when what the operator reads of it changed."""
-        ident, key, packed = self._ident(body), self.key(body), pack(self.trim(body))
+        return self._put(self.entry(body))
+
+    def _put(self, entry: Entry) -> Key | None:
+        ident, key, packed = entry
         with self.lock:
             old = self.where.get(ident)
             if old == key and self.items[key].get(ident[1]) == packed:
@@ -115,11 +144,11 @@ class Store:
         if not named:
             del self.items[key]
 
-    def replace(self, bodies: Sequence[Mapping[str, Any]]) -> set[Key]:
+    def replace(self, entries: Sequence[Entry]) -> set[Key]:
         """Makes the store hold exactly these objects (a list's result); returns the keys whose
         objects changed, appeared or went."""
-        changed = {k for b in bodies if (k := self.put(b)) is not None}
-        listed = {self._ident(b) for b in bodies}
+        changed = {k for e in entries if (k := self._put(e)) is not None}
+        listed = {e.ident for e in entries}
         with self.lock:
             gone = [(ident, key) for ident, key in self.where.items() if ident not in listed]
             for ident, key in gone:
@@ -223,21 +252,25 @@ class Informer:
         return [("labelSelector", self.selector)] if self.selector else []
 
     def _list(self) -> None:
-        items: list[Body] = []
+        entries: list[Entry] = []
         token = ""
         while True:
             query = [*self._query(), ("limit", str(PAGE))] + ([("continue", token)] if token else [])
             page = self.kube.request("GET", self.resource.path(self.namespace), query)
-            # trimmed page by page: a list of thousands of whole pods is never held at once
-            items.extend(self.store.trim(i) for i in page.get("items") or [] if self._watched(i))
-            token = page["metadata"].get("continue") or ""
+            # Packed page by page (a list of thousands of pods is never held as dicts at once), and
+            # moved once the page is freed: what a burst leaves scattered, the allocator keeps.
+            listed = [self.store.entry(i) for i in page.get("items") or [] if self._watched(i)]
+            token, version = page["metadata"].get("continue") or "", page["metadata"]["resourceVersion"]
+            del page
+            entries.extend(e.moved() for e in listed)
+            del listed
             if not token:
                 break
-        changed = self.store.replace(items)
+        changed = self.store.replace(entries)
         if self.synced.is_set():
             self._notify(changed)
         self.synced.set()
-        self.version = page["metadata"]["resourceVersion"]
+        self.version = version
 
     def _watch(self) -> None:
         query = [
