@@ -3,19 +3,18 @@ the pipelines as kopf's watch brings them, the owned objects from our own list+w
 (kube/informer.py; filled from its first list before any reconciliation reads), plus the operator's
 own writes until the watch brings them back.
 
-Only the fields the operator reads are kept (trim_*), as compact JSON text (pack): a pipeline with its
-five Jobs and pods takes about 13 KB so, against 55 KB as Python dicts; a reconciliation parses the
-few it reads."""
+Only the fields the operator reads are kept (trim_*), as compressed compact JSON (compress): a
+pipeline with its five Jobs and pods takes about 3.8 KB so (8 KB as JSON text, 55 KB as Python
+dicts); a reconciliation expands the few it reads."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from mlpipeline.kube.client import Kube
-from mlpipeline.kube.informer import Informer, Key, Resource, Store, pack
+from mlpipeline.kube.informer import Informer, Key, Resource, Store, compress, expand, pack
 from mlpipeline.kube.rayjob import CLUSTER_LABEL
 from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL
 
@@ -144,7 +143,7 @@ class ClusterCache:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pipelines: dict[tuple[str, str], str] = {}  # packed, as the watch brought them
+        self.pipelines: dict[tuple[str, str], bytes] = {}  # compressed, as the watch brought them
         self.owned = {plural: Store(trim, key) for plural, (_, trim, key) in OWNED.items()}
         self.informers: list[Informer] = []
         self.written: dict[tuple[str, str], Body] = {}  # pipelines, as our status patches returned them
@@ -184,7 +183,7 @@ class ClusterCache:
         """A pipeline as its watch brought it; returns it trimmed."""
         meta, trimmed = body["metadata"], trim_pipeline(body)
         with self.lock:
-            self.pipelines[(meta["namespace"], meta["name"])] = pack(trimmed)
+            self.pipelines[(meta["namespace"], meta["name"])] = compress(trimmed)
         return trimmed
 
     def pipeline(self, namespace: str, name: str) -> Body | None:
@@ -194,7 +193,7 @@ class ClusterCache:
             if packed is None:
                 self.written.pop((namespace, name), None)  # deleted (or never seen): nothing to overlay
                 return None
-            stored: Body = json.loads(packed)
+            stored: Body = expand(packed)
             if ours is not None and _version(ours) > _version(stored):
                 return ours
             self.written.pop((namespace, name), None)
@@ -242,7 +241,7 @@ class ClusterCache:
         created since, whose events may come first: kopf handles each object on its own)."""
         with self.lock:
             packed = self.pipelines.get((namespace, name))
-            if packed is not None and uid and json.loads(packed)["metadata"].get("uid") not in (uid, None):
+            if packed is not None and uid and expand(packed)["metadata"].get("uid") not in (uid, None):
                 return False
         return True
 
