@@ -164,6 +164,21 @@ def test_our_status_write_is_read_until_the_watch_brings_a_newer_version() -> No
     assert cache.pipeline("ns", "iris") is None, "a deleted pipeline is not revived by our last write"
 
 
+def test_our_write_brought_back_by_the_watch_is_no_longer_held_apart() -> None:
+    """A finished pipeline's last status write is followed by no reconciliation: once the watch
+    brings it back, only the cache's compressed copy is kept (a pipeline as dicts takes 14 KB, 5,000
+    of them 69 MB)."""
+    cache = ClusterCache()
+    cache.put_pipeline(pipeline("5"))
+    cache.wrote(pipeline("6", "Succeeded"))
+    cache.put_pipeline(pipeline("5", "Running"))  # an event from before our write
+    assert cache.pipeline("ns", "iris")["status"] == {"phase": "Succeeded"}  # type: ignore[index]
+    assert ("ns", "iris") in cache.written
+    cache.put_pipeline(pipeline("6", "Succeeded"))
+    assert cache.written == {}
+    assert cache.pipeline("ns", "iris")["status"] == {"phase": "Succeeded"}  # type: ignore[index]
+
+
 def test_a_job_we_created_is_seen_before_its_watch_event_and_once_after() -> None:
     cache = ClusterCache()
     assert cache.jobs("ns", "iris") == []

@@ -180,10 +180,16 @@ class ClusterCache:
         return all(i.synced.wait(timeout) for i in self.informers)
 
     def put_pipeline(self, body: Mapping[str, Any]) -> Body:
-        """A pipeline as its watch brought it; returns it trimmed."""
+        """A pipeline as its watch brought it; returns it trimmed. Our write it brings back (or a
+        later version) is no longer kept apart: a pipeline's last status write would otherwise be
+        held as dicts (14 KB) until its next reconciliation, which a finished pipeline may never have."""
         meta, trimmed = body["metadata"], trim_pipeline(body)
+        key = (meta["namespace"], meta["name"])
         with self.lock:
-            self.pipelines[(meta["namespace"], meta["name"])] = compress(trimmed)
+            self.pipelines[key] = compress(trimmed)
+            ours = self.written.get(key)
+            if ours is not None and _version(ours) <= _version(trimmed):
+                del self.written[key]
         return trimmed
 
     def pipeline(self, namespace: str, name: str) -> Body | None:
