@@ -86,27 +86,27 @@ test-cluster: control-plane $(STAMP)
 test-real: control-plane node-binaries image $(STAMP)
 	$(BIN)/pytest tests/real
 
-test: lint crds-check $(DEEP) control-plane node-binaries image prometheus label-studio ## lint, then unit, workload, cluster and real-node tests
-	$(BIN)/pytest --durations=25 tests/unit tests/workload tests/cluster tests/real
+test: ## lint, then every tier: unit and workload beside the builds, cluster and real tiers (hack/test.sh)
+	hack/test.sh
 
 bench: bench-serving bench-canary bench-cycle bench-labeling bench-tune bench-scale ## every benchmark (JSON on stdout)
 
-bench-serving: $(STAMP) ## adaptive batching against unbatched serving, requests/s and p50/p99
+bench-serving: $(STAMP) ## adaptive batching against unbatched serving, 3 interleaved runs each: successful requests/s, p50/p99, errors
 	$(BIN)/python -m bench.serving
 
-bench-canary: $(STAMP) prometheus ## seconds from a canary going bad to its rollback, share of failed requests
+bench-canary: $(STAMP) prometheus ## seconds from a canary going bad to its rollback, share of failed requests (3 interleaved runs each)
 	$(BIN)/python -m bench.canary
 
 bench-cycle: $(STAMP) prometheus ## a drifting month lands: accuracy before/after the automatic retraining, seconds to serving
 	$(BIN)/python -m bench.cycle
 
-bench-tune: $(DEEP) ## search algorithms (grid vs random and Bayesian with ASHA) and a tune step's fixed cost
+bench-tune: $(DEEP) ## search algorithms (grid, random, Bayesian, each with and without ASHA, 3 seeds) and a tune step's fixed cost
 	$(BIN)/python -m bench.tune
 
 bench-scale: control-plane $(STAMP) ## N pipelines on the kwok cluster against a bare client creating the same Jobs (PIPELINES=100)
 	$(BIN)/python -m bench.scale --pipelines $(or $(PIPELINES),100)
 
-bench-labeling: $(STAMP) ## accuracy against human labels spent: automated labeling vs a random sample vs everything
+bench-labeling: $(STAMP) ## accuracy against human labels spent: automated labeling vs a random sample vs everything (5 seeds)
 	$(BIN)/python -m bench.labeling
 
 run: $(STAMP) ## run the operator against the cluster in KUBECONFIG (default: the local one)

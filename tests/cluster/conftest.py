@@ -3,8 +3,10 @@ etcd built from Go modules) with kwok's simulated nodes, the CRD, and the operat
 
 kwok stands in for kubelets only: pods are bound by the real scheduler, Jobs are driven by the real
 Job controller and deletions by the real garbage collector; kwok marks pods Running and then
-Succeeded (or Failed, for pods annotated with ``mlpipeline.dev/fake-exit-code``), since no container
-runtime exists here. Nothing the step containers would compute is checked in this tier.
+Succeeded (or Failed, for pods annotated with ``mlpipeline.dev/fake-exit-code``). kwok is used here
+for what a real node cannot give on a 2-core machine: hundreds of pipelines at once and GPU nodes
+(``nvidia.com/gpu`` capacity, labels, taints). Nothing the step containers would compute is checked
+in this tier: the real tier (tests/real) runs the steps in pods on a real node.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mlpipeline.local.server import free_port
 from tests.conftest import BIN, ROOT
 
 KUBECONFIG = ROOT / ".cluster" / "kubeconfig"
+KUBERAY_CRDS = ("rayjobs.ray.io", "rayclusters.ray.io", "rayservices.ray.io")
 
 
 def kubectl(
@@ -47,12 +50,20 @@ def kube_json(*args: str) -> Any:
     return json.loads(kubectl(*args, "-o", "json").stdout)
 
 
+class FailFast(AssertionError):
+    """Raised by a check of `wait_for` when waiting longer cannot help (the pipeline Failed)."""
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, interval: float = 0.5) -> Any:
+    """Calls ``check`` until it returns something true; an AssertionError it raises means "not
+    yet", except FailFast, which ends the wait at once."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             last = check()
+        except FailFast:
+            raise
         except AssertionError as exc:
             last = exc
         else:
@@ -69,6 +80,9 @@ def cluster() -> Iterator[Path]:
     already_up = subprocess.run([script, "status"], capture_output=True, timeout=60).returncode == 0
     up = subprocess.run([script, "up"], capture_output=True, text=True, timeout=900)
     assert up.returncode == 0, up.stdout + up.stderr
+    # KubeRay's CRDs are installed by a test for the rest of a session (tests/kuberay.py); one left
+    # by an earlier session on a reused cluster is removed before any operator watches it.
+    kubectl("delete", "crd", *KUBERAY_CRDS, "--ignore-not-found", "--wait=true", timeout=120)
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/mlpipelines.mlpipeline.dev", "--timeout=60s")
     yield KUBECONFIG
@@ -117,24 +131,49 @@ class Operator:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+SESSION_OPERATORS: list[Operator] = []  # the session-wide operators started so far
+
+
 @pytest.fixture(scope="session")
 def shared_operator(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     running = Operator(log=tmp_path_factory.mktemp("operator") / "operator.log", metrics_port=free_port())
+    yield from session_operator(running)
+
+
+def session_operator(running: Operator) -> Iterator[Operator]:
     running.start()
+    SESSION_OPERATORS.append(running)
     yield running
+    SESSION_OPERATORS.remove(running)
     running.stop()
 
 
+@pytest.fixture(autouse=True)
+def session_operators_alive() -> Iterator[None]:
+    """A session-wide operator that exits fails the test during which it died (whether or not that
+    test used it), with the end of its log; the next test gets it restarted, as its Deployment
+    would, instead of failing in turn."""
+    for running in SESSION_OPERATORS:
+        if running.exited() is not None:
+            running.start()
+    yield
+    died = [(running, code) for running in SESSION_OPERATORS if (code := running.exited()) is not None]
+    if died:
+        pytest.fail(
+            "\n".join(f"an operator exited ({code}) during this test:\n{r.log_tail()}" for r, code in died)
+        )
+
+
 @pytest.fixture
-def operator(shared_operator: Operator) -> Iterator[Operator]:
-    """The session's operator. The test during which it exits fails with the end of its log; the
-    next test gets it restarted, as its Deployment would, instead of failing in turn."""
-    if shared_operator.exited() is not None:
-        shared_operator.start()
-    yield shared_operator
-    code = shared_operator.exited()
-    if code is not None:
-        pytest.fail(f"the operator exited ({code}) during this test:\n{shared_operator.log_tail()}")
+def operator(shared_operator: Operator) -> Operator:
+    """The session's operator (see session_operators_alive)."""
+    return shared_operator
+
+
+def delete_namespace(name: str) -> None:
+    """Deletes the namespace and waits until it is gone, so that its objects are not still being
+    collected while the next tests run."""
+    kubectl("delete", "namespace", name, "--wait=true", "--timeout=300s", check=False, timeout=330)
 
 
 @pytest.fixture
@@ -142,4 +181,4 @@ def namespace(cluster: Path) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", name)
     yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    delete_namespace(name)

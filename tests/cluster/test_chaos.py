@@ -28,10 +28,16 @@ def apply_many(namespace: str, count: int) -> list[str]:
     return names
 
 
+def finished(namespace: str, items: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The namespace's pipelines (or those of ``items``) that are Packaged."""
+    items = kube_json("get", "mlpipelines", "-n", namespace)["items"] if items is None else items
+    return [p for p in items if (p.get("status") or {}).get("phase") == "Packaged"]
+
+
 def packaged(namespace: str, count: int) -> list[dict[str, Any]] | None:
+    """Every pipeline of the namespace, once ``count`` of them are Packaged."""
     items = kube_json("get", "mlpipelines", "-n", namespace)["items"]
-    done = [p for p in items if (p.get("status") or {}).get("phase") == "Packaged"]
-    return items if len(done) == count else None
+    return items if len(finished(namespace, items)) == count else None
 
 
 def assert_each_run_once(namespace: str, names: list[str], pipelines: list[dict[str, Any]]) -> None:
@@ -60,16 +66,19 @@ def test_operator_killed_at_random_moments_finishes_every_run_once(
     operator: Operator, namespace: str
 ) -> None:
     seed = random.randrange(1 << 30)
+    print(f"chaos seed {seed} (shown when the test fails)")
     moments = random.Random(seed)
     names = apply_many(namespace, PIPELINES)
+    unfinished_at_kills = []
     for _ in range(4):
         time.sleep(moments.uniform(1, 8))
+        unfinished_at_kills.append(PIPELINES - len(finished(namespace)))
         operator.kill()
         time.sleep(moments.uniform(0, 3))  # Jobs go on finishing while no operator runs
         operator.start()
-    pipelines = wait_for(
-        f"{PIPELINES} pipelines Packaged (seed {seed})", lambda: packaged(namespace, PIPELINES), 600, 2
-    )
+    print(f"pipelines not yet Packaged at each kill: {unfinished_at_kills}")
+    assert unfinished_at_kills[0] > 0, "the operator was killed with no work in flight"
+    pipelines = wait_for(f"{PIPELINES} pipelines Packaged", lambda: packaged(namespace, PIPELINES), 600, 2)
     assert_each_run_once(namespace, names, pipelines)
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from mlpipeline.local.server import free_port
 
-from tests.cluster.conftest import Operator, kube_json, kubectl, wait_for
-from tests.cluster.test_chaos import apply_many, assert_each_run_once, packaged
+from tests.cluster.conftest import Operator, delete_namespace, kube_json, kubectl, wait_for
+from tests.cluster.test_chaos import STEPS, apply_many, assert_each_run_once, finished, packaged
 
 LEASE_SECONDS = "6"
 
@@ -21,7 +21,7 @@ def ha_namespace(cluster: Path) -> Iterator[str]:
     name = f"ha-{uuid.uuid4().hex[:8]}"  # not t-*: the session's operator must not act here
     kubectl("create", "namespace", name)
     yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    delete_namespace(name)
 
 
 def replica(tmp_path: Path, name: str, namespace: str) -> Operator:
@@ -60,6 +60,8 @@ def test_the_standby_replica_takes_over_when_the_active_one_is_killed(
             "the standby waiting", lambda: "waiting to lead" in standby.log.read_text(errors="replace"), 60
         )
         assert not leads(standby)
+        jobs_at_kill = len(kube_json("get", "jobs", "-n", ha_namespace)["items"])
+        assert jobs_at_kill < 10 * STEPS and not finished(ha_namespace), "no work left in flight to hand over"
         active.kill()
         wait_for("the standby leading", lambda: leads(standby), 60)
         pipelines = wait_for("10 pipelines Packaged", lambda: packaged(ha_namespace, 10), 300, 1)

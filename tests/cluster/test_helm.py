@@ -15,7 +15,7 @@ import yaml
 from mlpipeline.kube.rbac import FORBIDDEN, LEADER_ELECTION, NAMESPACED, Permission
 from mlpipeline.local.server import free_port
 
-from tests.cluster.conftest import KUBECONFIG, Operator, kube_json, kubectl, wait_for
+from tests.cluster.conftest import KUBECONFIG, Operator, delete_namespace, kube_json, kubectl, wait_for
 from tests.conftest import ROOT
 
 HELM = (
@@ -99,7 +99,7 @@ def test_chart_installs_upgrades_and_uninstalls(cluster: Path) -> None:
         kubectl("delete", "namespace", namespace, "--wait=false")
     finally:
         helm("uninstall", "mlp", "-n", namespace, check=False)
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        delete_namespace(namespace)
 
 
 def can_i(account: str, namespace: str, permission: Permission) -> bool:
@@ -188,7 +188,7 @@ def test_a_namespaced_install_grants_the_operator_its_namespace_only(cluster: Pa
     finally:
         helm("uninstall", "mlp", "-n", system, check=False)
         for name in (system, watched, other):
-            kubectl("delete", "namespace", name, "--wait=false", check=False)
+            delete_namespace(name)
 
 
 def test_a_wrong_value_fails_the_install_with_its_name(cluster: Path) -> None:
@@ -232,4 +232,4 @@ def test_the_service_monitor_selects_the_operators_metrics_service(cluster: Path
         assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
     finally:
         helm("uninstall", "mlp", "-n", namespace, check=False)
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        delete_namespace(namespace)

@@ -16,7 +16,7 @@ from mlpipeline.kube.client import Kube
 from mlpipeline.kube.informer import Informer, Key, Resource, Store
 from mlpipeline.protocol import PIPELINE_LABEL
 
-from tests.cluster.conftest import kubectl, wait_for
+from tests.cluster.conftest import delete_namespace, kubectl, wait_for
 
 JOBS = Resource("batch/v1", "jobs")
 
@@ -34,7 +34,7 @@ def namespaces(cluster: Path) -> Iterator[list[str]]:
         kubectl("create", "namespace", name)
     yield names
     for name in names:
-        kubectl("delete", "namespace", name, "--wait=false", check=False)
+        delete_namespace(name)
 
 
 def make_job(kube: Kube, namespace: str, name: str, pipeline: str | None) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mlpipeline.local.server import free_port
 
-from tests.cluster.conftest import KUBECONFIG, Operator, kube_json, kubectl, wait_for
+from tests.cluster.conftest import KUBECONFIG, Operator, delete_namespace, kube_json, kubectl, wait_for
 from tests.cluster.test_operator import GPU_NODES, apply, manifest, phase_is, pipeline
 from tests.kuberay import running_kuberay
 
@@ -34,11 +34,11 @@ def distributed(**extra: Any) -> dict[str, Any]:
 def test_without_kubray_always_is_refused_and_if_available_tunes_in_a_job(
     cluster: Path, tmp_path: Path
 ) -> None:
-    """Runs before KubeRay's CRDs are installed (by the fixture below, for the rest of the session)."""
-    if kubectl("get", "crd", "rayjobs.ray.io", check=False).returncode == 0:
-        pytest.skip(
-            "KubeRay's CRDs are installed on this cluster (by an earlier session): hack/cluster.sh down"
-        )
+    """Runs before KubeRay's CRDs are installed (by the fixture below, for the rest of the session;
+    the cluster fixture removes any an earlier session left)."""
+    assert kubectl("get", "crd", "rayjobs.ray.io", check=False).returncode != 0, (
+        "KubeRay's CRDs are installed"
+    )
     namespace = new_namespace()
     operator = Operator(log=tmp_path / "operator.log", metrics_port=free_port(), namespaces=f"{PREFIX}*")
     operator.start()
@@ -56,7 +56,7 @@ def test_without_kubray_always_is_refused_and_if_available_tunes_in_a_job(
         )
     finally:
         operator.stop()
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        delete_namespace(namespace)
 
 
 @pytest.fixture(scope="module")
@@ -135,4 +135,4 @@ def test_the_tune_step_runs_as_a_rayjob_with_gpu_workers_and_is_followed_to_its_
         kubectl("delete", "mlpipeline", "iris", "-n", namespace)
         wait_for("the RayJob gone with its pipeline", lambda: rayjobs(namespace) == [], timeout=60)
     finally:
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        delete_namespace(namespace)

@@ -3,8 +3,8 @@ hack/node.sh) beside kwok's fake ones, the project's image built here (make imag
 into the node's runtime, and an operator whose pods are all placed on the real node. Nothing is
 simulated: step pods train, model pods serve.
 
-Skipped, with the reason printed, where this machine cannot run containers (not root, no
-overlayfs); on our machines and in CI it runs.
+Skipped where this machine cannot run containers (not root, no overlay mount): a failure, with
+its reason, under `make test` and in CI, where no skip is allowed (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,19 @@ import s3fs
 import yaml
 from mlpipeline.local.server import free_port
 
-from tests.cluster.conftest import KUBECONFIG, Operator, cluster, kube_json, kubectl, wait_for  # noqa: F401  (fixture)
+from tests.cluster.conftest import (  # noqa: F401  (fixtures)
+    KUBECONFIG,
+    SESSION_OPERATORS,
+    FailFast,
+    Operator,
+    cluster,
+    delete_namespace,
+    kube_json,
+    kubectl,
+    session_operator,
+    session_operators_alive,
+    wait_for,
+)
 from tests.conftest import EXAMPLES, ROOT, example
 
 REAL_NODE = "real-0"
@@ -42,8 +55,26 @@ NODE = ROOT / "hack" / "node.sh"
 def cannot_run_containers() -> str | None:
     if os.geteuid() != 0:
         return "the real node needs root (containerd, kubelet, network namespaces)"
-    if "overlay" not in Path("/proc/filesystems").read_text():
-        return "the real node needs overlayfs (containerd's snapshotter)"
+    return overlay_mount_fails()
+
+
+def overlay_mount_fails() -> str | None:
+    """Mounts an overlay as containerd's snapshotter will (the kernel loads the module on the first
+    mount, so /proc/filesystems alone says nothing on a fresh machine); the reason when it fails."""
+    with tempfile.TemporaryDirectory(prefix="overlay-probe-") as tmp:
+        lower, upper, work, merged = (Path(tmp) / d for d in ("lower", "upper", "work", "merged"))
+        for folder in (lower, upper, work, merged):
+            folder.mkdir()
+        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        mounted = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if mounted.returncode != 0:
+            return f"the real node needs overlayfs (containerd's snapshotter): {mounted.stderr.strip()}"
+        subprocess.run(["umount", str(merged)], capture_output=True, timeout=30)
     return None
 
 
@@ -71,8 +102,7 @@ def real_node(request: pytest.FixtureRequest) -> Iterator[Image]:
     """real-0 up and Ready, with the project's image in its runtime."""
     reason = cannot_run_containers()
     if reason:
-        print(f"\nreal tier skipped: {reason}")
-        pytest.skip(reason)
+        pytest.skip(reason)  # a failure where skips are not allowed (tests/conftest.py)
     request.getfixturevalue("cluster")
     image = built_image()
     already_up = subprocess.run([str(NODE), "status"], capture_output=True, timeout=60).returncode == 0
@@ -99,9 +129,7 @@ def real_operator(real_node: Image, tmp_path_factory: pytest.TempPathFactory) ->
         namespaces="real-*",
         env={"MLP_STEP_IMAGE": real_node.name, "MLP_POD_NODE_SELECTOR": REAL_LABEL, **store},
     )
-    running.start()
-    yield running
-    running.stop()
+    yield from session_operator(running)
 
 
 def store_env() -> dict[str, str]:
@@ -129,7 +157,7 @@ def make_shared_store(namespace: str) -> SharedStore:
     path = Path("/var/tmp/mlpipeline-real") / namespace
     path.mkdir(parents=True)
     os.chown(path, 10001, 10001)  # the image's user
-    kubectl("create", "namespace", namespace)
+    create_namespace(namespace)
     objects = [
         {
             "apiVersion": "v1",
@@ -163,7 +191,7 @@ def make_shared_store(namespace: str) -> SharedStore:
 
 
 def remove_shared_store(store: SharedStore) -> None:
-    kubectl("delete", "namespace", store.namespace, "--wait=true", check=False, timeout=180)
+    remove_namespace(store.namespace)
     kubectl("delete", "pv", f"{store.namespace}-artifacts", "--wait=false", check=False)
     shutil.rmtree(store.path, ignore_errors=True)
 
@@ -208,7 +236,7 @@ def s3_store(real_node: Image) -> Iterator[S3Store]:
     <prefix>/data/iris.csv."""
     env = store_env()
     store = S3Store(f"real-{uuid.uuid4().hex[:8]}", env)
-    kubectl("create", "namespace", store.namespace)
+    create_namespace(store.namespace)
     secret = {k: v for k, v in env.items() if k.startswith("AWS_")}
     kubectl(
         "create", "secret", "generic", "artifacts", "-n", store.namespace,
@@ -216,7 +244,7 @@ def s3_store(real_node: Image) -> Iterator[S3Store]:
     )  # fmt: skip
     store.fs().put(str(EXAMPLES / "data" / "iris.csv"), f"{store.prefix}/data/iris.csv")
     yield store
-    kubectl("delete", "namespace", store.namespace, "--wait=true", check=False, timeout=180)
+    remove_namespace(store.namespace)
     store.fs().rm(store.prefix, recursive=True)
 
 
@@ -238,6 +266,58 @@ def real_manifest(artifacts: S3Store | None = None) -> dict[str, Any]:
     return document
 
 
+LIVE_NAMESPACES: list[str] = []  # the real tier's namespaces that exist now: diagnosed on failure
+
+
+def create_namespace(name: str) -> None:
+    kubectl("create", "namespace", name)
+    LIVE_NAMESPACES.append(name)
+
+
+def remove_namespace(name: str) -> None:
+    LIVE_NAMESPACES.remove(name)
+    delete_namespace(name)
+
+
+def diagnosis(namespace: str) -> str:
+    """What a person looks at first when a pipeline did not get where a test waited for it: each
+    pipeline's status, the namespace's latest Events, and the log tail of its unfinished or failed
+    pods (or else of its latest pod)."""
+    lines = [f"== namespace {namespace}"]
+    for pipeline in kube_json("get", "mlpipelines", "-n", namespace)["items"]:
+        status = pipeline.get("status") or {}
+        name = pipeline["metadata"]["name"]
+        lines.append(f"-- MLPipeline {name}: {status.get('phase')}: {status.get('message')}")
+        for step in (status.get("run") or {}).get("steps", []):
+            lines.append(f"   step {step.get('name')}: {step.get('phase')} {step.get('message') or ''}")
+        lines.append(f"   serving: {json.dumps(status.get('serving'))[:1500]}")
+    events = kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout
+    lines += ["-- Events (latest 25)", *events.splitlines()[-25:]]
+    pods = kube_json("get", "pods", "-n", namespace)["items"]
+    suspects = [p for p in pods if p["status"].get("phase") not in ("Succeeded", "Running")] or pods[-1:]
+    for pod in suspects[:4]:
+        name = pod["metadata"]["name"]
+        tail = kubectl("logs", "-n", namespace, name, "--all-containers", "--tail=30", check=False)
+        lines += [f"-- pod {name} ({pod['status'].get('phase')}), log tail:", tail.stdout + tail.stderr]
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if not report.failed or not (LIVE_NAMESPACES or SESSION_OPERATORS):
+        return report
+    try:
+        text = "\n".join(diagnosis(namespace) for namespace in LIVE_NAMESPACES)
+        text += "".join(f"\n== operator log tail\n{o.log_tail()}" for o in SESSION_OPERATORS)
+    except (AssertionError, OSError, subprocess.SubprocessError, ValueError) as exc:
+        text = f"the diagnosis failed: {exc!r}"
+    report.sections.append(("pipeline diagnosis", text))
+    return report
+
+
 def status_of(namespace: str) -> dict[str, Any]:
     return kube_json("get", "mlpipeline", "iris", "-n", namespace).get("status") or {}
 
@@ -245,14 +325,20 @@ def status_of(namespace: str) -> dict[str, Any]:
 def run_to_serving(namespace: str, what: str, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Applies the pipeline (default: the PVC mode's) and waits until it serves; returns its status."""
     kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest or real_manifest()))
-    status = wait_for(
-        what,
-        lambda: (s := status_of(namespace)).get("phase") in ("Serving", "Failed") and s,
-        timeout=900,
-        interval=2,
-    )
-    assert status["phase"] == "Serving", status.get("message")
-    return status  # type: ignore[no-any-return]
+    return wait_for(what, lambda: serving_or_failed(namespace), timeout=600, interval=2)  # type: ignore[no-any-return]
+
+
+def serving_or_failed(namespace: str) -> dict[str, Any] | None:
+    status = failing_fast(status_of(namespace))
+    return status if status.get("phase") == "Serving" else None
+
+
+def failing_fast(status: dict[str, Any]) -> dict[str, Any]:
+    """The status (of a pipeline, or a part of it with a phase) unless it Failed: then FailFast,
+    which ends any wait at once with its message."""
+    if status.get("phase") == "Failed":
+        raise FailFast(f"Failed: {status.get('message')} (status: {json.dumps(status)[:2000]})")
+    return status
 
 
 def wait_ready(namespace: str, deployment: str, what: str, timeout: float = 300) -> None:
@@ -274,6 +360,7 @@ __all__ = [
     "Image",
     "S3Store",
     "SharedStore",
+    "failing_fast",
     "logs",
     "run_to_serving",
     "wait_ready",

@@ -13,7 +13,7 @@ from examples.make_data import POOL_ROWS, sensor_month
 from tests.cluster.conftest import kube_json, kubectl, wait_for
 from tests.conftest import EXAMPLES, example
 from tests.labelstudio import LabelStudio, answer_as_a_person
-from tests.real.conftest import Operator, S3Store, host_address
+from tests.real.conftest import Operator, S3Store, failing_fast, host_address
 
 PROJECT = "sensors (real pods)"
 
@@ -63,8 +63,8 @@ def test_a_labeling_round_runs_in_real_pods_and_its_labels_retrain_the_model(
     kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(document))
     first = wait_for(
         "the first model",
-        lambda: (s := status_of(namespace)).get("phase") in ("Packaged", "Failed") and s,
-        timeout=900,
+        lambda: (s := failing_fast(status_of(namespace))).get("phase") == "Packaged" and s,
+        timeout=600,
         interval=2,
     )
     assert first["phase"] == "Packaged", first
@@ -79,8 +79,8 @@ def test_a_labeling_round_runs_in_real_pods_and_its_labels_retrain_the_model(
     waiting = wait_for(
         "the round to send tasks to people",
         lambda: (
-            (r := status_of(namespace).get("labeling", {}).get("round") or {}).get("phase")
-            in ("AwaitingPeople", "Failed")
+            (r := failing_fast(status_of(namespace).get("labeling", {}).get("round") or {})).get("phase")
+            == "AwaitingPeople"
             and r
         ),
         timeout=600,
@@ -100,7 +100,7 @@ def test_a_labeling_round_runs_in_real_pods_and_its_labels_retrain_the_model(
 
     merged = wait_for(
         "the labeled partition",
-        lambda: (r := status_of(namespace)["labeling"]["round"]).get("phase") in ("Merged", "Failed") and r,
+        lambda: (r := failing_fast(status_of(namespace)["labeling"]["round"])).get("phase") == "Merged" and r,
         timeout=300,
         interval=2,
     )
@@ -113,11 +113,11 @@ def test_a_labeling_round_runs_in_real_pods_and_its_labels_retrain_the_model(
     retrained = wait_for(
         "the model retrained on the labeled partition",
         lambda: (
-            (s := status_of(namespace)).get("run", {}).get("trigger") == "data"
-            and s["phase"] in ("Packaged", "Failed")
+            (s := failing_fast(status_of(namespace))).get("run", {}).get("trigger") == "data"
+            and s["phase"] == "Packaged"
             and s
         ),
-        timeout=900,
+        timeout=600,
         interval=2,
     )
     assert retrained["phase"] == "Packaged", retrained

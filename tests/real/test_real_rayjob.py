@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.cluster.conftest import KUBECONFIG, Operator, kube_json, wait_for
 from tests.kuberay import running_kuberay
-from tests.real.conftest import REAL_NODE, S3Store, kubectl, real_manifest, status_of
+from tests.real.conftest import REAL_NODE, S3Store, failing_fast, kubectl, real_manifest, status_of
 
 CLUSTER_LABEL = "ray.io/cluster"
 NODE_TYPE_LABEL = "ray.io/node-type"
@@ -37,12 +37,12 @@ def test_a_rayjob_tunes_on_real_ray_pods_and_the_pipeline_packages_its_best(
             )
             record["node"] = pod["spec"].get("nodeName")
             record["phases"].add(pod["status"].get("phase"))
-        status = status_of(namespace)
-        return status if status.get("phase") in ("Packaged", "Failed") else None
+        status = failing_fast(status_of(namespace))
+        return status if status.get("phase") == "Packaged" else None
 
     with running_kuberay(KUBECONFIG, tmp_path):
         kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(document))
-        status = wait_for("the pipeline tuned on Ray and packaged", finished, timeout=900, interval=2)
+        status = wait_for("the pipeline tuned on Ray and packaged", finished, timeout=600, interval=2)
         rayjobs = kube_json("get", "rayjobs", "-n", namespace)["items"]
     assert status["phase"] == "Packaged", status.get("message")
     assert [r["status"]["jobDeploymentStatus"] for r in rayjobs] == ["Complete"]

@@ -2,25 +2,29 @@
 sensors example serves; month 7 lands, in which the load has shifted and the failure rule changed;
 traffic like month 7's raises the drift of exactly the load; the drift trigger retrains on every
 partition and the new model is rolled out as a canary and promoted — real Ray Tune, BentoML
-servers, router and Prometheus."""
+servers, router and Prometheus. The schedule and new-data triggers likewise retrain on a month that
+landed and roll the new model out."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from mlpipeline.local.server import is_ready, stop_group
+import pytest
+from mlpipeline.local.server import free_port, is_ready, stop_group
 
 from examples import make_data
 from tests.conftest import BIN, example, write_manifest
 
 
-def manifest(tmp: Path) -> Path:
+def manifest(tmp: Path, retrain: dict[str, Any] | None = None) -> Path:
     document = example("iris")
     document["metadata"]["name"] = "cycle"
     spec = document["spec"]
@@ -43,7 +47,7 @@ def manifest(tmp: Path) -> Path:
         "capture": {"sampleRate": 1.0},
         "drift": {"interval": "1s", "minSamples": 100, "threshold": 0.2},
     }
-    spec["retrain"] = {"onDrift": {"sustained": "2s", "features": ["load"]}}
+    spec["retrain"] = retrain or {"onDrift": {"sustained": "2s", "features": ["load"]}}
     return write_manifest(tmp / "cycle.yaml", document)
 
 
@@ -59,53 +63,99 @@ def wait_for_file(path: Path, what: str, check: Any, timeout: float, process: su
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@contextmanager
+def watching(tmp_path: Path, retrain: dict[str, Any] | None = None) -> Iterator[Watch]:
+    """`mlpipeline run --watch` of the cycle manifest (``retrain`` replacing its drift trigger) on
+    month 1, until its first model serves and answers; stopped on exit."""
+    make_data.write_month(1, tmp_path / "data")
+    port = free_port()
+    log_path = tmp_path / "watch.log"
+    document = manifest(tmp_path, retrain)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(BIN / "mlpipeline"), "run", "-f", str(document), "--workdir", str(tmp_path / "work"),
+             "--watch", "--port", str(port), "--canary-load", "10"],
+            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            watch = Watch(process, f"http://127.0.0.1:{port}", tmp_path / "work" / "cycle", log_path, "")
+            watch.first = wait_for_file(
+                watch.serving, "the first model serving", lambda s: s.get("stable"), 300, process
+            )
+            wait_for_file(watch.serving, "the server answering", lambda _: is_ready(watch.url), 60, process)
+            yield watch
+        finally:
+            stop_group(process)
+
+
+@dataclass
+class Watch:
+    process: subprocess.Popen[str]
+    url: str
+    root: Path
+    log: Path
+    first: str  # the first model's version
+
+    @property
+    def serving(self) -> Path:
+        return self.root / "serving-status.json"
+
+    def trigger(self, kind: str, timeout: float) -> dict[str, Any]:
+        """The last trigger record once it is of ``kind``."""
+        return wait_for_file(  # type: ignore[no-any-return]
+            self.root / "retrain-status.json",
+            f"the {kind} trigger",
+            lambda s: (s.get("last") or {}).get("kind") == kind and s["last"],
+            timeout,
+            self.process,
+        )
+
+    def promoted(self, timeout: float) -> str:
+        """The version promoted after the first."""
+        final = wait_for_file(
+            self.serving,
+            "the retrained model promoted",
+            lambda s: s.get("stable") != self.first and s.get("phase") == "Promoted" and s,
+            timeout,
+            self.process,
+        )
+        assert httpx.post(f"{self.url}/metadata", json={}, timeout=10).json()["version"] == final["stable"]
+        return str(final["stable"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "retrain"),
+    [
+        ("schedule", {"schedule": "* * * * *"}),
+        ("data", {"onNewData": {"interval": "1s", "settle": "1s"}}),
+    ],
+)
+def test_a_schedule_or_new_data_retrains_on_the_month_that_landed_and_rolls_it_out(
+    tmp_path: Path, kind: str, retrain: dict[str, Any]
+) -> None:
+    with watching(tmp_path, retrain) as watch:
+        make_data.write_month(2, tmp_path / "data")
+        fired = watch.trigger(kind, timeout=150)
+        assert fired["action"] == "started", fired
+        watch.promoted(timeout=400)
+    output = watch.log.read_text()
+    assert "RetrainTriggered" in output and "2 partitions" in output, output[-3000:]
+
+
 def test_drift_on_a_new_partition_retrains_and_rolls_out_the_new_model(tmp_path: Path) -> None:
     data = make_data
-    data.write_month(1, tmp_path / "data")
-    port = 3000 + os.getpid() % 1000
-    log = (tmp_path / "watch.log").open("w")
-    process = subprocess.Popen(
-        [str(BIN / "mlpipeline"), "run", "-f", str(manifest(tmp_path)), "--workdir", str(tmp_path / "work"),
-         "--watch", "--port", str(port), "--canary-load", "10"],
-        stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    root = tmp_path / "work" / "cycle"
-    try:
-        first = wait_for_file(
-            root / "serving-status.json", "the first model serving", lambda s: s.get("stable"), 300, process
-        )
-        url = f"http://127.0.0.1:{port}"
-        wait_for_file(
-            root / "serving-status.json", "the server answering", lambda _: is_ready(url), 60, process
-        )
+    with watching(tmp_path) as watch:
+        url, root, first = watch.url, watch.root, watch.first
         data.write_month(data.DRIFT_MONTH, tmp_path / "data")
         records = data.sensor_month(data.DRIFT_MONTH).drop(columns="failed").to_dict(orient="records")
         for i in range(0, 300, 10):
             answer = httpx.post(f"{url}/predict", json={"records": records[i : i + 10]}, timeout=30)
             assert answer.status_code == 200, answer.text
-        retrain = wait_for_file(
-            root / "retrain-status.json",
-            "the drift trigger",
-            lambda s: (s.get("last") or {}).get("kind") == "drift" and s["last"],
-            120,
-            process,
-        )
+        retrain = watch.trigger("drift", timeout=120)
         assert retrain["action"] == "started" and retrain["value"].startswith("load="), retrain
         assert "temperature=" not in retrain["value"] and "vibration=" not in retrain["value"]
-        final = wait_for_file(
-            root / "serving-status.json",
-            "the retrained model promoted",
-            lambda s: s.get("stable") != first and s.get("phase") == "Promoted" and s,
-            400,
-            process,
-        )
-        new = final["stable"]
-        served = httpx.post(f"{url}/metadata", json={}, timeout=10).json()
-        assert served["version"] == new
+        watch.promoted(timeout=400)
         captured = list((root / "capture").glob(f"version={first}/hour=*/*.jsonl"))
         assert captured, "the first model's servers captured nothing"
-    finally:
-        stop_group(process)
-        log.close()
-    output = (tmp_path / "watch.log").read_text()
+    output = watch.log.read_text()
     assert "RetrainTriggered" in output and "2 partitions" in output, output[-3000:]
