@@ -2,12 +2,13 @@
 default settings — against a baseline that analyses only once per traffic step, as Flagger does
 (analysis interval = step interval), measured in the same run.
 
-    python -m bench.canary [--rate 50] [--healthy-seconds 15]
+    python -m bench.canary [--rate 50] [--healthy-seconds 15] [--runs 3]
 
 A canary is rolled out with real processes (two BentoML servers, the router, Prometheus, a load
 generator at --rate requests/s); after --healthy-seconds it starts answering 10 % of its requests
-with HTTP 500. Prints JSON: seconds from the breach to the rollback, the fraction of all requests
-that failed, and the ratios to the baseline.
+with HTTP 500. --runs runs per side, interleaved (ours, baseline, ours, ...). Prints JSON: per side
+the median and spread (min, max) across runs of the seconds from the breach to the rollback and of
+the fraction of all requests that failed, and the ratios of the medians to the baseline's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mlpipeline.local.serve import sample_records
 from mlpipeline.local.server import free_port
 
 from bench.models import bentoml_home, trained_versions
+from bench.stats import ratio, summarise
 
 
 def scenario(
@@ -75,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--healthy-seconds", type=float, default=15)
+    parser.add_argument("--runs", type=int, default=3, help="per side, interleaved")
     args = parser.parse_args()
     versions = trained_versions(2)
     defaults = CanarySpec()
@@ -85,8 +88,11 @@ def main() -> None:
             )
         }
     )
-    ours = scenario(defaults, versions, args.rate, args.healthy_seconds)
-    baseline = scenario(baseline_spec, versions, args.rate, args.healthy_seconds)
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
+    for _ in range(args.runs):
+        runs["ours"].append(scenario(defaults, versions, args.rate, args.healthy_seconds))
+        runs["baseline"].append(scenario(baseline_spec, versions, args.rate, args.healthy_seconds))
+    ours, baseline = summarise(runs["ours"]), summarise(runs["baseline"])
     print(
         json.dumps(
             {
@@ -98,15 +104,12 @@ def main() -> None:
                 },
                 "load_requests_per_s": args.rate,
                 "fault": "10% HTTP 500 on the canary",
+                "runs_per_side": args.runs,
                 "mlpipeline": ours,
                 "baseline_per_step_analysis": baseline,
-                "ratio": {
-                    "seconds_breach_to_rollback": round(
-                        ours["seconds_breach_to_rollback"] / baseline["seconds_breach_to_rollback"], 3
-                    ),
-                    "failed_fraction": round(
-                        ours["failed_fraction"] / max(baseline["failed_fraction"], 1e-9), 3
-                    ),
+                "ratio_of_medians": {
+                    key: ratio(ours[key], baseline[key])
+                    for key in ("seconds_breach_to_rollback", "failed_fraction")
                 },
                 "goal": {"seconds_breach_to_rollback": 30, "failed_fraction": 0.01},
             },

@@ -65,7 +65,7 @@ def wait(what: str, check: Any, timeout: float, process: subprocess.Popen[bytes]
 
 def accuracy(url: str, records: list[dict[str, Any]], labels: list[str]) -> float:
     answers = httpx.post(f"{url}/predict", json={"records": records}, timeout=60).json()
-    return round(sum(a["label"] == y for a, y in zip(answers, labels, strict=True)) / len(labels), 4)
+    return round(sum(bool(a["label"] == y) for a, y in zip(answers, labels, strict=True)) / len(labels), 4)
 
 
 def scenario(window: int | None, port: int) -> dict[str, Any]:

@@ -1,9 +1,15 @@
 """Throughput and latency of the model service with adaptive batching against the same model
 served unbatched, both measured in this run with the same closed-loop client.
 
-    python -m bench.serving [--seconds 15] [--concurrency 32]
+    python -m bench.serving [--seconds 15] [--concurrency 32] [--runs 3]
 
-Prints JSON: requests/s, p50 and p99 latency of each, and the ratios batched / unbatched.
+Both servers are started (and warmed up) first and stay up; then --runs runs of --seconds per side,
+interleaved (batched, unbatched, batched, unbatched, ...), so that a drift of the machine (the test
+suite, a thermal limit) falls on both sides alike. Only HTTP 200 answers count: requests/s is
+successful answers per second and the latency percentiles are theirs; the other answers and the
+transport errors are counted beside them (errors, and error_rate: their share of the requests).
+Prints JSON: per side the median and spread (min, max) across runs of each figure, and the ratios
+of the medians batched / unbatched.
 """
 
 from __future__ import annotations
@@ -11,9 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +28,20 @@ from mlpipeline.local.serve import sample_records
 from mlpipeline.local.server import ModelServer, free_port
 
 from bench.models import bentoml_home, trained_versions
+from bench.stats import percentile, ratio, summarise
+
+SIDES = {"batched": True, "unbatched": False}
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
 
 
 async def closed_loop(
     url: str, records: list[dict[str, Any]], seconds: float, concurrency: int
-) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
+) -> dict[str, float | None]:
+    latencies: list[float] = []  # of the HTTP 200 answers only
+    errors = 0  # any other status, and transport errors (refused, reset, timed out)
     deadline = time.monotonic() + seconds
 
     async def client(index: int) -> None:
@@ -37,52 +50,58 @@ async def closed_loop(
             i = index
             while time.monotonic() < deadline:
                 started = time.monotonic()
-                response = await http.post(url, json={"records": [records[i % len(records)]]})
-                latencies.append(time.monotonic() - started)
-                errors += response.status_code != 200
+                try:
+                    response = await http.post(url, json={"records": [records[i % len(records)]]})
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.monotonic() - started)
+                else:
+                    errors += 1
                 i += concurrency
 
     started = time.monotonic()
     await asyncio.gather(*(client(i) for i in range(concurrency)))
     elapsed = time.monotonic() - started
-    ordered = sorted(latencies)
     return {
-        "requests": len(latencies),
+        "ok": len(latencies),
         "errors": errors,
+        "error_rate": round(errors / max(len(latencies) + errors, 1), 4),
         "requests_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(statistics.median(ordered) * 1000, 2),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 2),
+        "p50_ms": ms(percentile(latencies, 0.5)),
+        "p99_ms": ms(percentile(latencies, 0.99)),
     }
-
-
-def measure(
-    tag: str, records: list[dict[str, Any]], batching: bool, seconds: float, concurrency: int
-) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ModelServer(
-            tag=tag,
-            bentoml_home=bentoml_home(),
-            port=free_port(),
-            log=Path(tmp) / "serve.log",
-            extra_env={"MLP_BATCHING": "1" if batching else "0"},
-        ).start()
-        try:
-            server.wait_ready()
-            asyncio.run(closed_loop(f"{server.url}/predict", records, 2, concurrency))  # warm-up
-            return asyncio.run(closed_loop(f"{server.url}/predict", records, seconds, concurrency))
-        finally:
-            server.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=3, help="per side, interleaved")
     args = parser.parse_args()
     version = trained_versions(1)[0]
     records = sample_records(version["ingest"], rows=30)
-    batched = measure(version["tag"], records, True, args.seconds, args.concurrency)
-    unbatched = measure(version["tag"], records, False, args.seconds, args.concurrency)
+    runs: dict[str, list[dict[str, float | None]]] = {side: [] for side in SIDES}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as servers:
+        urls = {}
+        for side, batching in SIDES.items():
+            server = ModelServer(
+                tag=version["tag"],
+                bentoml_home=bentoml_home(),
+                port=free_port(),
+                log=Path(tmp) / f"{side}.log",
+                extra_env={"MLP_BATCHING": "1" if batching else "0"},
+            ).start()
+            servers.callback(server.stop)
+            urls[side] = f"{server.url}/predict"
+            server.wait_ready()
+        for url in urls.values():
+            asyncio.run(closed_loop(url, records, 2, args.concurrency))  # warm-up
+        for _ in range(args.runs):
+            for side, url in urls.items():
+                runs[side].append(asyncio.run(closed_loop(url, records, args.seconds, args.concurrency)))
+    batched, unbatched = summarise(runs["batched"]), summarise(runs["unbatched"])
     print(
         json.dumps(
             {
@@ -90,12 +109,13 @@ def main() -> None:
                 "model": version["tag"],
                 "concurrency": args.concurrency,
                 "seconds": args.seconds,
+                "runs_per_side": args.runs,
                 "batched": batched,
                 "unbatched": unbatched,
-                "ratio": {
-                    "requests_per_s": round(batched["requests_per_s"] / unbatched["requests_per_s"], 3),
-                    "p50": round(batched["p50_ms"] / unbatched["p50_ms"], 3),
-                    "p99": round(batched["p99_ms"] / unbatched["p99_ms"], 3),
+                "ratio_of_medians": {
+                    "requests_per_s": ratio(batched["requests_per_s"], unbatched["requests_per_s"]),
+                    "p50": ratio(batched["p50_ms"], unbatched["p50_ms"]),
+                    "p99": ratio(batched["p99_ms"], unbatched["p99_ms"]),
                 },
             },
             indent=2,

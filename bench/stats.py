@@ -1,0 +1,50 @@
+"""Repeated measurements: a nearest-rank percentile, the median and spread (min, max) of each
+figure across runs, and ratios of medians."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q`` quantile (0.5, 0.99) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def spread(values: Sequence[float | None]) -> dict[str, float] | None:
+    """Median, min and max of one figure across runs (runs without it left out)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return {"median": round(statistics.median(present), 4), "min": min(present), "max": max(present)}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def summarise(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One dict for several runs' dicts of the same shape: each number becomes its spread, nested
+    dicts are summarised alike, anything else is kept when every run agrees, else listed."""
+    summary: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [run.get(key) for run in runs]
+        if all(v is None or _number(v) for v in values):
+            summary[key] = spread(values)
+        elif all(isinstance(v, Mapping) for v in values):
+            summary[key] = summarise([v for v in values if isinstance(v, Mapping)])
+        else:
+            summary[key] = values[0] if all(v == values[0] for v in values) else values
+    return summary
+
+
+def ratio(ours: Mapping[str, float] | None, baseline: Mapping[str, float] | None) -> float | None:
+    """Ratio of the medians of two spreads; None when either is missing or the baseline's is 0."""
+    if not ours or not baseline or not baseline["median"]:
+        return None
+    return round(ours["median"] / baseline["median"], 3)
