@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 import s3fs
 import yaml
@@ -318,18 +319,20 @@ def pytest_runtest_makereport(
     return report
 
 
-def status_of(namespace: str) -> dict[str, Any]:
-    return kube_json("get", "mlpipeline", "iris", "-n", namespace).get("status") or {}
+def status_of(namespace: str, name: str = "iris") -> dict[str, Any]:
+    return kube_json("get", "mlpipeline", name, "-n", namespace).get("status") or {}
 
 
 def run_to_serving(namespace: str, what: str, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Applies the pipeline (default: the PVC mode's) and waits until it serves; returns its status."""
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest or real_manifest()))
-    return wait_for(what, lambda: serving_or_failed(namespace), timeout=600, interval=2)  # type: ignore[no-any-return]
+    manifest = manifest or real_manifest()
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+    name = manifest["metadata"]["name"]
+    return wait_for(what, lambda: serving_or_failed(namespace, name), timeout=600, interval=2)  # type: ignore[no-any-return]
 
 
-def serving_or_failed(namespace: str) -> dict[str, Any] | None:
-    status = failing_fast(status_of(namespace))
+def serving_or_failed(namespace: str, name: str) -> dict[str, Any] | None:
+    status = failing_fast(status_of(namespace, name))
     return status if status.get("phase") == "Serving" else None
 
 
@@ -339,6 +342,19 @@ def failing_fast(status: dict[str, Any]) -> dict[str, Any]:
     if status.get("phase") == "Failed":
         raise FailFast(f"Failed: {status.get('message')} (status: {json.dumps(status)[:2000]})")
     return status
+
+
+def service_url(namespace: str, name: str = "iris") -> str:
+    """The predict URL of the pipeline's Service, by its ClusterIP (kube-proxy answers from here)."""
+    ip = kube_json("get", "service", name, "-n", namespace)["spec"]["clusterIP"]
+    return f"http://{ip}:3000/predict"
+
+
+def predict(url: str, body: dict[str, Any]) -> httpx.Response | None:
+    try:
+        return httpx.post(url, json=body, timeout=10)
+    except httpx.TransportError:
+        return None  # the ClusterIP refuses for about a second after the pod turns Ready
 
 
 def wait_ready(namespace: str, deployment: str, what: str, timeout: float = 300) -> None:
@@ -362,6 +378,8 @@ __all__ = [
     "SharedStore",
     "failing_fast",
     "logs",
+    "predict",
     "run_to_serving",
+    "service_url",
     "wait_ready",
 ]

@@ -33,8 +33,10 @@ from tests.real.conftest import (
     S3Store,
     failing_fast,
     logs,
+    predict,
     real_manifest,
     run_to_serving,
+    service_url,
     status_of,
     wait_ready,
 )
@@ -101,8 +103,7 @@ class Served:
         return self.store.namespace
 
     def service_url(self) -> str:
-        ip = kube_json("get", "service", "iris", "-n", self.namespace)["spec"]["clusterIP"]
-        return f"http://{ip}:3000/predict"
+        return service_url(self.namespace)
 
     def wait_removed(self, version: str, what: str) -> None:
         """Until the version's Deployment and pods are gone: a removed pod drains for a few seconds
@@ -161,13 +162,6 @@ def served(
         yield Served(s3_store, prometheus, manifest, status)
     finally:
         prometheus.stop()
-
-
-def predict(url: str, body: dict[str, Any]) -> httpx.Response | None:
-    try:
-        return httpx.post(url, json=body, timeout=10)
-    except httpx.TransportError:
-        return None  # the ClusterIP refuses for about a second after the pod turns Ready
 
 
 def test_a_pipeline_trains_and_serves_in_real_pods_from_the_s3_store(served: Served) -> None:
