@@ -104,6 +104,65 @@ def test_gate_needs_a_bound() -> None:
     assert errors_of(doc)["spec.evaluate"] == "set min, max or both"
 
 
+@pytest.mark.parametrize(
+    ("name", "gate", "path", "reason"),
+    [
+        ("iris", {"metric": "accuracy", "min": 1.5}, "min", "accuracy is at most 1 and min is 1.5"),
+        ("iris", {"min": 1.01}, "min", "accuracy is at most 1 and min is 1.01"),  # the default metric
+        ("iris", {"metric": "roc_auc", "min": 0.5, "max": -0.2}, "max", "roc_auc is at least 0"),
+        ("diabetes", {"metric": "r2", "min": 2}, "min", "r2 is at most 1 and min is 2"),
+        ("diabetes", {"metric": "rmse", "max": -1}, "max", "rmse is at least 0 and max is -1"),
+    ],
+)
+def test_a_gate_no_model_can_pass_is_refused_at_its_field(
+    name: str, gate: dict[str, Any], path: str, reason: str
+) -> None:
+    doc = example(name)
+    doc["spec"]["evaluate"] = gate
+    errors = errors_of(doc)
+    assert list(errors) == [f"spec.evaluate.{path}"], errors
+    assert errors[f"spec.evaluate.{path}"].startswith("no model can pass this gate: ")
+    assert reason in errors[f"spec.evaluate.{path}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "gate"),
+    [
+        ("iris", {"metric": "accuracy", "min": 1.0}),  # a perfect model passes
+        ("iris", {"metric": "log_loss", "max": 0.0}),
+        ("diabetes", {"metric": "r2", "min": 0.3, "max": 1}),
+        ("diabetes", {"metric": "r2", "max": -3}),  # r2 has no lower bound
+        ("diabetes", {"metric": "mae", "min": 40}),  # odd, but a model can pass it
+    ],
+)
+def test_a_gate_some_model_can_pass_is_accepted(name: str, gate: dict[str, Any]) -> None:
+    doc = example(name)
+    doc["spec"]["evaluate"] = gate
+    assert parse_manifest(doc).spec.evaluate.metric == gate["metric"]
+
+
+def test_the_api_server_refuses_an_unreachable_gate_at_the_same_field() -> None:
+    from mlpipeline.api.crd import build_crd
+
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    rules = schema["properties"]["spec"]["properties"]["evaluate"]["x-kubernetes-validations"]
+    by_field = {r.get("fieldPath"): r for r in rules}
+    assert by_field[".min"]["reason"] == by_field[".max"]["reason"] == "FieldValueInvalid"
+    assert "self.min <= 1.0" in by_field[".min"]["rule"] and "'accuracy'" in by_field[".min"]["rule"]
+    assert "'r2'" in by_field[".min"]["rule"] and "'rmse'" not in by_field[".min"]["rule"]
+    assert "self.max >= 0.0" in by_field[".max"]["rule"] and "'rmse'" in by_field[".max"]["rule"]
+    assert "'r2'" not in by_field[".max"]["rule"]
+    assert by_field[".min"]["message"].startswith("no model can pass this gate")
+
+
+def test_validate_command_refuses_an_unreachable_gate(tmp_path: Any) -> None:
+    doc = example("iris")
+    doc["spec"]["evaluate"] = {"metric": "accuracy", "min": 1.5}
+    result = mlpipeline("validate", "-f", str(write_manifest(tmp_path / "gate.yaml", doc)), timeout=60)
+    assert result.returncode == 1
+    assert "spec.evaluate.min: no model can pass this gate: accuracy is at most 1" in result.stderr
+
+
 def test_every_error_is_reported_at_once() -> None:
     doc = example("iris")
     doc["spec"]["data"]["testSize"] = 2

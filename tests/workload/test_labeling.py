@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from examples.make_data import POOL_ROWS, sensor_month
@@ -95,7 +96,7 @@ def test_people_label_the_uncertain_records_and_the_next_model_is_better(
     partition = Path(merged["partition"])
     assert partition.parent == data / "labeled" and partition.name.startswith("labels-")
     rows = partition.read_text().strip().splitlines()
-    assert rows[0] == "load,temperature,vibration,failed"
+    assert rows[0] == "load,temperature,vibration,failed,mlp_provenance"
     assert len(rows) - 1 == merged["rows"] == proposed["autoLabeled"] + budget
     provenance = json.loads((root / "labeling" / merged["id"] / "merge" / "provenance.json").read_text())
     assert provenance["rows"].count("human") == budget and provenance["rows"].count("auto") > 0
@@ -106,6 +107,9 @@ def test_people_label_the_uncertain_records_and_the_next_model_is_better(
     second = mlpipeline("run", "-f", str(manifest), "--workdir", str(workdir), "--no-serve")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "2 partitions" in second.stdout
+    ingested = Path(json.loads((root / "last-run.json").read_text())["steps"]["ingest"])
+    held_out = pd.read_parquet(ingested / "test.parquet")  # what the gate scored: no label of the model's
+    assert len(held_out) and "auto" not in set(held_out["mlp_provenance"]), held_out["mlp_provenance"]
     retrained = json.loads((root / "last-run.json").read_text())["model"]
     assert retrained != tag
     after = heldout_accuracy(workdir, retrained)

@@ -14,7 +14,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from mlpipeline.protocol import is_pattern
@@ -39,9 +39,13 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
-def cel(rule: str, message: str) -> dict[str, Any]:
-    """Marks a model with a CEL rule for the generated CRD."""
-    return {"rule": rule, "message": message}
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
+    """Marks a model with a CEL rule for the generated CRD; ``field_path`` (e.g. ``.min``): the field
+    the API server names in its error, instead of the object the rule is declared on."""
+    rule_doc = {"rule": rule, "message": message}
+    if field_path is not None:
+        rule_doc |= {"fieldPath": field_path, "reason": "FieldValueInvalid"}
+    return rule_doc
 
 
 class Model(BaseModel):
@@ -275,6 +279,16 @@ class Mode(StrEnum):
 CLASSIFICATION_METRICS = {"accuracy": "max", "f1_macro": "max", "roc_auc": "max", "log_loss": "min"}
 REGRESSION_METRICS = {"r2": "max", "rmse": "min", "mae": "min"}
 METRICS = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}
+METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "accuracy": (0.0, 1.0),
+    "f1_macro": (0.0, 1.0),
+    "roc_auc": (0.0, 1.0),
+    "log_loss": (0.0, None),
+    "r2": (None, 1.0),
+    "rmse": (0.0, None),
+    "mae": (0.0, None),
+}
+"""The values each metric can take: a gate outside them is one no model can pass."""
 
 
 INLINE_SERIAL = "executor inline runs one trial at a time: maxConcurrent needs executor ray or auto"
@@ -517,6 +531,24 @@ class TrainSpec(Model):
         return self
 
 
+def _at_most_one() -> list[str]:
+    return [m for m, (_, high) in METRIC_RANGES.items() if high == 1.0]
+
+
+def _at_least_zero() -> list[str]:
+    return [m for m, (low, _) in METRIC_RANGES.items() if low == 0.0]
+
+
+def _unreachable(metric: str, bound: str, value: float) -> str:
+    kept = "at most 1" if bound == "min" else "at least 0"
+    return f"no model can pass this gate: {metric} is {kept} and {bound} is {value:g}"
+
+
+def _cel_metric_in(metrics: list[str]) -> str:
+    listed = ", ".join(f"'{m}'" for m in metrics)
+    return f"(has(self.metric) ? self.metric : 'accuracy') in [{listed}]"
+
+
 class EvaluateSpec(Model):
     """The gate a trained model must pass on the held-out split before anything is deployed."""
 
@@ -528,18 +560,55 @@ class EvaluateSpec(Model):
                     "!has(self.min) || !has(self.max) || self.min <= self.max",
                     "min must not exceed max",
                 ),
+                cel(
+                    f"!has(self.min) || self.min <= 1.0 || !({_cel_metric_in(_at_most_one())})",
+                    f"no model can pass this gate: {', '.join(_at_most_one())} are at most 1, "
+                    "so min must not exceed 1",
+                    ".min",
+                ),
+                cel(
+                    f"!has(self.max) || self.max >= 0.0 || !({_cel_metric_in(_at_least_zero())})",
+                    f"no model can pass this gate: {', '.join(_at_least_zero())} are at least 0, "
+                    "so max must not be below 0",
+                    ".max",
+                ),
             ]
         }
     )
 
-    metric: str = Field(default="accuracy", description="Metric of the gate (same names as tune).")
-    min: float | None = Field(default=None, description="The model fails below this value.")
-    max: float | None = Field(default=None, description="The model fails above this value.")
+    metric: str = Field(
+        default="accuracy",
+        description="Metric of the gate (same names as tune), scored on held-out rows labeled by people "
+        "or present in the original data: labels a labeling round's model gave train, never score.",
+    )
+    min: float | None = Field(
+        default=None,
+        description="The model fails below this value (at most 1 for accuracy, f1_macro, roc_auc, r2).",
+    )
+    max: float | None = Field(
+        default=None,
+        description="The model fails above this value (at least 0 for accuracy, f1_macro, roc_auc, "
+        "log_loss, rmse, mae).",
+    )
 
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
         return TuneSpec._known_metric(value)
+
+    @field_validator("min", "max")
+    @classmethod
+    def _reachable(cls, value: float | None, info: ValidationInfo) -> float | None:
+        """A bound outside the values the metric can take: no model could ever pass the gate."""
+        metric = info.data.get("metric")
+        if value is None or metric not in METRIC_RANGES:
+            return value
+        low, high = METRIC_RANGES[metric]
+        if info.field_name == "min" and high is not None and value > high:
+            raise ValueError(_unreachable(metric, "min", value))
+        if info.field_name == "max" and low is not None and value < low:
+            raise ValueError(_unreachable(metric, "max", value))
+        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> EvaluateSpec:

@@ -9,6 +9,7 @@ import numpy as np
 
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.preprocess import PREPROCESSOR, as_object_categories
+from mlpipeline.steps.split import trusted_rows
 
 
 @dataclass
@@ -30,6 +31,13 @@ class Dataset:
         return np.asarray([index[str(v)] for v in values], dtype=int)
 
     def split(self, data_uri: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+        features, target, _ = self.rows(data_uri, name)
+        return features, target
+
+    def rows(self, data_uri: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A split's features and target, and per row whether its label may score a model (False:
+        the model labeled it itself in a labeling round; see steps/split.py)."""
         frame = artifacts.read_table(artifacts.join(data_uri, f"{name}.parquet"))
         features = self.preprocessor.transform(as_object_categories(frame, self.schema["features"]))
-        return np.asarray(features, dtype=float), self.target(frame[self.schema["label"]])
+        trusted = trusted_rows(frame)
+        return np.asarray(features, dtype=float), self.target(frame[self.schema["label"]]), trusted

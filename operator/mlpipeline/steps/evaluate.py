@@ -1,6 +1,8 @@
 """Evaluate: refit the best configuration on the whole train split (a deep-learning family: take
 the best trial's checkpoint), score it on the held-out split, and apply the gate. A failed gate
-ends the pipeline: nothing is packaged or deployed."""
+ends the pipeline: nothing is packaged or deployed. Only labels people gave or the original data
+holds are scored: the labels a labeling round's model gave itself train, never score
+(steps/split.py; ingest keeps them out of the held-out split)."""
 
 from __future__ import annotations
 
@@ -35,8 +37,9 @@ def gate_verdict(value: float, minimum: float | None, maximum: float | None, met
 def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, tune_uri: str, out: str) -> dict[str, Any]:
     best = artifacts.read_json(artifacts.join(tune_uri, "best.json"))
     dataset = Dataset.load(data_uri, preprocess_uri)
-    train_x, train_y = dataset.split(data_uri, "train")
-    test_x, test_y = dataset.split(data_uri, "test")
+    train_x, train_y, train_trusted = dataset.rows(data_uri, "train")
+    test_x, test_y, test_trusted = dataset.rows(data_uri, "test")
+    test_x, test_y = test_x[test_trusted], test_y[test_trusted]  # ingest holds none out; never score one
     task = str(spec.train.task)
     if best.get("checkpoint"):  # a deep-learning family: the tuned network itself
         estimator = artifacts.read_object(best["checkpoint"])
@@ -57,6 +60,7 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, tune_uri: str,
         "gate": {"metric": gate.metric, "min": gate.min, "max": gate.max, "passed": failure is None},
         "params": best["config"],
         "testRows": len(test_y),
+        "autoLabels": int((~train_trusted).sum()),  # rows labeled by the model itself: trained on only
     }
     artifacts.write_json(artifacts.join(out, METRICS_FILE), report)
     page = artifacts.join(out, REPORT)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
 from mlpipeline import store
 from mlpipeline.api.models import ColumnType, MLPipelineSpec
@@ -14,6 +15,7 @@ from mlpipeline.monitoring.profile import profile_frame
 from mlpipeline.protocol import is_pattern
 from mlpipeline.steps import artifacts, images
 from mlpipeline.steps.artifacts import StepError
+from mlpipeline.steps.split import PROVENANCE, scored_splits, trusted_rows
 
 
 def data_format(uri: str, declared: str | None) -> str:
@@ -126,7 +128,8 @@ def read_partitions(spec: MLPipelineSpec) -> tuple[pd.DataFrame, list[str]]:
     frames = [read_data(p, data_format(p, spec.data.format)) for p in window]
     for name, frame in zip(window, frames, strict=True):
         images.resolve(frame, image_columns(spec, frame), name)
-    columns = [list(f.columns) for f in frames]
+    # a labeling round's partition has a provenance column the seed and older partitions lack
+    columns = [[c for c in f.columns if c != PROVENANCE] for f in frames]
     for name, cols in zip(window[1:], columns[1:], strict=True):
         if set(cols) != set(columns[0]):
             raise StepError(f"{name}: columns {sorted(cols)} differ from {window[0]}'s {sorted(columns[0])}")
@@ -138,9 +141,39 @@ def image_columns(spec: MLPipelineSpec, frame: pd.DataFrame) -> list[str]:
     return [c for c in declared if c in frame.columns]
 
 
+def holdout(spec: MLPipelineSpec, labels: pd.Series, trusted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the train and test rows: spec.data.testSize of the trusted rows (a person's
+    label or the original data's) is held out, stratified by class; rows the model labeled itself
+    all train. Without automatic labels, the split scikit-learn's train_test_split makes."""
+    classification = spec.train.task == "classification"
+    scored = int(trusted.sum())
+    automatic = len(trusted) - scored
+    if not scored:
+        raise StepError(
+            f"every one of the {len(trusted)} rows was labeled by the model itself ({PROVENANCE} auto); "
+            "the gate scores only labels people gave or the original data holds: add such rows"
+        )
+    classes = labels[trusted].nunique() if classification else 1
+    test_rows = max(round(scored * spec.data.test_size), classes)
+    kind = StratifiedShuffleSplit if classification else ShuffleSplit
+    splitter = kind(n_splits=1, test_size=test_rows, random_state=spec.data.seed)
+    try:
+        return scored_splits(splitter, labels.to_numpy(), trusted)[0]
+    except ValueError as exc:
+        where = f" of the {scored} rows not labeled by the model ({automatic} are)" if automatic else ""
+        raise StepError(
+            f"cannot split the data{where} (spec.data.testSize={spec.data.test_size}): {exc}"
+        ) from None
+
+
 def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     frame, read = read_partitions(spec)
     frame.columns = [str(c) for c in frame.columns]
+    try:
+        trusted = trusted_rows(frame)
+    except ValueError as exc:
+        raise StepError(f"spec.data.uri: {exc}") from None
+    provenance = frame.pop(PROVENANCE) if PROVENANCE in frame.columns else None
     if spec.data.format == "images":
         spec.data.columns.setdefault("image", ColumnType.image)
     kinds = validate(frame, spec)
@@ -149,14 +182,10 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     images.check_readable(frame, pictures, (size[0], size[1]), spec.preprocess.image.channels)
     label = spec.data.label
     classification = spec.train.task == "classification"
-    stratify = frame[label] if classification else None
-    test_rows = max(round(len(frame) * spec.data.test_size), frame[label].nunique() if classification else 1)
-    try:
-        train, test = train_test_split(
-            frame, test_size=test_rows, random_state=spec.data.seed, stratify=stratify
-        )
-    except ValueError as exc:
-        raise StepError(f"cannot split the data (spec.data.testSize={spec.data.test_size}): {exc}") from None
+    train_rows, test_rows = holdout(spec, frame[label], trusted)
+    if provenance is not None:  # kept beside the features: tune's validation folds read it
+        frame[PROVENANCE] = provenance.fillna("").astype(str)
+    train, test = frame.iloc[train_rows], frame.iloc[test_rows]
     schema: dict[str, Any] = {"label": label, "task": spec.train.task, "features": kinds}
     if classification:
         schema["classes"] = sorted(frame[label].unique().tolist(), key=str)
@@ -170,5 +199,8 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
         summary += f", {len(read)} partitions (newest {read[-1].rsplit('/', 1)[-1]})"
     if classification:
         summary += f", {len(schema['classes'])} classes"
+    automatic = int((~trusted).sum())
+    if automatic:
+        summary += f", {automatic} labeled by the model (they train, never score)"
     result = {"summary": summary, "rows": len(frame), "train": len(train), "test": len(test)}
-    return result | {"partitions": len(read), "newest": read[-1]}
+    return result | {"partitions": len(read), "newest": read[-1], "autoLabels": automatic}

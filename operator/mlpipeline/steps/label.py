@@ -3,7 +3,9 @@
 ``label``: the serving model predicts every record of the round's source files; the confident ones
 get automatic labels, the most uncertain ones (and an audit sample) become Label Studio tasks.
 ``merge``: waits for people until every task is answered or the deadline passes, then writes the
-labeled partition into spec.labeling.into, where the next run finds it.
+labeled partition into spec.labeling.into, where the next run finds it, with each row's provenance
+in the column ``mlp_provenance`` (auto, human, audit): the next run trains on the model's own labels
+but never scores a model on them (steps/split.py).
 
 Both are idempotent: a restarted pod finds the tasks it posted (by round) and the files it wrote.
 """
@@ -28,6 +30,7 @@ from mlpipeline.protocol import parse_stamp
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 from mlpipeline.steps.ingest import data_format, read_data
+from mlpipeline.steps.split import PROVENANCE as PROVENANCE_COLUMN
 
 POOL = "pool.parquet"  # the round's records, row = position
 PROPOSAL = "proposal.json"  # what the model picked
@@ -149,7 +152,8 @@ def merge(
     pool = artifacts.read_table(artifacts.join(proposal_uri, POOL))
     merged = merge_labels(pool, selection, answers, spec.data.label, labeling)
     partition = labeling.partition_name(started, proposal["round"])
-    store.write_bytes(partition, merged.frame.to_csv(index=False).encode())
+    labeled = merged.frame.assign(**{PROVENANCE_COLUMN: merged.provenance})
+    store.write_bytes(partition, labeled.to_csv(index=False).encode())
     artifacts.write_json(artifacts.join(out, PROVENANCE), {"partition": partition, "rows": merged.provenance})
     counts = {
         "labeledByPeople": merged.labeled_by_people,

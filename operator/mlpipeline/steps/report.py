@@ -135,7 +135,7 @@ def render(
 tr:nth-child(even){{background:#f4f4f4}}img{{max-width:100%;margin:1em 0}}</style></head><body>
 <h1>Run report</h1>
 <p>Gate {verdict}: {html.escape(gate["metric"])} = {_number(report["metrics"].get(gate["metric"]))}
-(min {gate.get("min")}, max {gate.get("max")}), on {report["testRows"]} held-out rows.
+(min {gate.get("min")}, max {gate.get("max")}), on {report["testRows"]} held-out rows{_auto(report)}.
 Best parameters: <code>{html.escape(json.dumps(report["params"], sort_keys=True))}</code></p>
 <ul>{metrics}</ul>
 {"".join(f for f in figures if f)}
@@ -147,6 +147,12 @@ Best parameters: <code>{html.escape(json.dumps(report["params"], sort_keys=True)
 
 
 _TRIAL_KEYS = {"config", "curve", "epochs", "folds", "id", "stoppedEarly", "seconds", "error"}
+
+
+def _auto(report: dict[str, Any]) -> str:
+    """Rows labeled by the model itself in labeling rounds: trained on, never scored."""
+    count = int(report.get("autoLabels") or 0)
+    return f" ({count} rows labeled by the model itself were trained on, never scored)" if count else ""
 
 
 def _number(value: Any) -> str:

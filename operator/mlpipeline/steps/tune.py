@@ -1,8 +1,10 @@
 """Tune: hyperparameter search with Ray Tune. A trial of a scikit-learn family is a k-fold
 cross-validation that reports its running mean after each fold; a trial of a deep-learning family
 trains on 80 % of the train split and reports the score on the rest after each epoch, with a
-checkpoint. Either way ASHA can stop a poor trial before its end. Trials run as Ray actors, or
-inline (one after another in this process, steps/inline_trials.py) when the search is small."""
+checkpoint. Either way ASHA can stop a poor trial before its end. Only rows whose label a person gave
+or the original data holds are scored: those a labeling round's model labeled itself always train
+(steps/split.py). Trials run as Ray actors, or inline (one after another in this process,
+steps/inline_trials.py) when the search is small."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 
 from mlpipeline import store
 from mlpipeline.api.models import Executor, MLPipelineSpec, TuneSpec
@@ -26,6 +28,7 @@ from mlpipeline.steps.dataset import Dataset
 from mlpipeline.steps.estimators import build_estimator, max_epochs, trains_by_epoch, visible_device
 from mlpipeline.steps.images import image_shape
 from mlpipeline.steps.metrics import score
+from mlpipeline.steps.split import scored_splits
 
 if TYPE_CHECKING:
     from mlpipeline.steps.inline_trials import Report
@@ -55,37 +58,47 @@ class Trials:
 
 
 def trial(
-    config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials, report: Report
+    config: dict[str, Any],
+    features: np.ndarray,
+    target: np.ndarray,
+    trusted: np.ndarray,
+    trials: Trials,
+    report: Report,
 ) -> None:
-    """One trial; ``report(metrics, checkpoint_folder)`` after each fold or epoch."""
+    """One trial; ``report(metrics, checkpoint_folder)`` after each fold or epoch. ``trusted``: per
+    row, whether its label may score (False: a labeling round's model labeled it; it only trains)."""
     if trials.by_epoch:
-        train_by_epoch(trials.estimator(config), features, target, trials, report)
+        train_by_epoch(trials.estimator(config), features, target, trusted, trials, report)
     else:
-        cross_validate(config, features, target, trials, report)
+        cross_validate(config, features, target, trusted, trials, report)
 
 
-def ray_trial(config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials) -> None:
+def ray_trial(
+    config: dict[str, Any], features: np.ndarray, target: np.ndarray, trusted: np.ndarray, trials: Trials
+) -> None:
     """A trial as a Ray Tune function trainable."""
     from ray import tune
 
     def report(metrics: dict[str, Any], folder: str | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
 
-    trial(config, features, target, trials, report)
+    trial(config, features, target, trusted, trials, report)
 
 
 def train_by_epoch(
-    estimator: Any, features: np.ndarray, target: np.ndarray, trials: Trials, report: Report
+    estimator: Any,
+    features: np.ndarray,
+    target: np.ndarray,
+    trusted: np.ndarray,
+    trials: Trials,
+    report: Report,
 ) -> None:
     import joblib
 
-    fit_x, valid_x, fit_y, valid_y = train_test_split(
-        features,
-        target,
-        test_size=VALIDATION,
-        random_state=trials.seed,
-        stratify=target if trials.task == "classification" else None,
-    )
+    kind = StratifiedShuffleSplit if trials.task == "classification" else ShuffleSplit
+    holdout = kind(n_splits=1, test_size=VALIDATION, random_state=trials.seed)
+    fit, held = scored_splits(holdout, target, trusted)[0]
+    fit_x, valid_x, fit_y, valid_y = features[fit], features[held], target[fit], target[held]
     last = int(estimator.get_params()["epochs"])
     metric = trials.metric
     for epoch in estimator.epochs_fit(fit_x, fit_y):
@@ -100,7 +113,12 @@ def train_by_epoch(
 
 
 def cross_validate(
-    config: dict[str, Any], features: np.ndarray, target: np.ndarray, trials: Trials, report: Report
+    config: dict[str, Any],
+    features: np.ndarray,
+    target: np.ndarray,
+    trusted: np.ndarray,
+    trials: Trials,
+    report: Report,
 ) -> None:
     splitter = (
         StratifiedKFold(trials.folds, shuffle=True, random_state=trials.seed)
@@ -108,11 +126,26 @@ def cross_validate(
         else KFold(trials.folds, shuffle=True, random_state=trials.seed)
     )
     scores: list[float] = []
-    for fold, (train_idx, valid_idx) in enumerate(splitter.split(features, target), start=1):
+    for fold, (train_idx, valid_idx) in enumerate(scored_splits(splitter, target, trusted), start=1):
         estimator = trials.estimator(config)
         estimator.fit(features[train_idx], target[train_idx])
         scores.append(score(trials.metric, estimator, features[valid_idx], target[valid_idx]))
         report({trials.metric: float(np.mean(scores)), "fold": fold}, None)
+
+
+def check_folds(folds: int, scored: np.ndarray, classification: bool, rows: int) -> None:
+    """StepError unless ``scored`` (the train rows a fold may score) fill every fold, per class."""
+    which = "train rows" if len(scored) == rows else "train rows not labeled by the model itself"
+    if classification:
+        counts = np.unique(scored, return_counts=True)[1]
+        smallest = int(counts.min()) if len(counts) else 0
+        if smallest < folds:
+            raise StepError(
+                f"spec.train.tune.folds={folds} but the smallest class has {smallest} {which}; "
+                "lower folds or add data"
+            )
+    elif len(scored) < folds:
+        raise StepError(f"spec.train.tune.folds={folds} but there are {len(scored)} {which}; lower folds")
 
 
 def best_trial(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
@@ -192,14 +225,8 @@ class Search:
 def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> dict[str, Any]:
     tune_spec = spec.train.tune
     dataset = Dataset.load(data_uri, preprocess_uri)
-    features, target = dataset.split(data_uri, "train")
-    if spec.train.task == "classification":
-        smallest = int(np.bincount(target).min())
-        if smallest < tune_spec.folds:
-            raise StepError(
-                f"spec.train.tune.folds={tune_spec.folds} but the smallest class has {smallest} "
-                "train rows; lower folds or add data"
-            )
+    features, target, trusted = dataset.rows(data_uri, "train")
+    check_folds(tune_spec.folds, target[trusted], spec.train.task == "classification", len(target))
     try:
         cpu = spec.train.resources.cores
     except ValueError as exc:
@@ -229,10 +256,10 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
                 "(run locally with --cpu-only to train on the CPU)"
             )
         executor = "inline"
-        trials, best = search_inline(search, features, target)
+        trials, best = search_inline(search, features, target, trusted)
     else:
         executor = "Ray"
-        trials, best = search_on_ray(search, features, target, cpu, gpu, on_cluster)
+        trials, best = search_on_ray(search, features, target, trusted, cpu, gpu, on_cluster)
     best_doc = {
         "config": best["config"],
         "checkpoint": artifacts.join(out, CHECKPOINT) if by_epoch else None,
@@ -254,7 +281,7 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, out: str) -> d
 
 
 def search_inline(
-    search: Search, features: np.ndarray, target: np.ndarray
+    search: Search, features: np.ndarray, target: np.ndarray, trusted: np.ndarray
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from mlpipeline.steps import search_space
     from mlpipeline.steps.inline_trials import Proposals, run_trials
@@ -270,7 +297,7 @@ def search_inline(
     )
 
     def trainable(config: dict[str, Any], report: Report) -> None:
-        trial(config, features, target, search.trials, report)
+        trial(config, features, target, trusted, search.trials, report)
 
     with tempfile.TemporaryDirectory(prefix="mlp-trials-") as folder:
         done = run_trials(
@@ -303,7 +330,13 @@ def search_inline(
 
 
 def search_on_ray(
-    search: Search, features: np.ndarray, target: np.ndarray, cpu: float, gpu: float, on_cluster: bool
+    search: Search,
+    features: np.ndarray,
+    target: np.ndarray,
+    trusted: np.ndarray,
+    cpu: float,
+    gpu: float,
+    on_cluster: bool,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     import ray
     from ray import tune
@@ -331,7 +364,9 @@ def search_on_ray(
                 "(run locally with --cpu-only to train on the CPU)"
             )
         trainable = tune.with_resources(
-            tune.with_parameters(ray_trial, features=features, target=target, trials=search.trials),
+            tune.with_parameters(
+                ray_trial, features=features, target=target, trusted=trusted, trials=search.trials
+            ),
             {"cpu": cpu, "gpu": gpu},
         )
         with trial_storage(search.out, on_cluster) as (storage, filesystem):
