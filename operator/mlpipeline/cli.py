@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the local runner's modules load only when `run` does
     from mlpipeline.api.models import MLPipeline
     from mlpipeline.local.cycle import LocalCycle
     from mlpipeline.local.runner import LocalRunner
+    from mlpipeline.local.serve import LocalServing
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -40,9 +41,10 @@ def _manifest(path: str) -> MLPipeline | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mlpipeline.local import prometheus
     from mlpipeline.local.cycle import LocalCycle
     from mlpipeline.local.runner import LocalRunner
-    from mlpipeline.local.serve import RETRAINED
+    from mlpipeline.local.serve import RETRAINED, LocalServing
 
     console = Console(highlight=False, soft_wrap=True)
     pipeline = _manifest(args.file)
@@ -51,73 +53,88 @@ def cmd_run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     runner = LocalRunner(pipeline, Path(args.file).resolve().parent, workdir, console, cpu_only=args.cpu_only)
     console.print(f"[bold]MLPipeline {pipeline.metadata.name}[/] — workdir {runner.root}")
+    spec = runner.spec
+    serving = LocalServing(
+        spec.serve,
+        runner.bentoml_home,
+        runner.root / "rollout",
+        args.port or spec.serve.port,
+        console,
+        args.canary_load,
+        spec.monitoring.server_env(runner.name, str((runner.root / "capture").resolve())),
+    )
     cycle = LocalCycle(runner, console) if args.watch else None
     if cycle:
+        problem = prometheus.missing() if spec.serve.enabled and not args.no_serve else None
+        if problem:
+            console.print(
+                f"[red]--watch rolls each retrained model out as a canary judged by Prometheus. {problem}[/]"
+            )
+            return 1
         cycle.begin()
-    while True:
-        code = run_and_serve(args, runner, console, cycle)
-        if code != RETRAINED:
-            return code
+    try:
+        while True:
+            code = run_and_serve(args, runner, console, cycle, serving)
+            if code != RETRAINED:
+                return code
+    finally:
+        serving.close()
 
 
 def run_and_serve(
-    args: argparse.Namespace, runner: LocalRunner, console: Console, cycle: LocalCycle | None
+    args: argparse.Namespace,
+    runner: LocalRunner,
+    console: Console,
+    cycle: LocalCycle | None,
+    serving: LocalServing,
 ) -> int:
-    """One run (cached steps are reused), then serving: the first version, the same one, or a
-    canary rollout of a new one. Returns the exit code, or RETRAINED when --watch retrained."""
+    """One run (cached steps are reused), then serving on ``serving``'s port: the first version,
+    the same one, or a canary rollout of a new one. Returns the exit code, or RETRAINED when
+    --watch retrained (``serving`` goes on serving)."""
     from datetime import UTC, datetime
 
-    from mlpipeline.engine import serving
+    from mlpipeline.engine import serving as engine
+    from mlpipeline.local import prometheus
     from mlpipeline.local.runner import summary_table
-    from mlpipeline.local.serve import load_serving, rollout_then_serve, save_serving, serve_until_interrupted
+    from mlpipeline.local.serve import load_serving, save_serving
     from mlpipeline.protocol import model_tag
 
     outcome = runner.run()
     if not outcome.ok:
         console.print(f"[red bold]{outcome.steps[-1].step} failed[/]: nothing was deployed")
         return int(outcome.exit_code)
-    pipeline_spec, name = runner.spec, runner.name
-    serve = pipeline_spec.serve.enabled and not args.no_serve
-    port = args.port or pipeline_spec.serve.port
-    console.print(summary_table(outcome, f"http://127.0.0.1:{port}" if serve else None))
+    name, spec = runner.name, runner.spec.serve
+    serve = spec.enabled and not args.no_serve
+    console.print(summary_table(outcome, f"http://127.0.0.1:{serving.port}" if serve else None))
     if not serve or outcome.version is None:
         return 0
-    spec = pipeline_spec.serve
-    monitoring = pipeline_spec.monitoring.server_env(name, str((runner.root / "capture").resolve()))
-    until = cycle.check if cycle else None
+    if serving.stop.is_set():
+        return 130  # interrupted while --watch retrained
     status = load_serving(runner.root)
-    plan = serving.decide(spec, status, outcome.version, serving.ROUTER, None, None, datetime.now(UTC))
-    if plan.phase == serving.CANARY and status is not None:
-        code, final = rollout_then_serve(
-            status,
-            model_tag(name, outcome.version),
-            spec,
-            runner.bentoml_home,
-            outcome.steps[0].out,
-            port,
-            runner.root / "rollout",
-            args.canary_load,
-            console,
-            monitoring,
-            until,
-            lambda decided: save_serving(runner.root, decided),
-        )
-        save_serving(runner.root, final)
-        return code
-    save_serving(runner.root, plan.status)
-    if plan.phase == serving.ROLLED_BACK:
-        console.print(f"[yellow]{plan.message}: serving {plan.status.stable} instead[/]", soft_wrap=True)
-    assert plan.status.stable is not None
-    return serve_until_interrupted(
-        model_tag(name, plan.status.stable),
-        runner.bentoml_home,
-        outcome.steps[0].out,
-        port,
-        runner.root / "logs" / "serve.log",
-        console,
-        monitoring,
-        until,
-    )
+    plan = engine.decide(spec, status, outcome.version, engine.ROUTER, None, None, datetime.now(UTC))
+    ingest = outcome.steps[0].out
+    if plan.phase == engine.CANARY and status is not None:
+        candidate = model_tag(name, outcome.version)
+        problem = prometheus.missing() if serving.rollout is None else None
+        if problem:
+            console.print(
+                f"[red]{candidate} would be rolled out as a canary judged by Prometheus. {problem}; "
+                "nothing was deployed[/]"
+            )
+            return 1
+        final = serving.roll_out(status, candidate, ingest)
+        if final is not None:
+            save_serving(runner.root, final)
+        if serving.stop.is_set():
+            return 130
+    else:
+        save_serving(runner.root, plan.status)
+        if plan.phase == engine.ROLLED_BACK:
+            console.print(f"[yellow]{plan.message}: serving {plan.status.stable} instead[/]", soft_wrap=True)
+        assert plan.status.stable is not None
+        serving.serve(model_tag(name, plan.status.stable))
+    serving.announce(ingest)
+    return serving.wait(cycle.check if cycle else None)
 
 
 def cmd_label(args: argparse.Namespace) -> int:

@@ -21,6 +21,10 @@ SERVING_COMPONENT = "serving"
 RERUN_ANNOTATION = "mlpipeline.dev/rerun"  # any new value starts a new run of the same spec
 CONTROL_ANNOTATION = "mlpipeline.dev/canary"  # pause | resume | promote | abort, acted on once
 
+# A request header marking mlpipeline's own traffic (a canary's load of held-out rows, a sample
+# prediction): the model server answers and counts it, but never captures it for drift or labeling.
+SYNTHETIC_HEADER = "x-mlpipeline-synthetic"
+
 # The environment variable a labeling step reads its Label Studio token from.
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 

@@ -12,7 +12,7 @@ from mlpipeline.monitoring.drift import measure
 from mlpipeline.monitoring.drift_metrics import PREDICTION
 from mlpipeline.monitoring.profile import profile_frame
 from mlpipeline.monitoring.report import render
-from mlpipeline.serving.capture import Capture
+from mlpipeline.serving.capture import Capture, Synthetic
 
 RNG = np.random.default_rng(7)
 TRAIN = pd.DataFrame(
@@ -113,3 +113,11 @@ def test_capture_drops_and_counts_when_the_buffer_is_full_or_the_store_is_down(t
     assert counted == {"dropped": 50}
     assert capture.flush() == 0 and counted["dropped"] == 150
     assert len(capture.window(60)[0]) == 150  # drift still sees every sample
+
+
+def test_capture_never_keeps_the_records_of_synthetic_requests(tmp_path: Path) -> None:
+    capture = Capture("v1", str(tmp_path), rate=1.0)
+    records = [{"x": 1.0}, Synthetic({"x": 2.0}), {"x": 3.0}]  # a batch of three requests' records
+    capture.offer(records, [{"label": "a"}] * 3)
+    assert capture.flush() == 2
+    assert capture.window(60)[0] == [{"x": 1.0}, {"x": 3.0}]

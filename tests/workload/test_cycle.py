@@ -3,7 +3,8 @@ sensors example serves; month 7 lands, in which the load has shifted and the fai
 traffic like month 7's raises the drift of exactly the load; the drift trigger retrains on every
 partition and the new model is rolled out as a canary and promoted — real Ray Tune, BentoML
 servers, router and Prometheus. The schedule and new-data triggers likewise retrain on a month that
-landed and roll the new model out."""
+landed and roll the new model out; a client of the announced port meanwhile gets every answer, and
+the canary's own load is never captured."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from mlpipeline.local.load import Load
 from mlpipeline.local.server import free_port, is_ready, stop_group
 
 from examples import make_data
@@ -110,12 +112,13 @@ class Watch:
             self.process,
         )
 
-    def promoted(self, timeout: float) -> str:
-        """The version promoted after the first."""
+    def promoted(self, timeout: float, after: str | None = None) -> str:
+        """The version promoted after ``after`` (default: the first)."""
+        before = after or self.first
         final = wait_for_file(
             self.serving,
             "the retrained model promoted",
-            lambda s: s.get("stable") != self.first and s.get("phase") == "Promoted" and s,
+            lambda s: s.get("stable") != before and s.get("phase") == "Promoted" and s,
             timeout,
             self.process,
         )
@@ -159,3 +162,27 @@ def test_drift_on_a_new_partition_retrains_and_rolls_out_the_new_model(tmp_path:
         assert captured, "the first model's servers captured nothing"
     output = watch.log.read_text()
     assert "RetrainTriggered" in output and "2 partitions" in output, output[-3000:]
+
+
+def test_a_client_of_the_announced_port_gets_every_answer_through_two_retrains(tmp_path: Path) -> None:
+    records = make_data.sensor_month(1).drop(columns="failed").to_dict(orient="records")
+    with watching(tmp_path, {"onNewData": {"interval": "1s", "settle": "1s"}}) as watch:
+        client = Load(f"{watch.url}/predict", records, rate=5, threads=2, max_seconds=900).start()
+        try:
+            make_data.write_month(2, tmp_path / "data")
+            second = watch.promoted(timeout=400)
+            make_data.write_month(3, tmp_path / "data")
+            third = watch.promoted(timeout=400, after=second)
+        finally:
+            stats = client.stop()
+        answer = httpx.post(f"{watch.url}/metadata", json={}, timeout=10).json()
+        assert answer["version"] == third
+    output = watch.log.read_text()
+    assert output.count("Promoted") >= 2 and "3 partitions" in output, output[-3000:]
+    # Through two retrains and two canaries: not one refused connection, not one 5xx.
+    assert (stats.refused, stats.failed) == (0, 0), (stats.refused, stats.failed, stats.ok)
+    assert stats.ok > 100, stats.ok
+    # Every captured record is the client's (sampleRate 1): none of the canary load's held-out rows
+    # (10 requests/s during each rollout) nor of the sample predictions mlpipeline sends itself.
+    lines = sum(len(f.read_text().splitlines()) for f in (watch.root / "capture").glob("version=*/*/*.jsonl"))
+    assert 0 < lines <= stats.ok, (lines, stats.ok)

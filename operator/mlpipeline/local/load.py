@@ -12,20 +12,25 @@ from typing import Any
 
 import httpx
 
+REFUSED = 598  # the status counted for a connection that could not be made (refused: nothing listens)
+TRANSPORT = 599  # for any other transport error (a timeout, a connection closed mid-request)
+
 
 @dataclass
 class LoadStats:
-    ok: int = 0
-    failed: int = 0
+    ok: int = 0  # answered below 500
+    failed: int = 0  # answered 5xx, refused or lost
+    refused: int = 0  # of failed: no connection could be made
     latencies: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, ok: bool, seconds: float) -> None:
+    def add(self, status: int, seconds: float) -> None:
         with self.lock:
-            if ok:
+            if status < 500:
                 self.ok += 1
             else:
                 self.failed += 1
+                self.refused += status == REFUSED
             self.latencies.append(seconds)
 
     @property
@@ -43,6 +48,7 @@ class Load:
     # False: a new connection per request, so that a Service's per-connection balancing (kube-proxy)
     # spreads the requests over its pods as their ratio says, as many independent clients would.
     keepalive: bool = True
+    headers: dict[str, str] = field(default_factory=dict)  # on every request
     stats: LoadStats = field(default_factory=LoadStats)
     on_answer: Callable[[int, float], None] | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -64,11 +70,14 @@ class Load:
                 i += self.threads
                 started = time.monotonic()
                 try:
-                    status = client.post(self.url, json={"records": [record]}).status_code
+                    answer = client.post(self.url, json={"records": [record]}, headers=self.headers)
+                    status = answer.status_code
+                except httpx.ConnectError:
+                    status = REFUSED
                 except httpx.HTTPError:
-                    status = 599
+                    status = TRANSPORT
                 took = time.monotonic() - started
-                self.stats.add(status < 500, took)
+                self.stats.add(status, took)
                 if self.on_answer:
                     self.on_answer(status, took)
 

@@ -28,10 +28,18 @@ FILE_SD = """  - job_name: models
 """
 
 
+MISSING = "Prometheus is not installed: run `make prometheus` (or `apt-get install prometheus`)"
+
+
+def missing() -> str | None:
+    """Why a canary rollout cannot be judged on this machine, or None."""
+    return None if shutil.which("prometheus") else MISSING
+
+
 def prometheus_binary() -> str:
     found = shutil.which("prometheus")
     if not found:
-        raise RuntimeError("prometheus is not installed: run `make prometheus` (Debian's package)")
+        raise RuntimeError(MISSING)
     return found
 
 
@@ -91,6 +99,7 @@ class LocalPrometheus:
             if self.scraping(len(targets)) if targets is not None else self.ready():
                 return self
             time.sleep(0.2)
+        self.stop()
         raise TimeoutError("Prometheus did not scrape its targets within 30s")
 
     def ready(self) -> bool:

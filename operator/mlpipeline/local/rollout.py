@@ -1,6 +1,8 @@
 """A canary rollout with real processes, decided by the same serving engine as in a cluster: the
 engine's plan is applied as BentoML servers (one per version), the weighted router in front of them
-and Prometheus scraping them."""
+and Prometheus scraping them. One LocalRollout can serve for the life of a command and roll out one
+version after another (a new ``canary_tag``, then ``run``): its router is never restarted, so the
+port never refuses a connection."""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ class RolloutTick:
 
 @dataclass
 class LocalRollout:
-    """Serves ``stable_tag`` behind a router on ``port`` and rolls ``canary_tag`` out to it."""
+    """Serves ``stable_tag`` behind a router on ``port`` and rolls ``canary_tag`` out to it; the
+    winner becomes ``stable_tag``. Prometheus starts with the first rollout (not to serve alone)."""
 
     stable_tag: str
     canary_tag: str
@@ -62,17 +65,33 @@ class LocalRollout:
             log=self.directory / f"serve-{version}.log",
             extra_env=env,
         ).start()
-        server.wait_ready()
+        try:
+            server.wait_ready()
+        except BaseException:
+            server.stop()
+            raise
         return server
 
     def start(self) -> LocalRollout:
-        """The stable version serving behind the router, scraped by Prometheus."""
+        """The stable version serving behind the router."""
         self.directory.mkdir(parents=True, exist_ok=True)
         stable = version_of(self.stable_tag)
         self.servers = {stable: self._server(stable)}
-        self.prometheus = LocalPrometheus(self.directory / "prometheus").start(self._targets())
         self.router = Router(stable=self.servers[stable].url, port=self.port).start()
         return self
+
+    def settle(self, version: str) -> None:
+        """All traffic to ``version`` (its server started first when it is not running), then the
+        other servers stopped; e.g. after a rollout that could not go on."""
+        assert self.router is not None
+        if version not in self.servers:
+            self.servers[version] = self._server(version)
+        self.router.route(self.servers[version].url, None, 0)
+        for other in [v for v in self.servers if v != version]:
+            self.servers.pop(other).stop()
+        self.stable_tag = self.tag(version)
+        if self.prometheus:
+            self.prometheus.set_targets(self._targets())
 
     def _targets(self) -> dict[str, str]:
         return {version: f"127.0.0.1:{server.port}" for version, server in self.servers.items()}
@@ -98,8 +117,10 @@ class LocalRollout:
     def run(
         self, status: ServingStatus | None = None, control: Callable[[], str | None] = lambda: None
     ) -> ServingStatus:
-        """Decides and applies until the canary is promoted or rolled back; returns the status."""
-        assert self.prometheus is not None
+        """Decides and applies until the canary is promoted or rolled back; returns the status.
+        Raises when a server or Prometheus cannot start (``settle`` then restores the stable one)."""
+        if self.prometheus is None:
+            self.prometheus = LocalPrometheus(self.directory / "prometheus").start(self._targets())
         prometheus = Prometheus(self.prometheus.url)
         status = status or ServingStatus(
             stable=version_of(self.stable_tag), phase=ServingPhase.stable, provider=ROUTER
@@ -120,6 +141,8 @@ class LocalRollout:
                 if self.report:
                     self.report(tick)
             if plan.phase != CANARY:
+                assert status.stable is not None
+                self.stable_tag = self.tag(status.stable)
                 return status
             time.sleep(min(max(plan.requeue_after or 0.5, 0.05), 0.5))
 

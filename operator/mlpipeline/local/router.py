@@ -1,5 +1,6 @@
 """A weighted HTTP router in front of a stable and a canary model server (the local stand-in for
-Gateway API weights): each request goes to the canary with probability weight/100."""
+Gateway API weights): each request goes to the canary with probability weight/100. ``route``
+changes the backends and the weight in place, while the router keeps listening."""
 
 from __future__ import annotations
 
@@ -55,7 +56,11 @@ class Router:
 
     async def _serve(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app[SESSION] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        # A connection idle for longer than the model server keeps it open (uvicorn: 5 s) is not
+        # reused: a request on a connection the server is closing would fail (a 502 here).
+        app[SESSION] = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60), connector=aiohttp.TCPConnector(keepalive_timeout=2)
+        )
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -8,6 +8,9 @@ the store cannot be written, samples are dropped and counted, requests are not.
 Written as JSON Lines, one file per flush, partitioned by version and hour so that a reader lists
 only what it needs: ``<uri>/version=<v>/hour=<YYYY-MM-DDTHH>/<source>-<epoch ms>.jsonl``, each line
 ``{"at": <RFC 3339>, "version": v, "features": {...}, "prediction": ...}``.
+
+Records of synthetic requests (``Synthetic``: mlpipeline's own load, see protocol.SYNTHETIC_HEADER)
+are never captured: they would pass held-out training rows off as served data.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from mlpipeline import store
 from mlpipeline.protocol import stamp
 
 Count = Callable[[str, int], None]  # outcome ("written" or "dropped"), how many
+
+
+class Synthetic(dict[str, Any]):
+    """A record of a synthetic request: predicted and counted like any other, never captured."""
 
 
 def prediction_of(answer: dict[str, Any]) -> Any:
@@ -54,7 +61,7 @@ class Capture:
         dropped = 0
         with self._lock:
             for record, answer in zip(records, answers, strict=False):
-                if self.rng.random() >= self.rate:
+                if isinstance(record, Synthetic) or self.rng.random() >= self.rate:
                     continue
                 prediction = prediction_of(answer)
                 self._recent.append((now, record, prediction))

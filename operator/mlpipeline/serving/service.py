@@ -16,7 +16,9 @@ names each value, e.g. ``records[0].tenure_months: "abc" is not a number`` (at l
 ``mlpipeline_rejected_requests_total{model_version, reason, field}``: reason ``unreadable_value``
 with the declared feature of the request's first unreadable value, or ``malformed`` (field "") when
 ``records`` is not a list of objects. A body that is not JSON or lacks ``records`` is refused by
-BentoML alone and counted only in its request metrics.
+BentoML alone and counted only in its request metrics. A request with the header
+``x-mlpipeline-synthetic`` (mlpipeline's own load, protocol.SYNTHETIC_HEADER) is answered and
+counted as any other but never captured (serving/capture.py).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from mlpipeline.monitoring.drift_metrics import (
     PREDICTION,
     PREDICTION_DRIFT,
 )
+from mlpipeline.protocol import SYNTHETIC_HEADER
 from mlpipeline.serving.bundle import load_bundle
+from mlpipeline.serving.capture import Synthetic
 from mlpipeline.serving.chaos import Chaos
 from mlpipeline.serving.monitor import Monitor, MonitorSettings
 from mlpipeline.serving.validation import UnreadableRecords, clean_records
@@ -104,7 +108,7 @@ def read_records(value: Any, handler: ValidatorFunctionWrapHandler) -> list[dict
         rejected_requests_total.labels(model_version=service.version, reason="malformed", field="").inc()
         raise
     try:
-        return clean_records(service.bundle.features, records)
+        cleaned = clean_records(service.bundle.features, records)
     except UnreadableRecords as error:
         rejected_requests_total.labels(
             model_version=service.version, reason="unreadable_value", field=error.problems[0].field or ""
@@ -120,6 +124,15 @@ def read_records(value: Any, handler: ValidatorFunctionWrapHandler) -> list[dict
                 for problem in error.problems
             ],
         ) from None
+    return [Synthetic(record) for record in cleaned] if synthetic() else cleaned
+
+
+def synthetic() -> bool:
+    """Whether the request being read is mlpipeline's own traffic (its SYNTHETIC_HEADER)."""
+    try:
+        return bool(bentoml.Context().request.headers.get(SYNTHETIC_HEADER))
+    except LookupError:  # not in a request
+        return False
 
 
 Records = Annotated[list[dict[str, Any]], WrapValidator(read_records)]
