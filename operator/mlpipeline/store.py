@@ -5,12 +5,18 @@ and Python objects are in steps/artifacts.py, which needs the data plane's libra
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
+import os
+import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import fsspec
+import fsspec.asyn
+from fsspec.utils import glob_translate
 
 from mlpipeline.protocol import is_pattern
 
@@ -101,8 +107,90 @@ def partitions(uri: str) -> list[Partition]:
     ]
 
 
-def count_rows(uri: str) -> int:
-    """Rows of a CSV (lines after the header, read in chunks) or Parquet file (its footer)."""
+def _first_magic(path: str) -> int:
+    return min((i for i in (path.find(c) for c in "*?[") if i >= 0), default=len(path))
+
+
+def _keep_newest(
+    heap: list[tuple[str, str, float | None]], item: tuple[str, str, float | None], keep: int
+) -> None:
+    if len(heap) < keep:
+        heapq.heappush(heap, item)
+    elif item[0] > heap[0][0]:
+        heapq.heapreplace(heap, item)
+
+
+def _past(deadline: float, uri: str, seconds: float) -> None:
+    if time.monotonic() > deadline:
+        raise StepError(f"cannot list {uri}: the listing took longer than {seconds:g}s (narrow the pattern)")
+
+
+def bounded_partitions(uri: str, keep: int, seconds: float) -> tuple[list[Partition], int]:
+    """The newest ``keep`` files by name that an s3:// or file:// pattern matches (sorted by name),
+    and how many matched in all — streamed, so that at most ``keep`` are held however many the
+    store holds, and given up (StepError) after ``seconds``. What the operator lists with its own
+    credentials; ``partitions`` is the unbounded listing of the local runner and the steps."""
+    deadline = time.monotonic() + seconds
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    fs, path = filesystem(uri)
+    pattern = re.compile(glob_translate(path))
+    heap: list[tuple[str, str, float | None]] = []
+    matched = 0
+
+    def seen(name: str, info: dict[str, Any]) -> None:
+        nonlocal matched
+        _past(deadline, uri, seconds)
+        if name.endswith("/") or info.get("type") == "directory" or not pattern.match(name):
+            return
+        matched += 1
+        _keep_newest(heap, (name, _version(info), _modified(info)), keep)
+
+    try:
+        if scheme == "s3" and hasattr(fs, "_iterdir"):
+            bucket, _, key = path.partition("/")
+
+            async def scan() -> None:
+                try:
+                    async for info in fs._iterdir(bucket, prefix=key[: _first_magic(key)], delimiter=""):
+                        seen(info["name"], info)
+                except StepError:
+                    raise
+                except Exception as exc:  # botocore's errors, as s3fs itself reports them (OSError)
+                    from s3fs.errors import translate_boto_error
+
+                    raise translate_boto_error(exc) from None
+
+            fsspec.asyn.sync(fs.loop, scan)
+        elif scheme == "file":
+            root = path[: _first_magic(path)].rsplit("/", 1)[0] or "/"
+            for folder, _, files in os.walk(root):
+                _past(deadline, uri, seconds)
+                for file in files:
+                    name = os.path.join(folder, file)
+                    try:
+                        stat = os.stat(name)
+                    except OSError:
+                        continue  # gone since the folder was read
+                    seen(name, {"mtime": stat.st_mtime, "size": stat.st_size})
+        else:
+            forget_listings(uri)
+            for name, info in fs.glob(path, detail=True).items():
+                seen(name, info)
+    except StepError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise StepError(f"cannot list {uri}: {exc}") from None
+    prefix = f"{scheme}://" if scheme else ""
+    found = [
+        Partition(name if name.startswith(prefix) else f"{prefix}{name}", version, modified)
+        for name, version, modified in sorted(heap)
+    ]
+    return found, matched
+
+
+def count_rows(uri: str, deadline: float | None = None) -> int:
+    """Rows of a CSV (lines after the header, read in chunks) or Parquet file (its footer); past
+    ``deadline`` (time.monotonic()), a StepError."""
     try:
         if uri.lower().endswith((".parquet", ".pq")):
             import pyarrow.parquet as pq  # only when a Parquet partition is counted
@@ -114,6 +202,8 @@ def count_rows(uri: str) -> int:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 lines += chunk.count(b"\n")
                 last = chunk[-1:]
+                if deadline is not None and time.monotonic() > deadline:
+                    raise StepError(f"cannot count the rows of {uri} in time")
         return max(lines + (last != b"\n") - 1, 0)
     except FileNotFoundError:
         raise StepError(f"{uri}: no such file") from None

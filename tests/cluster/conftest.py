@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -105,6 +106,8 @@ class Operator:
         env = {**os.environ, "KUBECONFIG": str(KUBECONFIG), "MLP_METRICS_PORT": str(self.metrics_port)}
         env["MLP_ARTIFACTS_URI"] = "s3://mlpipeline-test/artifacts"  # never read: kwok runs no step
         env["MLP_POD_NODE_SELECTOR"] = "type=kwok"  # the fake nodes, even when the real one is up
+        # The tests' data folders (pytest's temporary directories) are what the operator may list.
+        env["MLP_DATA_PREFIXES"] = f"file://{Path(tempfile.gettempdir()).resolve()}/"
         env.update(self.env)
         command = [str(BIN / "mlpipeline"), "operator", "--namespace", self.namespaces]
         with self.log.open("ab") as log:

@@ -50,6 +50,8 @@ PROMETHEUS = sorted(
     )
 )
 REAL_LABEL = "mlpipeline.dev/real-node=true"
+PROMETHEUS_PORT = free_port()
+PROMETHEUS_URL = f"http://127.0.0.1:{PROMETHEUS_PORT}"  # the only Prometheus the operator may query
 NODE = ROOT / "hack" / "node.sh"
 
 
@@ -123,12 +125,17 @@ def real_node(request: pytest.FixtureRequest) -> Iterator[Image]:
 def real_operator(real_node: Image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     """The operator, its pods pinned to the real node and running the image built here, with the
     S3 store's keys in its environment (what the chart's storeSecret gives it) to list new data."""
-    store = {k: v for k, v in store_env().items() if k.startswith("AWS_")}
+    env = store_env()
+    store = {k: v for k, v in env.items() if k.startswith("AWS_")}
+    allowed = {
+        "MLP_DATA_PREFIXES": f"s3://{env['MLP_STORE_BUCKET']}/{{namespace}}/",  # each team's own prefix
+        "MLP_PROMETHEUS_ALLOWED_URLS": PROMETHEUS_URL,  # the Prometheus test_real_pipeline starts
+    }
     running = Operator(
         log=tmp_path_factory.mktemp("real-operator") / "operator.log",
         metrics_port=free_port(),
         namespaces="real-*",
-        env={"MLP_STEP_IMAGE": real_node.name, "MLP_POD_NODE_SELECTOR": REAL_LABEL, **store},
+        env={"MLP_STEP_IMAGE": real_node.name, "MLP_POD_NODE_SELECTOR": REAL_LABEL, **store, **allowed},
     )
     yield from session_operator(running)
 
@@ -372,6 +379,8 @@ def logs(namespace: str, selector: str) -> str:
 
 __all__ = [
     "KUBECONFIG",
+    "PROMETHEUS_PORT",
+    "PROMETHEUS_URL",
     "REAL_NODE",
     "Image",
     "S3Store",

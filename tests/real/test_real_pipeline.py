@@ -29,6 +29,7 @@ from tests.cluster.conftest import KUBECONFIG, FailFast, Operator, kube_json, ku
 from tests.conftest import EXAMPLES
 from tests.real.conftest import (
     PROMETHEUS,
+    PROMETHEUS_PORT,
     REAL_NODE,
     S3Store,
     failing_fast,
@@ -148,6 +149,7 @@ def served(
 ) -> Iterator[Served]:
     prometheus = LocalPrometheus(
         tmp_path_factory.mktemp("prometheus"),
+        port=PROMETHEUS_PORT,  # the URL the operator was allowed to query
         scrape_interval="2s",
         binary=str(PROMETHEUS[-1]),
         scrape_configs=POD_SCRAPE.format(kubeconfig=KUBECONFIG, namespace=s3_store.namespace),

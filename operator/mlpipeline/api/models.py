@@ -625,8 +625,23 @@ class NoDataPolicy(StrEnum):
     pass_ = "pass"
 
 
+PROMETHEUS_URL_PATTERN = r"^https?://[^/?#@ ]+(/[^?#@ ]*)?$"
+
+
 class AnalysisSpec(Model):
     """Thresholds a canary is held to, each checked against Prometheus at every interval."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"!has(self.prometheusUrl) || self.prometheusUrl.matches('{PROMETHEUS_URL_PATTERN}')",
+                    "prometheusUrl must be an http:// or https:// URL without user, query string or fragment",
+                    ".prometheusUrl",
+                )
+            ]
+        }
+    )
 
     max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Share of 5xx answers.")
     max_latency_p95: str = Field(
@@ -661,8 +676,21 @@ class AnalysisSpec(Model):
         default="5m", pattern=DURATION_PATTERN, description="How long hold may wait for data."
     )
     prometheus_url: str | None = Field(
-        default=None, description="Prometheus to query; default: the operator's setting."
+        default=None,
+        max_length=2048,
+        description="Prometheus to query (http or https, no user, query string or fragment); default: "
+        "the operator's. In a cluster the operator queries it only when the platform allows it "
+        "(the chart's prometheus.allowedUrls).",
     )
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _plain_url(cls, value: str | None) -> str | None:
+        """A URL the operator may compare with its allow-list: nothing that could change where a
+        request goes (a user@ part) or swallow the API path (a query string, a fragment)."""
+        if value is not None and not re.fullmatch(PROMETHEUS_URL_PATTERN, value):
+            raise ValueError("must be an http:// or https:// URL without user, query string or fragment")
+        return value
 
 
 class TrafficProvider(StrEnum):

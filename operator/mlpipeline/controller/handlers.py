@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from mlpipeline import policy
 from mlpipeline.api.models import GROUP, PLURAL, VERSION
 from mlpipeline.controller import memory
 from mlpipeline.controller.cache import ClusterCache, noticed, without_status
@@ -21,7 +22,7 @@ from mlpipeline.kube.client import Kube
 from mlpipeline.kube.connection import load_connection
 from mlpipeline.kube.informer import PAGE as LIST_PAGE
 from mlpipeline.kube.informer import exact_namespace, pack
-from mlpipeline.kube.jobs import OperatorSettings, parse_selector
+from mlpipeline.kube.jobs import OperatorSettings, parse_list, parse_selector
 
 log = logging.getLogger("mlpipeline.operator")
 _state: dict[str, Reconciler] = {}
@@ -29,12 +30,29 @@ _watched: list[str] = []  # the namespace (or pattern) given to the operator; em
 
 
 def settings_from_env() -> OperatorSettings:
+    """The operator's settings; a malformed allow-list or prefix stops it at start (ValueError)."""
     defaults = OperatorSettings()
+    prometheus_url = os.environ.get("MLP_PROMETHEUS_URL") or None
+    allowed = parse_list(os.environ.get("MLP_PROMETHEUS_ALLOWED_URLS", ""))
+    policy.parse_allowed(list(allowed))
+    if prometheus_url:
+        try:
+            policy.parse_endpoint(prometheus_url)
+        except policy.NotAllowed as exc:
+            raise ValueError(f"prometheus.url (MLP_PROMETHEUS_URL): {prometheus_url!r} {exc}") from None
+    prefixes = tuple(
+        policy.check_prefix_template(p) for p in parse_list(os.environ.get("MLP_DATA_PREFIXES", ""))
+    )
     return OperatorSettings(
         image=os.environ.get("MLP_STEP_IMAGE", defaults.image),
         artifacts_uri=os.environ.get("MLP_ARTIFACTS_URI", defaults.artifacts_uri),
         service_account=os.environ.get("MLP_STEP_SERVICE_ACCOUNT") or None,
         node_selector=parse_selector(os.environ.get("MLP_POD_NODE_SELECTOR", "")),
+        prometheus_url=prometheus_url,
+        prometheus_allowed=allowed,
+        data_prefixes=prefixes,
+        list_max_entries=int(os.environ.get("MLP_LIST_MAX_ENTRIES", defaults.list_max_entries)),
+        list_timeout=float(os.environ.get("MLP_LIST_TIMEOUT_SECONDS", defaults.list_timeout)),
     )
 
 
@@ -60,7 +78,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     serving = ServingReconciler(
         kube,
         operator_settings,
-        os.environ.get("MLP_PROMETHEUS_URL") or None,
+        operator_settings.prometheus_url,
         os.environ.get("MLP_PROMETHEUS_VERSION_LABEL", "mlpipeline_dev_model_version"),
     )
     cache = ClusterCache()
@@ -137,6 +155,10 @@ def run_operator(namespace: str | None = None) -> None:
         level=os.environ.get("MLP_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
     memory.limit_arenas()
+    try:
+        settings_from_env()  # read again at start-up; a bad value stops here, with its message
+    except ValueError as exc:
+        exit_process(2, f"invalid operator setting: {exc}")
     port = int(os.environ.get("MLP_METRICS_PORT", "8080"))
     if port:  # before leading: a standby answers the readiness probe too
         start_http_server(port)

@@ -40,7 +40,10 @@ class MonitoringReader:
         if source is None:
             if spec.retrain.on_drift is None:
                 return None, None
-            message = "no Prometheus to read drift from: set spec.serve.canary.analysis.prometheusUrl"
+            message = (
+                "no Prometheus to read drift from: set spec.serve.canary.analysis.prometheusUrl, or ask "
+                "the platform team for the chart's prometheus.url"
+            )
             return MonitoringStatus(model_version=stable, measured_at=stamp(now), message=message), interval
         drift = spec.monitoring.drift
         reading = drift_metrics.read(source, pipeline, stable, drift.threshold, drift.min_samples, stamp(now))

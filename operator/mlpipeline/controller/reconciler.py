@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mlpipeline import policy
 from mlpipeline.api.manifest import field_errors
 from mlpipeline.api.models import (
     LabelingStatus,
@@ -45,7 +46,7 @@ from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job, build_ste
 from mlpipeline.kube.observe import observe_job
 from mlpipeline.kube.patch import merge_patch
 from mlpipeline.kube.rayjob import RAY_API, RAYJOB, build_tune_rayjob, is_active, observe_rayjob
-from mlpipeline.listing import list_if_due, list_sources_if_due
+from mlpipeline.listing import Scope, list_if_due, list_sources_if_due
 from mlpipeline.protocol import RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, parse_stamp, stamp
 
 log = logging.getLogger("mlpipeline.operator")
@@ -77,6 +78,7 @@ def rerun_token(annotation: str | None, retrain: RetrainStatus | None) -> str | 
 
 
 BURST = 200  # reconciliations after which an idle pool hands freed memory back
+CONFLICT_RETRY = 30.0  # seconds between looks at serving objects someone else holds
 
 
 class Reconciler:
@@ -216,13 +218,17 @@ class Reconciler:
             )
             self._refuse(body, status, recorded, generation, missing, "KubeRayMissing")
             return "invalid"
+        refusal = self._not_allowed(spec, namespace)
+        if refusal:
+            self._refuse(body, status, recorded, generation, *refusal)
+            return "invalid"
         annotations = body["metadata"].get("annotations") or {}
         now = datetime.now(UTC)
         busy = status.run is not None and status.phase not in SETTLED_PHASES
         status.monitoring, read_again = self.monitoring.read(
             spec, namespace, name, status.serving, status.monitoring, now
         )
-        listing, list_again = list_if_due(spec, status.retrain, now)
+        listing, list_again = list_if_due(spec, status.retrain, now, self._scope(namespace))
         retrain = triggers.decide(spec.retrain, status.retrain, busy, now, status.monitoring, listing)
         status.retrain = retrain.status
         current = run_id(spec, name, rerun=rerun_token(annotations.get(RERUN_ANNOTATION), retrain.status))
@@ -250,7 +256,7 @@ class Reconciler:
             artifact = self.serving.artifact(spec, namespace, name, current)
             new.model = model_status(spec, current, artifact, observations.get("evaluate"))
         if new.phase == DONE_PHASE and spec.serve.enabled:
-            self._serve(body, spec, current, decision, now)
+            self._serve(body, spec, current, decision, now, status)
         labeling, label_again = self._label(body, spec, status.labeling, new, all_jobs, now)
         new.labeling = labeling.status
         decision.events.extend(labeling.events)
@@ -265,6 +271,25 @@ class Reconciler:
                 self.wake_later(namespace, name, seconds + 0.5)
         self.phases.set((namespace, name), new.phase)
         return "ok"
+
+    def _scope(self, namespace: str) -> Scope:
+        """What the operator may list, with its own credentials, for the namespace's pipelines."""
+        prefixes = policy.data_prefixes(
+            namespace, list(self.settings.data_prefixes), self.settings.artifacts_uri
+        )
+        return Scope(tuple(prefixes), self.settings.list_max_entries, self.settings.list_timeout)
+
+    def _not_allowed(self, spec: MLPipelineSpec, namespace: str) -> tuple[str, str] | None:
+        """A pipeline that would have the operator query a Prometheus, or list data, that the
+        platform did not allow is refused before anything is reached: (message, Event reason)."""
+        return policy.pipeline_refusal(
+            prometheus_url=spec.serve.canary.analysis.prometheus_url,
+            retrain_data_uri=spec.data.uri if spec.retrain.on_new_data else None,
+            labeling_source=spec.labeling.source if spec.labeling else None,
+            default_prometheus=self.serving.prometheus_url,
+            allowed_prometheus=self.serving.allowed,
+            prefixes=list(self._scope(namespace).prefixes),
+        )
 
     def _observe(
         self, namespace: str, name: str, run: str, jobs: list[dict[str, Any]]
@@ -326,7 +351,7 @@ class Reconciler:
         by its Jobs, which it creates."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        listing, again = list_sources_if_due(spec, recorded, now)
+        listing, again = list_sources_if_due(spec, recorded, now, self._scope(namespace))
         if spec.serve.enabled:
             model = status.serving.stable if status.serving else None
         else:
@@ -362,11 +387,34 @@ class Reconciler:
             log.info("created %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
 
     def _serve(
-        self, body: dict[str, Any], spec: MLPipelineSpec, run: str, decision: Decision, now: datetime
+        self,
+        body: dict[str, Any],
+        spec: MLPipelineSpec,
+        run: str,
+        decision: Decision,
+        now: datetime,
+        recorded: MLPipelineStatus,
     ) -> None:
+        """Serving's plan applied, its status recorded; or, when objects of the serving names stand
+        that this pipeline does not control, nothing touched: phase Failed, the objects named in the
+        message and a ServingConflict Event (once per message), looked at again later (no event
+        announces that someone removed them). ``recorded``: the status before this reconciliation."""
         meta = body["metadata"]
         status = decision.status
-        plan = self.serving.reconcile(body, spec, status.serving, run, now)
+        plan, refused = self.serving.reconcile(body, spec, status.serving, run, now)
+        if refused:
+            message = (
+                f"serving refused: {'; '.join(refused)}. The operator does not change or delete objects "
+                f"it did not create: remove or rename them, or give the pipeline another name (its Service "
+                f"is named {meta['name']}, its HTTPRoute {meta['name']}-model, its model objects "
+                f"{meta['name']}-model-<version>)"
+            )
+            status.phase, status.message = FAILED_PHASE, message
+            status.conditions = conditions(FAILED_PHASE, message, stamp(now), recorded.conditions)
+            if recorded.message != message:
+                decision.events.append(Event("Warning", "ServingConflict", message))
+            self.wake_later(meta["namespace"], meta["name"], CONFLICT_RETRY)
+            return
         status.serving = plan.status
         metrics.record_serving(meta["namespace"], meta["name"], plan.status)
         status.phase, status.message = plan.phase, plan.message

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from mlpipeline import policy
 from mlpipeline.api.models import AnalysisCheck, MLPipelineSpec, ServingStatus
 from mlpipeline.engine import serving
 from mlpipeline.engine.serving import GATEWAY_API, REPLICAS, ServingPlan
 from mlpipeline.kube.client import Kube
 from mlpipeline.kube.jobs import OperatorSettings, artifacts_base
-from mlpipeline.kube.serving import HTTP_ROUTE_API, build_serving_objects
+from mlpipeline.kube.serving import HTTP_ROUTE_API, build_serving_objects, conflicts, owned_by
 from mlpipeline.monitoring.analysis import analyse
 from mlpipeline.monitoring.prometheus import Prometheus, client
 from mlpipeline.protocol import CONTROL_ANNOTATION, MODEL_EXPORT, model_object_name, step_output
@@ -23,7 +24,8 @@ class ServingReconciler:
     ):
         self.kube = kube
         self.settings = settings
-        self.prometheus_url = prometheus_url
+        self.prometheus_url = prometheus_url or settings.prometheus_url
+        self.allowed = policy.parse_allowed(list(settings.prometheus_allowed))
         self.version_label = version_label
 
     def provider(self, spec: MLPipelineSpec, status: ServingStatus | None) -> str:
@@ -41,9 +43,17 @@ class ServingReconciler:
         return f"{package}/{MODEL_EXPORT}"
 
     def prometheus(self, spec: MLPipelineSpec) -> Prometheus | None:
-        """The pipeline's Prometheus (canary analysis and drift): its own URL or the operator's."""
-        url = spec.serve.canary.analysis.prometheus_url or self.prometheus_url
-        return client(url) if url else None
+        """The pipeline's Prometheus (canary analysis and drift): its own URL when the platform
+        allows it, or the operator's. A URL not allowed is never queried (the reconciler has refused
+        the pipeline already: see policy.pipeline_refusal); the URL queried is the one rebuilt
+        from the parts that were checked."""
+        try:
+            endpoint = policy.prometheus_endpoint(
+                spec.serve.canary.analysis.prometheus_url, self.prometheus_url, self.allowed
+            )
+        except policy.NotAllowed:
+            return None
+        return client(endpoint.url) if endpoint else None
 
     def _analyse(self, spec: MLPipelineSpec, status: ServingStatus) -> list[AnalysisCheck]:
         assert status.canary is not None and status.stable is not None
@@ -66,7 +76,9 @@ class ServingReconciler:
         status: ServingStatus | None,
         version: str,
         now: datetime,
-    ) -> ServingPlan:
+    ) -> tuple[ServingPlan, list[str]]:
+        """The serving plan, applied; and the conflicts that kept it from being applied (objects of
+        the serving names that this pipeline does not control), if any."""
         meta = body["metadata"]
         control = (meta.get("annotations") or {}).get(CONTROL_ANNOTATION)
         checks = (
@@ -82,26 +94,40 @@ class ServingReconciler:
             now,
             spec.monitoring.model_dump(mode="json"),
         )
-        self.apply(body, spec, plan)
-        return plan
+        return plan, self.apply(body, spec, plan)
 
-    def apply(self, body: dict[str, Any], spec: MLPipelineSpec, plan: ServingPlan) -> None:
+    def apply(self, body: dict[str, Any], spec: MLPipelineSpec, plan: ServingPlan) -> list[str]:
+        """Applies the plan's objects and removes its versions' — only where no object of those names
+        stands that this pipeline does not control: then nothing at all is applied or removed, and
+        the conflicts are returned. Objects it controls are applied with force; new ones without."""
         meta = body["metadata"]
-        namespace, pipeline = meta["namespace"], meta["name"]
+        namespace, pipeline, uid = meta["namespace"], meta["name"], meta["uid"]
+        objects: list[dict[str, Any]] = []
         if plan.topology is not None:
             artifact_of = {v: self.artifact(spec, namespace, pipeline, v) for v in plan.topology.replicas}
-            for obj in build_serving_objects(
+            objects = build_serving_objects(
                 pipeline=pipeline,
                 namespace=namespace,
-                uid=meta["uid"],
+                uid=uid,
                 spec=spec,
                 topology=plan.topology,
                 provider=plan.status.provider or REPLICAS,
                 artifact_of=artifact_of,
                 settings=self.settings,
-            ):
-                self.kube.apply(obj)
+            )
+        existing = [
+            self.kube.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
+            for obj in objects
+        ]
+        found = conflicts(objects, existing, uid)
+        if found:
+            return found
+        for obj, before in zip(objects, existing, strict=True):
+            self.kube.apply(obj, force=before is not None)  # no conflict: before is ours
         for version in plan.remove:
             name = model_object_name(pipeline, version)
-            self.kube.delete("apps/v1", "Deployment", namespace, name)
-            self.kube.delete("v1", "Service", namespace, name)
+            for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
+                old = self.kube.get(api_version, kind, namespace, name)
+                if old is not None and owned_by(old, uid):
+                    self.kube.delete(api_version, kind, namespace, name, uid=old["metadata"]["uid"])
+        return []

@@ -174,6 +174,21 @@ def decide(
     plan = LabelingPlan(new)
     if listing is None:
         return plan
+    _from_listing(spec, new, model, listing, now, plan)
+    if listing.note:
+        new.message = f"{new.message}; {listing.note}" if new.message else listing.note
+    return plan
+
+
+def _from_listing(
+    spec: LabelingSpec,
+    new: LabelingStatus,
+    model: str | None,
+    listing: Listing,
+    now: datetime,
+    plan: LabelingPlan,
+) -> LabelingPlan:
+    """A round over the source files that settled since the last one, once a model serves."""
     new.listed_at = stamp(now)
     if listing.error:
         new.message = listing.error

@@ -41,6 +41,7 @@ class Listing:
     partitions: list[tuple[str, float | None]]  # name, modified (seconds since the epoch)
     rows: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    note: str | None = None  # said in the status beside the trigger's message (a truncated listing)
 
 
 def new_partitions(
@@ -167,6 +168,13 @@ def _drift(
 
 
 def _new_data(plan: TriggerPlan, spec: RetrainSpec, busy: bool, now: datetime, listing: Listing) -> None:
+    _read_new_data(plan, spec, busy, now, listing)
+    data = plan.status.data if plan.status else None
+    if listing.note and data is not None:
+        data.message = f"{data.message}; {listing.note}" if data.message else listing.note
+
+
+def _read_new_data(plan: TriggerPlan, spec: RetrainSpec, busy: bool, now: datetime, listing: Listing) -> None:
     """New settled partitions with enough rows fire a run; until then they wait in ``pending``
     (a busy pipeline or the cooldown delays them, never drops them)."""
     assert plan.status is not None and spec.on_new_data is not None

@@ -98,23 +98,38 @@ class Kube:
         finally:
             response.release_conn()
 
-    def apply(self, obj: dict[str, Any]) -> None:
-        """Server-side apply: creates or updates, owning only the fields the operator sets."""
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when there is none of that name."""
+        path = self._path({"apiVersion": api_version, "kind": kind}, namespace, name)
+        try:
+            return self.request("GET", path)  # type: ignore[no-any-return]
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply(self, obj: dict[str, Any], force: bool = False) -> None:
+        """Server-side apply: creates or updates, owning only the fields the operator sets. ``force``
+        takes over fields another manager set: only for objects this operator controls (see
+        kube/serving.py owned_by); without it a field someone else owns is a 409, not overwritten."""
         meta = obj["metadata"]
         self.request(
             "PATCH",
             self._path(obj, meta["namespace"], meta["name"]),
-            [("fieldManager", self.component), ("force", "true")],
+            [("fieldManager", self.component), ("force", "true" if force else "false")],
             obj,
             "application/apply-patch+yaml",
         )
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """Deletes an object; with ``uid``, only that very object (a precondition: one deleted and
+        made again by someone else since it was read is left alone)."""
         path = self._path({"apiVersion": api_version, "kind": kind}, namespace, name)
+        options = {"preconditions": {"uid": uid}} if uid else None
         try:
-            self.request("DELETE", path, [("propagationPolicy", "Background")])
+            self.request("DELETE", path, [("propagationPolicy", "Background")], options)
         except ApiError as exc:
-            if exc.status != 404:
+            if exc.status != 404 and not (uid and exc.status == 409):
                 raise
 
     def has_api(self, group_version: str) -> bool:

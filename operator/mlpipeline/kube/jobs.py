@@ -42,6 +42,19 @@ class OperatorSettings:
     artifacts_uri: str = "file:///artifacts"
     service_account: str | None = None
     node_selector: dict[str, str] = field(default_factory=dict)  # every pod the operator creates
+    # What the operator itself may reach for a pipeline (policy.py): the default Prometheus (always
+    # trusted), the URL prefixes of the others it may query, and the prefixes (with {namespace}) it
+    # may list data under with its own credentials; empty: <artifacts_uri>/{namespace}/ when s3://.
+    prometheus_url: str | None = None
+    prometheus_allowed: tuple[str, ...] = ()
+    data_prefixes: tuple[str, ...] = ()
+    list_max_entries: int = 10_000  # files kept of one listing (the newest by name)
+    list_timeout: float = 10.0  # seconds one listing (and its row counts) may take
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    """``a,b,c`` (the form of MLP_PROMETHEUS_ALLOWED_URLS and MLP_DATA_PREFIXES) as a tuple."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def parse_selector(text: str) -> dict[str, str]:

@@ -23,10 +23,11 @@ NAMESPACED: list[Permission] = [
     *_grant("ray.io", "rayjobs", "list", "watch", "create", "delete"),  # spec.train.distributed
     *_grant("", "pods", "list", "watch"),
     *_grant("", "events", "create"),
-    # server-side apply creates (create) or updates (patch) the serving objects
-    *_grant("apps", "deployments", "create", "patch", "delete"),
-    *_grant("", "services", "create", "patch", "delete"),
-    *_grant("gateway.networking.k8s.io", "httproutes", "create", "patch", "delete"),
+    # server-side apply creates (create) or updates (patch) the serving objects, each read first
+    # (get): one of that name that the pipeline does not control is left alone
+    *_grant("apps", "deployments", "get", "create", "patch", "delete"),
+    *_grant("", "services", "get", "create", "patch", "delete"),
+    *_grant("gateway.networking.k8s.io", "httproutes", "get", "create", "patch", "delete"),
 ]
 
 # Leader election (controller/leader.py), in the operator's own namespace.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlpipeline.api.models import MLPipelineSpec
+from mlpipeline.api.models import GROUP, KIND, MLPipelineSpec
 from mlpipeline.engine.serving import GATEWAY_API, Topology
 from mlpipeline.kube.jobs import (
     OperatorSettings,
@@ -198,3 +198,53 @@ def build_serving_objects(
             )
         )
     return objects
+
+
+def controller_of(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The owner reference marked ``controller: true`` of an object, if any."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller") is True:
+            return ref  # type: ignore[no-any-return]
+    return None
+
+
+def owned_by(obj: dict[str, Any], pipeline_uid: str) -> bool:
+    """Whether ``obj`` is controlled by the MLPipeline of this uid (its controller owner reference
+    names it): the only objects the operator changes with force or deletes."""
+    ref = controller_of(obj)
+    return (
+        ref is not None
+        and ref.get("uid") == pipeline_uid
+        and ref.get("kind") == KIND
+        and str(ref.get("apiVersion", "")).split("/")[0] == GROUP
+    )
+
+
+def conflict(existing: dict[str, Any] | None, wanted: dict[str, Any], pipeline_uid: str) -> str | None:
+    """Why ``wanted`` must not be applied where ``existing`` (None: nothing of that name) stands:
+    an object of that name that this pipeline does not control is someone else's, and is neither
+    changed nor, through the owner reference applying would add, later deleted with the pipeline."""
+    if existing is None or owned_by(existing, pipeline_uid):
+        return None
+    meta = wanted["metadata"]
+    ref = controller_of(existing)
+    if ref is None:
+        whose = "not controlled by this MLPipeline"
+    elif ref.get("kind") == KIND and ref.get("name") == meta["labels"].get(PIPELINE_LABEL):
+        whose = (
+            f"controlled by an earlier MLPipeline {ref.get('name')} (uid {ref.get('uid')}), which the "
+            "garbage collector removes with it: serving starts once it is gone"
+        )
+    else:
+        whose = f"controlled by {ref.get('kind')} {ref.get('name')}"
+    return f"{wanted['kind']} {meta['namespace']}/{meta['name']} exists and is {whose}"
+
+
+def conflicts(
+    objects: list[dict[str, Any]], existing: list[dict[str, Any] | None], pipeline_uid: str
+) -> list[str]:
+    """Every conflict among the serving objects to apply (``existing[i]``: what stands at the name
+    of ``objects[i]``); any one keeps all of them from being applied."""
+    return [
+        c for obj, found in zip(objects, existing, strict=True) if (c := conflict(found, obj, pipeline_uid))
+    ]
