@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import joblib
+import numpy as np
 import pytest
 from mlpipeline.local.server import ModelServer
 from mlpipeline.steps.package import BUNDLE
@@ -197,3 +198,160 @@ def test_refusals_are_counted_by_the_field_that_could_not_be_read(
     assert delta((version, "malformed", "")) == 1
     assert {field for _, _, field in after} <= {*bundle_of(customers_model).features, ""}
     assert 'field="unknown"' not in text
+
+
+# --- The Open Inference Protocol (V2, REST), with a real client of it -----------------------------
+
+COMPLETE: list[dict[str, Any]] = [
+    {"plan": "premium", "region": "north", "tenure_months": 40, "monthly_charge": 80.0, "support_tickets": 0},
+    {
+        "plan": "enterprise",
+        "region": "west",
+        "tenure_months": 3,
+        "monthly_charge": 55.5,
+        "support_tickets": 4,
+    },
+    {"plan": "basic", "region": "east", "tenure_months": 2, "monthly_charge": 30.0, "support_tickets": 6},
+]
+
+
+def triton(server: ModelServer) -> Any:
+    import tritonclient.http
+
+    return tritonclient.http.InferenceServerClient(server.url.removeprefix("http://"), network_timeout=30)
+
+
+def as_tensors(records: list[dict[str, Any]], features: dict[str, str]) -> list[Any]:
+    """One named input per feature, one element per record, typed as the model's metadata says."""
+    import tritonclient.http
+
+    inputs = []
+    for name, kind in features.items():
+        column = [record[name] for record in records]
+        if kind == "numeric":
+            tensor = tritonclient.http.InferInput(name, [len(records)], "FP32")
+            tensor.set_data_from_numpy(np.asarray(column, dtype=np.float32), binary_data=False)
+        else:
+            tensor = tritonclient.http.InferInput(name, [len(records)], "BYTES")
+            tensor.set_data_from_numpy(np.asarray(column, dtype=object), binary_data=False)
+        inputs.append(tensor)
+    return inputs
+
+
+def batched_predictions(server: ModelServer) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    total = re.search(r'adaptive_batch_size_sum\{[^}]*method_name="predict"[^}]*\} (\S+)', text)
+    assert total
+    return float(total[1])
+
+
+def test_oip_health_and_metadata(server: ModelServer, customers_model: dict[str, Any]) -> None:
+    client = triton(server)
+    version = customers_model["model"].split(":")[1]
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("customers") and client.is_model_ready("customers", version)
+    assert not client.is_model_ready("iris")
+    assert client.get_server_metadata() == {"name": "mlpipeline", "version": "0.1.0", "extensions": []}
+
+    meta = client.get_model_metadata("customers")
+    assert meta == client.get_model_metadata("customers", model_version=version)
+    assert meta["name"] == "customers" and meta["versions"] == [version]
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {
+        "plan": "BYTES",
+        "region": "BYTES",
+        "tenure_months": "FP32",
+        "monthly_charge": "FP32",
+        "support_tickets": "FP32",
+    }
+    assert all(i["shape"] == [-1] for i in meta["inputs"])
+    assert meta["outputs"] == [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
+    ]
+    assert httpx.get(f"{server.url}/v2/models/iris", timeout=10).status_code == 404
+    assert httpx.get(f"{server.url}/v2/models/customers/versions/nope", timeout=10).status_code == 404
+    assert httpx.get(f"{server.url}/v2/health/live", timeout=10).status_code == 200
+    assert httpx.get(f"{server.url}/livez", timeout=10).status_code == 200  # the service's own routes stay
+
+
+def test_oip_infer_answers_as_predict_through_its_batches(
+    server: ModelServer, customers_model: dict[str, Any]
+) -> None:
+    client = triton(server)
+    features = bundle_of(customers_model).features
+    expected = predict(server, COMPLETE).json()
+    before = batched_predictions(server)
+
+    result = client.infer("customers", as_tensors(COMPLETE, features), request_id="r-1")
+    response = result.get_response()
+    assert response["model_name"] == "customers" and response["id"] == "r-1"
+    assert response["model_version"] == customers_model["model"].split(":")[1]
+    assert [label.decode() if isinstance(label, bytes) else label for label in result.as_numpy("label")] == [
+        e["label"] for e in expected
+    ]
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (3, 2)
+    as_fp32 = np.asarray(
+        [[e["probabilities"]["no"], e["probabilities"]["yes"]] for e in expected], np.float32
+    )
+    assert probabilities.tolist() == as_fp32.tolist()
+    # adaptive_batch_size counts the requests in each batch: the inference request joined one.
+    assert batched_predictions(server) - before == 1, "the inference went through /predict's batches"
+
+    # Missing values (null) and the versioned route, in plain JSON; only the outputs asked for.
+    columns = {name: [record.get(name) for record in RECORDS] for name in features}
+    body = {
+        "inputs": [
+            {
+                "name": name,
+                "shape": [3, 1],
+                "datatype": "FP32" if kind == "numeric" else "BYTES",
+                "data": data,
+            }
+            for (name, data), kind in zip(columns.items(), features.values(), strict=True)
+        ],
+        "outputs": [{"name": "label"}],
+    }
+    version = customers_model["model"].split(":")[1]
+    answer = httpx.post(f"{server.url}/v2/models/customers/versions/{version}/infer", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"] == [
+        {
+            "name": "label",
+            "datatype": "BYTES",
+            "shape": [3],
+            "data": [e["label"] for e in predict(server, RECORDS).json()],
+        }
+    ]
+
+
+def test_oip_refuses_a_bad_input_naming_it(server: ModelServer, customers_model: dict[str, Any]) -> None:
+    import tritonclient.http
+    from tritonclient.utils import InferenceServerException
+
+    client = triton(server)
+    features = bundle_of(customers_model).features
+    version = customers_model["model"].split(":")[1]
+    before = refusals(httpx.get(f"{server.url}/metrics", timeout=10).text)
+
+    inputs = [t for t in as_tensors(COMPLETE, features) if t.name() != "tenure_months"]
+    unreadable = tritonclient.http.InferInput("tenure_months", [3], "BYTES")
+    unreadable.set_data_from_numpy(np.asarray(["40", "abc", "2"], dtype=object), binary_data=False)
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("customers", [*inputs, unreadable])
+    assert error.value.status() == "400"
+    assert error.value.message() == 'input tenure_months[1]: "abc" is not a number'
+    after = refusals(httpx.get(f"{server.url}/metrics", timeout=10).text)
+    key = (version, "unreadable_value", "tenure_months")
+    assert after.get(key, 0) - before.get(key, 0) == 1, "counted as /predict's refusals"
+
+    with pytest.raises(InferenceServerException, match="input region: missing") as error:
+        client.infer("customers", [t for t in inputs if t.name() != "region"])
+    assert error.value.status() == "400"
+    with pytest.raises(InferenceServerException, match="input coupon: unknown"):
+        coupon = tritonclient.http.InferInput("coupon", [3], "BYTES")
+        coupon.set_data_from_numpy(np.asarray(["a", "b", "c"], dtype=object), binary_data=False)
+        client.infer("customers", [*as_tensors(COMPLETE, features), coupon])
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("iris", as_tensors(COMPLETE, features))
+    assert error.value.status() == "404"

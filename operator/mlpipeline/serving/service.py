@@ -19,6 +19,9 @@ with the declared feature of the request's first unreadable value, or ``malforme
 BentoML alone and counted only in its request metrics. A request with the header
 ``x-mlpipeline-synthetic`` (mlpipeline's own load, protocol.SYNTHETIC_HEADER) is answered and
 counted as any other but never captured (serving/capture.py).
+
+The Open Inference Protocol (V2, REST: /v2/health/..., /v2/models/{name}[/versions/{version}]/infer)
+is served beside these by serving/oip_app.py, its inference requests going through /predict.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from mlpipeline.serving.bundle import load_bundle
 from mlpipeline.serving.capture import Synthetic
 from mlpipeline.serving.chaos import Chaos
 from mlpipeline.serving.monitor import Monitor, MonitorSettings
+from mlpipeline.serving.oip_app import app as open_inference_protocol
 from mlpipeline.serving.validation import UnreadableRecords, clean_records
 
 MAX_BATCH_SIZE = int(os.environ.get("MLP_MAX_BATCH_SIZE", "128"))
@@ -138,6 +142,7 @@ def synthetic() -> bool:
 Records = Annotated[list[dict[str, Any]], WrapValidator(read_records)]
 
 
+@bentoml.asgi_app(open_inference_protocol, path="/")  # /v2/...: serving/oip_app.py
 @bentoml.service(name="mlpipeline-model", traffic={"timeout": 30})
 class ModelService:
     def __init__(self) -> None:
