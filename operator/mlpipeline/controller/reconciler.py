@@ -42,6 +42,7 @@ from mlpipeline.engine.reconcile import (
 )
 from mlpipeline.engine.triggers import Firing
 from mlpipeline.kube.client import Kube
+from mlpipeline.kube.connection import ApiError
 from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job, build_step_job, unshared_store
 from mlpipeline.kube.observe import observe_job
 from mlpipeline.kube.patch import merge_patch
@@ -79,6 +80,7 @@ def rerun_token(annotation: str | None, retrain: RetrainStatus | None) -> str | 
 
 BURST = 200  # reconciliations after which an idle pool hands freed memory back
 CONFLICT_RETRY = 30.0  # seconds between looks at serving objects someone else holds
+STALE_RETRY = 1.0  # seconds before deciding again on a pipeline whose status write found it changed
 
 
 class Reconciler:
@@ -260,7 +262,8 @@ class Reconciler:
         labeling, label_again = self._label(body, spec, status.labeling, new, all_jobs, now)
         new.labeling = labeling.status
         decision.events.extend(labeling.events)
-        self._apply(body, spec, current, decision, status, recorded)
+        if not self._apply(body, spec, current, decision, status, recorded):
+            return "conflict"
         stuck = [o for o in observations.values() if o.pod_problem and o.pending_since]
         if stuck and new.phase != FAILED_PHASE:
             deadline = parse_duration(spec.steps.pending_timeout)
@@ -431,7 +434,10 @@ class Reconciler:
         decision: Decision,
         old: MLPipelineStatus,
         recorded: dict[str, Any],
-    ) -> None:
+    ) -> bool:
+        """The decision carried out; False when its status was not written (see _write_status):
+        neither its Events nor anything else of it then, a reconciliation of the newer pipeline
+        decides again."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         on_ray = spec.train.distributed is not None and self._kuberay()
@@ -461,11 +467,30 @@ class Reconciler:
         for job_name in decision.delete:
             self._delete(namespace, job_name, on_ray and job_name.endswith("-tune"))
         patch = merge_patch(recorded, decision.status.to_wire(), STATUS_FIELDS)
-        if patch:
-            self.cache.wrote(self.kube.patch_status(namespace, name, patch))
+        if patch and not self._write_status(body, patch):
+            return False
         self._observe_steps(old, decision.status)
         for event in decision.events:
             self.kube.post_event(body, event)
+        return True
+
+    def _write_status(self, body: dict[str, Any], patch: dict[str, Any]) -> bool:
+        """Patches the status on the condition that the pipeline is still the version it was decided
+        on (its resourceVersion): False when it changed meanwhile (409: another replica that thinks
+        it leads, a user's edit), with nothing written; it is then reconciled again from its newer
+        version, which its watch event brings (and a wake-up, should that event ask for nothing)."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        try:
+            written = self.kube.patch_status(namespace, name, patch, meta.get("resourceVersion"))
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            log.info("%s/%s changed since it was read: its status is decided again", namespace, name)
+            self.wake_later(namespace, name, STALE_RETRY)
+            return False
+        self.cache.wrote(written)
+        return True
 
     @staticmethod
     def _observe_steps(old: MLPipelineStatus, new: MLPipelineStatus) -> None:
@@ -494,7 +519,5 @@ class Reconciler:
             update={"phase": FAILED_PHASE, "message": message, "observed_generation": generation}
         )
         patch = merge_patch(recorded, refused.to_wire(), STATUS_FIELDS)
-        self.cache.wrote(
-            self.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
-        )
-        self.kube.post_event(body, Event("Warning", reason, message))
+        if self._write_status(body, patch):
+            self.kube.post_event(body, Event("Warning", reason, message))

@@ -45,11 +45,19 @@ class Kube:
         self.transport = Transport(connection, kubeconfig)
         self.component = component
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """A JSON merge patch of the status subresource (null clears a field); returns the pipeline."""
+    def patch_status(
+        self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """A JSON merge patch of the status subresource (null clears a field); returns the pipeline.
+        With ``resource_version`` (the pipeline's as the status was decided on), a precondition: the
+        API server refuses the patch (409) if the pipeline has changed since, instead of overwriting
+        what another writer (another replica, a user) wrote meanwhile."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+        body: dict[str, Any] = {"status": patch}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         return self.request(  # type: ignore[no-any-return]
-            "PATCH", path, None, {"status": patch}, "application/merge-patch+json"
+            "PATCH", path, None, body, "application/merge-patch+json"
         )
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -77,10 +85,19 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        timeout: float | None = None,
     ) -> Any:
+        """One request and its JSON reply. ``timeout`` (seconds; none: the transport's): half to
+        connect, half to read. urllib3 bounds each read, not the whole reply, so a reply that
+        trickles in may take longer: the Lease's watchdog (controller/leader.py) does not rely on it."""
         API_REQUESTS.labels(method, resource_of(path)).inc()
         data = json.dumps(body).encode() if body is not None else None
-        response = self.transport.open(method, path, query, data, content_type)  # never hangs for good
+        if timeout is None:
+            response = self.transport.open(method, path, query, data, content_type)  # never hangs for good
+        else:
+            response = self.transport.open(
+                method, path, query, data, content_type, (timeout / 2, timeout / 2)
+            )
         return json.loads(response.data or b"{}")
 
     def watch(self, path: str, query: list[tuple[str, str]], read_timeout: float) -> Iterator[dict[str, Any]]:
