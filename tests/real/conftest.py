@@ -364,6 +364,13 @@ def predict(url: str, body: dict[str, Any]) -> httpx.Response | None:
         return None  # the ClusterIP refuses for about a second after the pod turns Ready
 
 
+def answered(url: str, body: dict[str, Any]) -> httpx.Response | None:
+    """The answer once it is a 200: for a few seconds after the model pod turns Ready the Service
+    may refuse or answer 404 (issue 24 asks for `Serving` only once the model answers)."""
+    answer = predict(url, body)
+    return answer if answer is not None and answer.status_code == 200 else None
+
+
 def wait_ready(namespace: str, deployment: str, what: str, timeout: float = 300) -> None:
     wait_for(
         what,
@@ -385,6 +392,7 @@ __all__ = [
     "Image",
     "S3Store",
     "SharedStore",
+    "answered",
     "failing_fast",
     "logs",
     "predict",

@@ -18,7 +18,15 @@ from mlpipeline.protocol import model_object_name
 
 from tests.cluster.conftest import wait_for
 from tests.conftest import EXAMPLES, example
-from tests.real.conftest import Operator, SharedStore, predict, run_to_serving, service_url, wait_ready
+from tests.real.conftest import (
+    Operator,
+    SharedStore,
+    answered,
+    predict,
+    run_to_serving,
+    service_url,
+    wait_ready,
+)
 
 DIGITS = EXAMPLES / "data" / "digits"
 
@@ -54,7 +62,7 @@ def test_an_image_pipeline_trains_and_serves_in_real_pods(
     url = service_url(namespace, "digits")
     samples = [(digit, sorted((DIGITS / str(digit)).glob("*.png"))[-1]) for digit in range(10)]
     records = [{"image": base64.b64encode(path.read_bytes()).decode()} for _, path in samples]
-    answer = wait_for("predictions of images", lambda: predict(url, {"records": records}), timeout=60)
+    answer = wait_for("predictions of images", lambda: answered(url, {"records": records}), timeout=60)
     assert answer.status_code == 200, answer.text
     labels = [str(a["label"]) for a in answer.json()]
     right = sum(label == str(digit) for label, (digit, _) in zip(labels, samples, strict=True))

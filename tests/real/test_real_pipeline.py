@@ -32,6 +32,7 @@ from tests.real.conftest import (
     PROMETHEUS_PORT,
     REAL_NODE,
     S3Store,
+    answered,
     failing_fast,
     logs,
     predict,
@@ -189,7 +190,7 @@ def test_a_pipeline_trains_and_serves_in_real_pods_from_the_s3_store(served: Ser
 
     url = served.service_url()
     answer = wait_for(
-        "a prediction through the Service", lambda: predict(url, {"records": [VIRGINICA]}), timeout=60
+        "a prediction through the Service", lambda: answered(url, {"records": [VIRGINICA]}), timeout=60
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()[0]["label"] == "virginica"
@@ -326,7 +327,7 @@ def test_served_data_that_drifts_is_captured_reported_and_retrains_the_model(ser
     finally:
         load.stop()
     url = served.service_url()
-    answer = wait_for("a prediction through the Service", lambda: predict(url, {"records": [VIRGINICA]}), 60)
+    answer = wait_for("a prediction through the Service", lambda: answered(url, {"records": [VIRGINICA]}), 60)
     assert answer.json()[0]["label"] == "virginica"
     fs = served.store.fs()
     captured = fs.glob(
