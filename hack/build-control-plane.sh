@@ -4,6 +4,7 @@
 # Prometheus Operator's ServiceMonitor CRD (the chart's ServiceMonitor is tested with it); and the
 # KubeRay operator with its CRDs (spec.train.distributed is tested with it).
 # No container engine or release download is needed: only the Go module proxy.
+#   hack/build-control-plane.sh [core|extras|all]
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-1.37.2}
@@ -72,12 +73,19 @@ fetch_kuberay_crds() {  # RayCluster, RayJob, RayService: shipped inside KubeRay
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
-go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
-go_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "$KWOK_VERSION"
-build_etcd
-go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
-build_k8s "$BIN/k8s-v$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler
-fetch_servicemonitor_crd
-go_install ray-operator github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION"
-fetch_kuberay_crds
-log "done: $BIN"
+# core: what the cluster needs to start; extras: what only some tests need (helm, KubeRay's operator),
+# so that `make test` starts the cluster tier while they build. Default: both.
+part=${1:-all}
+if [[ $part == core || $part == all ]]; then
+  go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+  go_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "$KWOK_VERSION"
+  build_etcd
+  build_k8s "$BIN/k8s-v$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler
+  fetch_servicemonitor_crd
+  fetch_kuberay_crds
+fi
+if [[ $part == extras || $part == all ]]; then
+  go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+  go_install ray-operator github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION"
+fi
+log "done ($part): $BIN"

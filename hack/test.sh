@@ -2,12 +2,16 @@
 # `make test`: the four tiers in two streams that run at the same time, since each waits much of its
 # time (servers starting, canary intervals, pods scheduled) and the machine has two cores:
 #   local: lint, CRD staleness, then the unit and workload tiers        (output shown as it comes)
-#   kube:  the control plane build, then the cluster tier while the real node's parts and the image
-#          build, then the real tier                                   (output in .test-logs/kube.log,
-#          shown when the local stream ends)
+#   kube:  the control plane's core build, then one cluster for both cluster-facing tiers:
+#            the cluster tier (kwok's nodes)                             .test-logs/cluster.log
+#            beside it, once helm, KubeRay, the real node's parts and the image are built (in the
+#            background), the real tier and the helm tests            .test-logs/real.log
+#            then, alone, the tests marked `serial` (they restart the control plane or run KubeRay's
+#            operator, which acts on every namespace)                   .test-logs/serial.log
+#          (shown when the local stream ends; the stream's own steps in .test-logs/kube.log)
 # What both streams need (the venv, Label Studio, Debian's Prometheus) is installed first, so that
-# no two installs (apt, or uv into one venv) run at once. No skip is allowed (MLP_STRICT_SKIPS, tests/conftest.py). The last
-# line sums both streams: "total: N passed, N failed, N skipped".
+# no two installs (apt, or uv into one venv) run at once. No skip is allowed (MLP_STRICT_SKIPS,
+# tests/conftest.py). The last line sums every tier: "total: N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -20,20 +24,34 @@ rm -rf "$LOGS" && mkdir -p "$LOGS"
 make --no-print-directory install label-studio prometheus || exit 1
 
 (
-  # The cluster tier needs only the control plane: it runs while the real node's parts and the
-  # image build (the real tier waits for them).
   wait_deep() { until [[ -f $LOGS/deep.rc ]]; do sleep 2; done; [[ $(cat "$LOGS/deep.rc") == 0 ]]; }
-  make --no-print-directory control-plane || exit 1
+  hack/build-control-plane.sh core || exit 1
   echo "[kube stream] control plane built at $(since)"
-  make --no-print-directory node-binaries image >"$LOGS/node-builds.log" 2>&1 &
+  { hack/build-control-plane.sh extras && make --no-print-directory node-binaries image; } \
+    >"$LOGS/node-builds.log" 2>&1 &
   builds=$!
-  wait_deep && $BIN/pytest --durations=15 --junitxml="$LOGS/cluster.xml" tests/cluster
+  hack/cluster.sh status >/dev/null 2>&1 && left_up=1 || left_up=0
+  hack/cluster.sh up || exit 1  # the tiers' fixtures find it up and leave it to this script
+  wait_deep || exit 1
+  export MLP_SHARED_CLUSTER=1  # tests/cluster/conftest.py: another session's operators may be watching
+  $BIN/pytest --durations=15 --junitxml="$LOGS/cluster.xml" -m "not serial" \
+    --ignore=tests/cluster/test_helm.py tests/cluster >"$LOGS/cluster.log" 2>&1 &
+  cluster=$!
+  if wait "$builds"; then
+    echo "[kube stream] helm, KubeRay, the node and the image built; real tier starts at $(since)"
+    $BIN/pytest --durations=15 --junitxml="$LOGS/real.xml" tests/cluster/test_helm.py tests/real \
+      >"$LOGS/real.log" 2>&1
+    real_rc=$?
+  else
+    echo "[kube stream] a build failed:"; cat "$LOGS/node-builds.log"; real_rc=1
+  fi
+  wait "$cluster"
   cluster_rc=$?
-  wait "$builds" || { echo "[kube stream] node or image build failed:"; cat "$LOGS/node-builds.log"; exit 1; }
-  echo "[kube stream] node and image built; real tier starts at $(since)"
-  $BIN/pytest --durations=15 --junitxml="$LOGS/real.xml" tests/real
-  real_rc=$?
-  [[ $cluster_rc == 0 && $real_rc == 0 ]]
+  echo "[kube stream] cluster and real tiers ended ($cluster_rc, $real_rc) at $(since); serial tests start"
+  MLP_SHARED_CLUSTER= $BIN/pytest --durations=5 --junitxml="$LOGS/serial.xml" -m serial tests/cluster >"$LOGS/serial.log" 2>&1
+  serial_rc=$?
+  (( left_up )) || hack/cluster.sh down >/dev/null 2>&1
+  [[ $cluster_rc == 0 && $real_rc == 0 && $serial_rc == 0 ]]
 ) >"$LOGS/kube.log" 2>&1 &
 kube=$!
 
@@ -47,10 +65,13 @@ local_rc=$?
 echo "[local stream] ended ($local_rc) at $(since); waiting for the kube stream (.test-logs/kube.log)"
 wait "$kube"
 kube_rc=$?
-echo "================ kube stream: cluster and real tiers ($kube_rc) ================"
-cat "$LOGS/kube.log"
+for log in cluster real serial kube; do
+  echo "================ $log (.test-logs/$log.log) ================"
+  cat "$LOGS/$log.log" 2>/dev/null
+done
+echo "kube stream: $kube_rc"
 echo "[make test] both streams ended at $(since)"
-$BIN/python - "$LOGS/local.xml" "$LOGS/cluster.xml" "$LOGS/real.xml" <<'EOF'
+$BIN/python - "$LOGS"/{local,cluster,real,serial}.xml <<'EOF'
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path

@@ -82,8 +82,11 @@ def cluster() -> Iterator[Path]:
     up = subprocess.run([script, "up"], capture_output=True, text=True, timeout=900)
     assert up.returncode == 0, up.stdout + up.stderr
     # KubeRay's CRDs are installed by a test for the rest of a session (tests/kuberay.py); one left
-    # by an earlier session on a reused cluster is removed before any operator watches it.
-    kubectl("delete", "crd", *KUBERAY_CRDS, "--ignore-not-found", "--wait=true", timeout=120)
+    # by an earlier session on a reused cluster is removed before any operator watches it, unless
+    # another session's operators may be watching it now (make test's tiers share one cluster:
+    # MLP_SHARED_CLUSTER; its serial tests, which run alone, remove them).
+    if not os.environ.get("MLP_SHARED_CLUSTER"):
+        kubectl("delete", "crd", *KUBERAY_CRDS, "--ignore-not-found", "--wait=true", timeout=120)
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/mlpipelines.mlpipeline.dev", "--timeout=60s")
     yield KUBECONFIG

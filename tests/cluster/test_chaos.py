@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.cluster.conftest import Operator, kube_json, kubectl, wait_for
@@ -82,6 +83,7 @@ def test_operator_killed_at_random_moments_finishes_every_run_once(
     assert_each_run_once(namespace, names, pipelines)
 
 
+@pytest.mark.serial
 def test_the_operator_resumes_on_its_own_after_the_control_plane_restarts(
     operator: Operator, namespace: str
 ) -> None:

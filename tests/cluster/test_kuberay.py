@@ -19,6 +19,7 @@ from tests.cluster.test_operator import GPU_NODES, apply, manifest, phase_is, pi
 from tests.kuberay import running_kuberay
 
 PREFIX = "kr-"
+pytestmark = pytest.mark.serial  # KubeRay's operator acts on RayJobs of every namespace
 
 
 def new_namespace() -> str:
