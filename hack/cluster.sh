@@ -108,6 +108,9 @@ componentsPatches:
   - {key: kubelet-preferred-address-types, value: "InternalIP,Hostname"}
   - {key: kubelet-client-certificate, value: $pki/admin.crt}
   - {key: kubelet-client-key, value: $pki/admin.key}
+  # OpenShift's default: setting blockOwnerDeletion on an owner reference needs update on the owner's
+  # finalizers (the chart grants it; the real tier's chart test runs under this).
+  - {key: enable-admission-plugins, value: OwnerReferencesPermissionEnforcement}
 EOF
 }
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-# Labels on every object a pipeline owns.
+# Labels on every object a pipeline owns (the operator's own: under OPERATOR_LABEL_PREFIX, and the
+# component, which Services select on).
+OPERATOR_LABEL_PREFIX = "mlpipeline.dev/"
 PIPELINE_LABEL = "mlpipeline.dev/pipeline"
 RUN_LABEL = "mlpipeline.dev/run"
 STEP_LABEL = "mlpipeline.dev/step"

@@ -252,6 +252,10 @@ def test_invalid_manifests_are_refused_with_the_field_path(cluster: Any, namespa
             manifest(train__tune__executor="inline", train__distributed={"workers": 1}),
             r"spec\.train: .*tune\.executor inline runs in the tune pod",
         ),
+        (  # a step pod posing as another pipeline's model pod, behind that pipeline's Service
+            manifest(steps={"podLabels": {"mlpipeline.dev/pipeline": "victim"}}),
+            r"spec\.steps\.podLabels.*are the operator's own",
+        ),
     ]
     for document, expected in cases:
         result = kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(document), check=False)

@@ -12,6 +12,7 @@ from mlpipeline.engine.serving import Topology
 from mlpipeline.kube.jobs import OperatorSettings, build_step_job, parse_selector, pod_gpus, unshared_store
 from mlpipeline.kube.observe import observe_job, pod_problem
 from mlpipeline.kube.serving import build_serving_objects
+from pydantic import ValidationError
 
 from tests.conftest import EXAMPLES
 
@@ -232,3 +233,20 @@ def test_the_operator_s_node_selector_places_every_pod_it_creates() -> None:
     assert objects[0]["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "ml", "zone": "a"}
     with pytest.raises(ValueError, match="key=value"):
         parse_selector("pool")
+
+
+def test_a_manifest_cannot_move_its_pods_off_the_platform_s_nodes_or_take_the_operator_s_labels() -> None:
+    pinned = OperatorSettings(artifacts_uri="s3://b/p", node_selector={"pool": "ml"})
+    spec = iris()
+    spec.train.node_selector = {"pool": "shared-gpus", "zone": "a"}  # the chart's podNodeSelector says ml
+    spec.steps.pod_labels = {"team": "vision"}
+    tune = build_step_job(
+        pipeline="iris", namespace="ml", uid="u", spec=spec, run="r", step="tune", settings=pinned
+    )["spec"]["template"]
+    assert tune["spec"]["nodeSelector"] == {"pool": "ml", "zone": "a"}
+    assert tune["metadata"]["labels"]["team"] == "vision"
+    assert tune["metadata"]["labels"]["mlpipeline.dev/pipeline"] == "iris"
+    with pytest.raises(ValidationError, match=r"steps\.podLabels[\s\S]*operator's own"):
+        MLPipelineSpec.model_validate(
+            {**spec.model_dump(by_alias=True), "steps": {"podLabels": {"mlpipeline.dev/pipeline": "other"}}}
+        )

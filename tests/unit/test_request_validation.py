@@ -6,7 +6,14 @@ import math
 from typing import Any
 
 import pytest
-from mlpipeline.serving.validation import MAX_PROBLEMS, Problem, UnreadableRecords, clean_records
+from mlpipeline.serving.limits import MAX_RECORDS, MAX_VALUE_CHARS
+from mlpipeline.serving.validation import (
+    MAX_PROBLEMS,
+    Problem,
+    TooManyRecords,
+    UnreadableRecords,
+    clean_records,
+)
 
 FEATURES = {"petal_length": "numeric", "colour": "categorical"}
 
@@ -99,5 +106,39 @@ def test_at_most_max_problems_are_reported() -> None:
 
 
 def test_a_long_value_is_shortened_in_the_message() -> None:
-    error = refusal([{"petal_length": "x" * 10_000}])
+    error = refusal([{"petal_length": "x" * 1_000}])
     assert len(str(error)) < 100 and str(error).endswith("… is not a number")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "local:///dev/zero",  # fsspec's local files under another name
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",  # a cloud's metadata
+        "https://internal.example/secret.png",
+        "memory://x.png",
+    ],
+)
+def test_an_image_is_read_only_inline_or_from_object_storage(uri: str) -> None:
+    (problem,) = refusal([{"image": uri}], {"image": "image"}).problems
+    assert problem.field == "image"
+    assert "the server reads no local path or URL" in problem.reason
+
+
+def test_a_category_or_number_longer_than_the_limit_is_refused() -> None:
+    long = "x" * (MAX_VALUE_CHARS + 1)
+    problems = refusal([{"colour": long, "petal_length": "1" * (MAX_VALUE_CHARS + 1)}]).problems
+    assert [(p.field, p.reason) for p in problems] == [
+        ("petal_length", f"is longer than {MAX_VALUE_CHARS} characters (MLP_MAX_VALUE_CHARS)"),
+        ("colour", f"is longer than {MAX_VALUE_CHARS} characters (MLP_MAX_VALUE_CHARS)"),
+    ]
+    assert clean_records(FEATURES, [{"colour": "x" * MAX_VALUE_CHARS}]) == [{"colour": "x" * MAX_VALUE_CHARS}]
+
+
+def test_more_records_than_a_request_may_carry_are_refused_as_a_whole() -> None:
+    refused = refusal([{"colour": "red"}] * (MAX_RECORDS + 1))
+    assert isinstance(refused, TooManyRecords)
+    assert f"past the {MAX_RECORDS} records one request may carry" in str(refused)
+    assert len(clean_records(FEATURES, [{"colour": "red"}] * MAX_RECORDS)) == MAX_RECORDS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -355,3 +356,37 @@ def test_oip_refuses_a_bad_input_naming_it(server: ModelServer, customers_model:
     with pytest.raises(InferenceServerException) as error:
         client.infer("iris", as_tensors(COMPLETE, features))
     assert error.value.status() == "404"
+
+
+def test_what_one_request_may_carry_is_bounded_and_each_refusal_counted(server: ModelServer) -> None:
+    """serving/limits.py's defaults: 16 MiB of body (413 before it is parsed, with or without a
+    Content-Length), 1,000 records, 1,024 characters per value (400 naming it)."""
+    before = refusals(httpx.get(f"{server.url}/metrics").text)
+    huge = b'{"records": [{"plan": "' + b"x" * (16 * 1024 * 1024) + b'"}]}'
+    declared = httpx.post(f"{server.url}/predict", content=huge, timeout=30)
+    assert declared.status_code == 413 and "MLP_MAX_REQUEST_BYTES" in declared.text
+    chunked = httpx.post(
+        f"{server.url}/predict", content=(huge[i : i + 65536] for i in range(0, len(huge), 65536)), timeout=30
+    )
+    assert chunked.status_code == 413
+    small_chunked = httpx.post(
+        f"{server.url}/predict",
+        content=iter([b'{"records": ', json.dumps(RECORDS[:1]).encode(), b"}"]),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert small_chunked.status_code == 200, small_chunked.text  # replayed whole to the service
+
+    too_many = predict(server, [RECORDS[0]] * 1001)
+    assert too_many.status_code == 400
+    assert "past the 1000 records one request may carry" in too_many.json()["detail"][0]["msg"]
+    too_long = predict(server, [{**RECORDS[0], "plan": "p" * 1025}])
+    assert too_long.status_code == 400
+    assert too_long.json()["detail"][0]["loc"] == ["records", 0, "plan"]
+    assert predict(server, [RECORDS[0]] * 1000).status_code == 200
+
+    after = refusals(httpx.get(f"{server.url}/metrics").text)
+    delta = {key[1:]: value - before.get(key, 0) for key, value in after.items()}
+    assert delta[("too_large", "")] == 2
+    assert delta[("too_many_records", "")] == 1
+    assert delta[("unreadable_value", "plan")] == 1

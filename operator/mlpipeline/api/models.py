@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from mlpipeline.protocol import is_pattern
+from mlpipeline.protocol import COMPONENT_LABEL, OPERATOR_LABEL_PREFIX, is_pattern
 from mlpipeline.schedule import Schedule
 
 GROUP = "mlpipeline.dev"
@@ -1026,11 +1026,31 @@ class StepPolicy(Model):
         "CronJob's history limits; older runs' are deleted. The current run's are always kept.",
     )
     pod_labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels added to every step pod (e.g. cost allocation)."
+        default_factory=dict,
+        description="Labels added to every step pod (e.g. cost allocation); not the operator's own "
+        "(mlpipeline.dev/..., app.kubernetes.io/component), which select pods and Services.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"self.all(k, !k.startsWith('{OPERATOR_LABEL_PREFIX}') && k != '{COMPONENT_LABEL}')",
+                    f"labels under {OPERATOR_LABEL_PREFIX} and {COMPONENT_LABEL} are the operator's own",
+                )
+            ]
+        },
     )
     pod_annotations: dict[str, str] = Field(
         default_factory=dict, description="Annotations added to every step pod (e.g. sidecar injection)."
     )
+
+    @field_validator("pod_labels")
+    @classmethod
+    def _not_the_operator_s(cls, pod_labels: dict[str, str]) -> dict[str, str]:
+        ours = sorted(k for k in pod_labels if k.startswith(OPERATOR_LABEL_PREFIX) or k == COMPONENT_LABEL)
+        if ours:
+            raise ValueError(
+                f"labels under {OPERATOR_LABEL_PREFIX} and {COMPONENT_LABEL} are the operator's own: {ours}"
+            )
+        return pod_labels
 
 
 class MLPipelineSpec(Model):

@@ -172,7 +172,7 @@ def placement(spec: MLPipelineSpec, step: str, settings: OperatorSettings) -> di
         node_selector = node_selector or {GPU_NODE_LABEL: "true"}
         if not any(t.get("key") == GPU_RESOURCE for t in tolerations):
             tolerations.append(dict(GPU_TOLERATION))
-    node_selector = {**settings.node_selector, **node_selector}
+    node_selector = {**node_selector, **settings.node_selector}  # the platform's (the chart's) wins
     if node_selector:
         placement["nodeSelector"] = node_selector
     if tolerations:
@@ -201,7 +201,7 @@ def build_step_job(
         outputs = step_outputs(settings, spec, namespace, pipeline, run)
         args = StepInvocation(step, outputs[step], outputs, pipeline, run, run).args()
     step_labels = labels(pipeline, run, step)
-    pod_labels = {**step_labels, **spec.steps.pod_labels}
+    pod_labels = {**spec.steps.pod_labels, **step_labels}
     if spec.train.queue:
         step_labels["kueue.x-k8s.io/queue-name"] = spec.train.queue
     container: dict[str, Any] = {

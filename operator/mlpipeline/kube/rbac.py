@@ -19,6 +19,9 @@ def _grant(group: str, resource: str, *verbs: str) -> list[Permission]:
 NAMESPACED: list[Permission] = [
     *_grant("mlpipeline.dev", "mlpipelines", "get", "list", "watch"),
     *_grant("mlpipeline.dev", "mlpipelines/status", "patch"),
+    # owned objects block their owner's deletion (blockOwnerDeletion): under the admission plugin
+    # OwnerReferencesPermissionEnforcement (OpenShift's default) creating them needs this
+    *_grant("mlpipeline.dev", "mlpipelines/finalizers", "update"),
     *_grant("batch", "jobs", "list", "watch", "create", "delete"),
     *_grant("ray.io", "rayjobs", "list", "watch", "create", "delete"),  # spec.train.distributed
     *_grant("", "pods", "list", "watch"),

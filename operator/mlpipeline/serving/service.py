@@ -15,8 +15,9 @@ names each value, e.g. ``records[0].tenure_months: "abc" is not a number`` (at l
 ``records`` that is not a list of objects is a 400 as well. Refusals are counted in
 ``mlpipeline_rejected_requests_total{model_version, reason, field}``: reason ``unreadable_value``
 with the declared feature of the request's first unreadable value, or ``malformed`` (field "") when
-``records`` is not a list of objects. A body that is not JSON or lacks ``records`` is refused by
-BentoML alone and counted only in its request metrics. A request with the header
+``records`` is not a list of objects, ``too_many_records`` past MLP_MAX_RECORDS, ``too_large`` for
+a body over MLP_MAX_REQUEST_BYTES (HTTP 413, serving/limits.py). A body that is not JSON or lacks
+``records`` is refused by BentoML alone and counted only in its request metrics. A request with the header
 ``x-mlpipeline-synthetic`` (mlpipeline's own load, protocol.SYNTHETIC_HEADER) is answered and
 counted as any other but never captured (serving/capture.py).
 
@@ -46,9 +47,10 @@ from mlpipeline.protocol import SYNTHETIC_HEADER
 from mlpipeline.serving.bundle import load_bundle
 from mlpipeline.serving.capture import Synthetic
 from mlpipeline.serving.chaos import Chaos
+from mlpipeline.serving.limits import MAX_REQUEST_BYTES, BodyLimit
 from mlpipeline.serving.monitor import Monitor, MonitorSettings
 from mlpipeline.serving.oip_app import app as open_inference_protocol
-from mlpipeline.serving.validation import UnreadableRecords, clean_records
+from mlpipeline.serving.validation import TooManyRecords, UnreadableRecords, clean_records
 
 MAX_BATCH_SIZE = int(os.environ.get("MLP_MAX_BATCH_SIZE", "128"))
 MAX_LATENCY_MS = int(os.environ.get("MLP_MAX_LATENCY_MS", "1000"))
@@ -114,8 +116,9 @@ def read_records(value: Any, handler: ValidatorFunctionWrapHandler) -> list[dict
     try:
         cleaned = clean_records(service.bundle.features, records)
     except UnreadableRecords as error:
+        reason = "too_many_records" if isinstance(error, TooManyRecords) else "unreadable_value"
         rejected_requests_total.labels(
-            model_version=service.version, reason="unreadable_value", field=error.problems[0].field or ""
+            model_version=service.version, reason=reason, field=error.problems[0].field or ""
         ).inc()
         raise ValidationError.from_exception_data(
             "records",
@@ -201,3 +204,12 @@ class ModelService:
             "classes": self.bundle.classes,
             **{k: v for k, v in self.bundle.metadata.items() if k != "profile"},
         }
+
+
+def refused_as_too_large() -> None:
+    version = os.environ.get("MLP_MODEL_TAG", "").partition(":")[2]
+    rejected_requests_total.labels(model_version=version, reason="too_large", field="").inc()
+
+
+# bentoml.service made the class a Service, which mypy cannot see
+ModelService.add_asgi_middleware(BodyLimit, limit=MAX_REQUEST_BYTES, refused=refused_as_too_large)  # type: ignore[attr-defined]

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlpipeline.serving.limits import MAX_RECORDS, MAX_VALUE_CHARS, image_uri_refusal
+
 MAX_PROBLEMS = 20
 """At most this many problems are reported, the first ones in record order."""
 
@@ -53,6 +55,10 @@ class UnreadableRecords(ValueError):
         super().__init__("; ".join(str(p) for p in self.problems))
 
 
+class TooManyRecords(UnreadableRecords):
+    """More records than one request may carry (serving/limits.py)."""
+
+
 class Unreadable(Exception):
     """A value cannot be read; the argument is the reason."""
 
@@ -66,9 +72,17 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def bounded(value: str) -> str:
+    if len(value) > MAX_VALUE_CHARS:
+        raise Unreadable(f"is longer than {MAX_VALUE_CHARS} characters (MLP_MAX_VALUE_CHARS)")
+    return value
+
+
 def read_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise Unreadable("is not a number")
+    if isinstance(value, str):
+        bounded(value)
     if isinstance(value, str) and not DECIMAL.fullmatch(value):
         raise Unreadable("is not a number")
     try:
@@ -85,10 +99,16 @@ def read_image(value: Any) -> str:
 
     if not isinstance(value, str) or not value.strip():
         raise Unreadable("is not an image (base64 or a URI)")
-    if not images.is_inline(value) and ("://" not in value or value.startswith("file:")):
-        raise Unreadable("is neither base64 nor a URI in the artifact store: the server reads no local path")
+    if not images.is_inline(value) and (refusal := image_uri_refusal(value)):
+        raise Unreadable(refusal)
     try:
-        images.open_image(images.image_bytes(value))
+        raw = images.image_bytes(value)
+    except ValueError as error:
+        raise Unreadable(f"is not a readable image: {error}") from None
+    except Exception as error:  # any storage client's error: the client's URI, so a 400
+        raise Unreadable(f"could not be read from the artifact store ({type(error).__name__})") from None
+    try:
+        images.open_image(raw)
     except (ValueError, OSError) as error:
         raise Unreadable(f"is not a readable image: {error}") from None
     return value
@@ -97,12 +117,24 @@ def read_image(value: Any) -> str:
 def read_category(value: Any) -> str | int | float | bool:
     if not isinstance(value, str | int | float | bool):
         raise Unreadable("is not a category (a string, number or boolean)")
-    return value
+    return bounded(value) if isinstance(value, str) else value
 
 
 def clean_records(features: Mapping[str, str], records: Sequence[Any]) -> list[dict[str, Any]]:
     """The records as the model reads them: declared fields only, numbers as floats, missing values
     as None. Raises UnreadableRecords naming up to MAX_PROBLEMS values that cannot be read."""
+    if len(records) > MAX_RECORDS:
+        raise TooManyRecords(
+            [
+                Problem(
+                    MAX_RECORDS,
+                    None,
+                    f"{len(records)} records",
+                    f"is past the {MAX_RECORDS} records one request may carry (MLP_MAX_RECORDS): "
+                    "send them in several requests",
+                )
+            ]
+        )
     cleaned: list[dict[str, Any]] = []
     problems: list[Problem] = []
     for index, record in enumerate(records):
