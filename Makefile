@@ -39,6 +39,8 @@ LABEL_STUDIO := $(MLP_CACHE)/label-studio-$(LABEL_STUDIO_VERSION)
 
 label-studio: $(STAMP) ## install Label Studio (people label there) in a venv of its own: its pinned dependencies clash with ours
 	test -f $(LABEL_STUDIO)/.installed || { rm -rf $(LABEL_STUDIO) && $(BIN)/uv venv --quiet --python $(PYTHON) $(LABEL_STUDIO) && $(BIN)/uv pip install --quiet --python $(LABEL_STUDIO)/bin/python label-studio==$(LABEL_STUDIO_VERSION) && touch $(LABEL_STUDIO)/.installed; }
+	@# a data directory with the database migrated, copied by each test that starts Label Studio
+	test -d $(LABEL_STUDIO)/migrated-data || { rm -rf $(LABEL_STUDIO)/migrated-data.tmp && LABEL_STUDIO_BASE_DATA_DIR=$(LABEL_STUDIO)/migrated-data.tmp LATEST_VERSION_CHECK=false $(LABEL_STUDIO)/bin/label-studio version >/dev/null && mv $(LABEL_STUDIO)/migrated-data.tmp $(LABEL_STUDIO)/migrated-data; }
 
 control-plane: ## build (once, cached) kube-apiserver, controller-manager, scheduler, etcd, kwok, helm
 	hack/build-control-plane.sh
