@@ -82,7 +82,7 @@ def start(folder: Path) -> Iterator[LabelStudio]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while True:
             assert process.poll() is None, f"Label Studio exited: {log.read_text()[-2000:]}"
             try:
