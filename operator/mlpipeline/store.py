@@ -18,7 +18,7 @@ import fsspec
 import fsspec.asyn
 from fsspec.utils import glob_translate
 
-from mlpipeline.protocol import is_pattern
+from mlpipeline.protocol import RESULT_FILE, is_pattern
 
 
 class StepError(Exception):
@@ -66,6 +66,15 @@ def read_json(uri: str) -> Any:
 
 def write_json(uri: str, value: Any) -> None:
     write_bytes(uri, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
+
+
+def finished(out: str) -> dict[str, Any] | None:
+    """The result a step left in ``out`` when it succeeded there: that output may be reused."""
+    try:
+        result = read_json(join(out, RESULT_FILE))
+    except (StepError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("ok") else None
 
 
 @dataclass(frozen=True)
@@ -211,10 +220,11 @@ def count_rows(uri: str, deadline: float | None = None) -> int:
         raise StepError(f"cannot read {uri}: {exc}") from None
 
 
-def fingerprint(uri: str) -> str:
-    """What identifies the content behind a URI: a hash of the bytes of local files, the ETag or
-    size and modification time of remote objects; for a pattern or a folder, of every file's name and
-    version."""
+def fingerprint(uri: str, read: bool = True) -> str:
+    """What identifies the content behind a URI: a hash of the bytes of local files (``read``, the
+    local runner), else of the ETag or size and modification time of each object, which a listing
+    gives without reading any (the ingest step in a cluster); for a pattern or a folder, of every
+    file's name and version."""
     if is_pattern(uri):
         listing = [(p.uri, p.version) for p in partitions(uri)]
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
@@ -222,7 +232,7 @@ def fingerprint(uri: str) -> str:
     try:
         if uri.endswith("/") or fs.isdir(path):  # a folder of images: every file under it
             return fingerprint(uri.rstrip("/") + "/**")
-        if "file" in fs.protocol:
+        if read and "file" in fs.protocol:
             digest = hashlib.sha256()
             with fs.open(path, "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
