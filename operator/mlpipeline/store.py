@@ -77,6 +77,18 @@ def finished(out: str) -> dict[str, Any] | None:
     return result if isinstance(result, dict) and result.get("ok") else None
 
 
+def unfinish(out: str) -> None:
+    """Removes the result of a step's earlier success from ``out`` before the step writes there
+    again: an output half rewritten (a failure, a deleted pod) is then never taken as finished."""
+    fs, path = filesystem(join(out, RESULT_FILE))
+    try:
+        fs.rm(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StepError(f"cannot write {out}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Partition:
     uri: str

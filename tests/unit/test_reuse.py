@@ -17,7 +17,8 @@ from mlpipeline.engine.plan import STEPS, run_id
 from mlpipeline.engine.reconcile import JobObservation, decide
 from mlpipeline.kube.client import Kube
 from mlpipeline.kube.jobs import OperatorSettings, build_step_job
-from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL, STEP_LABEL, job_name, steps_root
+from mlpipeline.kube.patch import apply_merge_patch
+from mlpipeline.protocol import PIPELINE_LABEL, RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, job_name, steps_root
 
 from tests.conftest import EXAMPLES
 from tests.unit.test_reconcile import NOW
@@ -175,15 +176,17 @@ class Recording(Kube):
     def created_jobs(self) -> list[dict[str, Any]]:
         return [b for m, _, b in self.requests if m == "POST" and (b or {}).get("kind") == "Job"]
 
-    def status(self) -> dict[str, Any]:
-        return [b for m, _, b in self.requests if m == "PATCH"][-1]["status"]  # type: ignore[no-any-return]
+    def status(self, recorded: dict[str, Any]) -> dict[str, Any]:
+        """The status the API server stores after the last patch of ``recorded``."""
+        patch = [b for m, _, b in self.requests if m == "PATCH"][-1]["status"]
+        return apply_merge_patch(recorded, patch)
 
 
-def finished_ingest(run: str, result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ingest Job of ``run`` as the informers hold it, succeeded, and its pod with ``result``
-    as its termination message."""
-    name = job_name("iris", run, "ingest")
-    labels = {PIPELINE_LABEL: "iris", RUN_LABEL: run, STEP_LABEL: "ingest"}
+def finished(run: str, step: str, result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A succeeded Job of ``run`` as the informers hold it, and its pod with ``result`` as its
+    termination message."""
+    name = job_name("iris", run, step)
+    labels = {PIPELINE_LABEL: "iris", RUN_LABEL: run, STEP_LABEL: step}
     job = {
         "kind": "Job",
         "metadata": {"name": name, "namespace": "team-a", "labels": labels},
@@ -197,34 +200,42 @@ def finished_ingest(run: str, result: dict[str, Any]) -> tuple[dict[str, Any], d
     return job, pod
 
 
+def reconcile(
+    spec: MLPipelineSpec,
+    status: dict[str, Any],
+    run: str,
+    results: dict[str, dict[str, Any]],
+    **annotations: str,
+) -> Recording:
+    """One reconciliation of the pipeline with ``status`` whose run ``run`` has the Jobs of
+    ``results`` succeeded (each step's reported result); what it sent the API server."""
+    kube, cache = Recording(), ClusterCache()
+    metadata = {"name": "iris", "namespace": "team-a", "uid": "u-1", "generation": 2, "resourceVersion": "8"}
+    spec_document = spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+    cache.put_pipeline(
+        {
+            "apiVersion": "mlpipeline.dev/v1alpha1",
+            "kind": "MLPipeline",
+            "metadata": metadata | {"annotations": annotations},
+            "spec": spec_document,
+            "status": status,
+        }
+    )
+    for step, result in results.items():
+        job, pod = finished(run, step, result)
+        cache.owned["jobs"].put(job)
+        cache.owned["pods"].put(pod)
+    reconciler = Reconciler(kube, OperatorSettings(artifacts_uri="s3://b/a"), cache)
+    reconciler.wake_later = lambda *args: None  # type: ignore[method-assign]
+    reconciler._reconcile("team-a", "iris")
+    return kube
+
+
 def test_the_operator_creates_only_evaluate_reading_the_reused_outputs() -> None:
     first, _, _ = complete(iris(), "run0000001")
     spec = iris(min=0.5)
     current = run_id(spec, "iris")
-    kube = Recording()
-    cache = ClusterCache()
-    body = {
-        "apiVersion": "mlpipeline.dev/v1alpha1",
-        "kind": "MLPipeline",
-        "metadata": {
-            "name": "iris",
-            "namespace": "team-a",
-            "uid": "u-1",
-            "generation": 2,
-            "resourceVersion": "8",
-        },
-        "spec": spec.model_dump(by_alias=True, mode="json", exclude_none=True),
-        "status": first,
-    }
-    cache.put_pipeline(body)
-    job, pod = finished_ingest(current, {"summary": "150 rows", "data": "d1", "cached": True})
-    cache.owned["jobs"].put(job)
-    cache.owned["pods"].put(pod)
-    reconciler = Reconciler(kube, OperatorSettings(artifacts_uri="s3://b/a"), cache)
-    reconciler.wake_later = lambda *args: None  # type: ignore[method-assign]
-
-    reconciler._reconcile("team-a", "iris")
-
+    kube = reconcile(spec, first, current, {"ingest": {"summary": "150 rows", "data": "d1", "cached": True}})
     [evaluate] = kube.created_jobs()
     assert evaluate["metadata"]["name"] == f"iris-{current}-evaluate"
     args = evaluate["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -234,9 +245,24 @@ def test_the_operator_creates_only_evaluate_reading_the_reused_outputs() -> None
     keys = {s["name"]: s["key"] for s in first["run"]["steps"]}
     assert flags["--data"] == f"{STORE}/ingest-{keys['ingest'][:12]}"  # the data did not change
     assert flags["--out"].startswith(f"{STORE}/evaluate-") and flags["--out"] != earlier["evaluate"]
-    status = kube.status()
+    status = kube.status(first)
     assert [s["cached"] for s in status["run"]["steps"]] == [True, True, True, False, False]
     assert status["phase"] == "Evaluating"
+
+
+def test_a_run_that_reused_evaluate_scores_its_model_with_what_package_reported() -> None:
+    spec = iris()
+    spec.serve.enabled = False
+    first, _, _ = complete(spec, "run0000001")
+    current = run_id(spec, "iris", rerun="2")
+    package = {"summary": "BentoML model", "metrics": {"accuracy": 0.9667}, "report": "s3://r.html"}
+    ingest = {"data": "d1", "cached": True}
+    kube = reconcile(spec, first, current, {"ingest": ingest, "package": package}, **{RERUN_ANNOTATION: "2"})
+    assert kube.created_jobs() == []
+    status = kube.status(first)
+    assert status["phase"] == "Packaged" and status["run"]["id"] == current
+    assert [s["cached"] for s in status["run"]["steps"]] == [True, True, True, True, False]
+    assert status["model"]["version"] == current and status["model"]["score"] == 0.9667
 
 
 def test_a_forced_run_tells_ingest_to_reuse_nothing() -> None:
@@ -252,3 +278,17 @@ def test_a_forced_run_tells_ingest_to_reuse_nothing() -> None:
     )
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:3] == ["ingest", "--out", f"{STORE}/ingest"] and args[-1] == "--no-cache"
+
+
+def test_an_output_being_rewritten_is_not_reused_until_its_step_succeeds_again() -> None:
+    first, _, _ = complete(iris(), "run0000001")
+    typed = MLPipelineStatus.model_validate(first)
+    status = decide("iris", iris(), typed, "run0000002", "rerun", 1, {}, NOW, store=STORE, rerun="force-2")
+    ingest = {"ingest": JobObservation(name="i", run="run0000002", complete=True, result={"data": "d1"})}
+    typed = MLPipelineStatus.model_validate(status.status.to_wire())
+    rewriting = decide(
+        "iris", iris(), typed, "run0000002", "rerun", 1, ingest, NOW, store=STORE, rerun="force-2"
+    )
+    assert rewriting.create == ["preprocess"]
+    # The forced preprocess fails halfway: a later run must not take its output as finished.
+    assert [o.step for o in rewriting.status.outputs] == ["evaluate", "tune"]

@@ -182,6 +182,8 @@ def decide(
                 )
                 continue
             record.phase, record.job = StepPhase.pending, job_name(pipeline, current_run, step)
+            if record.key:
+                new.outputs = reuse.forget(new.outputs, step, record.key)
             decision.create.append(step)
             phase, message = STEP_PHASES[step], f"starting {step}"
             break

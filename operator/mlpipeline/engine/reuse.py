@@ -52,3 +52,9 @@ def remember(outputs: Sequence[StepOutput], new: StepOutput) -> list[StepOutput]
         if not replaced and sum(o.step == output.step for o in kept) < KEPT:
             kept.append(output)
     return kept
+
+
+def forget(outputs: Sequence[StepOutput], step: str, key: str) -> list[StepOutput]:
+    """``outputs`` without this step's output of this key: a Job about to write it again (a forced
+    run) may leave it half rewritten."""
+    return [o for o in outputs if not (o.step == step and o.key == key)]

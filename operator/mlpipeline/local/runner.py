@@ -166,6 +166,7 @@ class LocalRunner:
         started = time.monotonic()
         status = self.console.status(f"[bold]{step}[/] running…") if spinner else contextlib.nullcontext()
         log_path.write_bytes(b"")
+        store.unfinish(out)  # a rerun (--no-cache) interrupted halfway leaves nothing to reuse
         with status:
             code = process.run(args, str(log_path))
         seconds = time.monotonic() - started

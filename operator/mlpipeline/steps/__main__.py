@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         result = {"ok": False, "message": str(exc), "gateFailed": code == EXIT_GATE}
     result["seconds"] = round(time.time() - started, 3)
     try:
-        if not result.get("cached"):  # a reused output keeps the result it was made with
+        # A reused output keeps the result it was made with; a keyed ingest that failed has no
+        # output of its own (it reports through its exit code and termination message).
+        if not result.get("cached") and not (args.keyed and not result["ok"]):
             artifacts.write_json(artifacts.join(str(result.get("out", args.out)), RESULT_FILE), result)
     except OSError as exc:
         print(f"warning: cannot write {RESULT_FILE}: {exc}", file=sys.stderr)

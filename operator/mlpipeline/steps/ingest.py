@@ -216,4 +216,5 @@ def run_keyed(spec: MLPipelineSpec, out: str, spec_key: str, reuse: bool) -> dic
     earlier = store.finished(target) if reuse else None
     if earlier is not None:
         return {**earlier, "out": target, "data": data, "cached": True}
-    return {**run(spec, target), "out": target, "data": data}
+    store.unfinish(target)
+    return {**run(spec, target), "out": target, "data": data, "cached": False}
