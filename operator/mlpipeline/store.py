@@ -244,15 +244,21 @@ def fingerprint(uri: str, read: bool = True) -> str:
     try:
         if uri.endswith("/") or fs.isdir(path):  # a folder of images: every file under it
             return fingerprint(uri.rstrip("/") + "/**")
-        if read and "file" in fs.protocol:
-            digest = hashlib.sha256()
-            with fs.open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            return digest.hexdigest()
-        info = fs.info(path)
+        info = None if read and "file" in fs.protocol else fs.info(path)
+        if info is not None and _identifies(info):
+            return hashlib.sha256(_version(info).encode()).hexdigest()
+        # local bytes, or an object served with neither ETag nor date (some HTTP servers): read it
+        digest = hashlib.sha256()
+        with fs.open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
     except FileNotFoundError:
         raise StepError(f"{uri}: no such file") from None
     except (OSError, ValueError) as exc:
         raise StepError(f"cannot read {uri}: {exc}") from None
-    return hashlib.sha256(_version(info).encode()).hexdigest()
+
+
+def _identifies(info: dict[str, Any]) -> bool:
+    """Whether an object's listing tells its content apart: an ETag or a modification time."""
+    return any(info.get(k) for k in ("ETag", "etag", "mtime", "LastModified"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -13,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from mlpipeline import store
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.steps import artifacts, ingest
 from mlpipeline.steps.artifacts import StepError
@@ -51,9 +53,9 @@ def test_split_is_stratified_and_profile_written(tmp_path: Path) -> None:
     assert schema["classes"] == ["setosa", "versicolor", "virginica"]
 
 
-@pytest.fixture
-def http_data() -> Iterator[str]:
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(IRIS.parent))
+@contextlib.contextmanager
+def http_server(directory: Path) -> Iterator[str]:
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -61,8 +63,24 @@ def http_data() -> Iterator[str]:
     server.shutdown()
 
 
+@pytest.fixture
+def http_data() -> Iterator[str]:
+    with http_server(IRIS.parent) as url:
+        yield url
+
+
 def test_reads_over_http(tmp_path: Path, http_data: str) -> None:
     assert ingest.run(spec_for(f"{http_data}/iris.csv"), str(tmp_path))["rows"] == 150
+
+
+def test_a_file_served_without_etag_or_date_is_told_apart_by_its_bytes(tmp_path: Path) -> None:
+    # Python's HTTP server sends neither an ETag nor a date fsspec keeps: a listing shows the size only.
+    served = tmp_path / "iris.csv"
+    served.write_bytes(IRIS.read_bytes())
+    with http_server(tmp_path) as url:
+        before = store.fingerprint(f"{url}/iris.csv", read=False)
+        served.write_bytes(IRIS.read_bytes().replace(b"setosa", b"SETOSA"))  # the same size
+        assert store.fingerprint(f"{url}/iris.csv", read=False) != before
 
 
 def test_parquet(tmp_path: Path) -> None:
