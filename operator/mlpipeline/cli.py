@@ -51,7 +51,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pipeline is None:
         return 1
     workdir = Path(args.workdir)
-    runner = LocalRunner(pipeline, Path(args.file).resolve().parent, workdir, console, cpu_only=args.cpu_only)
+    runner = LocalRunner(
+        pipeline,
+        Path(args.file).resolve().parent,
+        workdir,
+        console,
+        cpu_only=args.cpu_only,
+        no_cache=args.no_cache,
+    )
     console.print(f"[bold]MLPipeline {pipeline.metadata.name}[/] — workdir {runner.root}")
     spec = runner.spec
     serving = LocalServing(
@@ -202,6 +209,9 @@ def parser() -> argparse.ArgumentParser:
         help="requests/s of held-out records sent during a canary rollout (0: only your own traffic)",
     )
     run.add_argument("--cpu-only", action="store_true", help="train on the CPU even if the spec asks GPUs")
+    run.add_argument(
+        "--no-cache", action="store_true", help="run every step, reusing no earlier output (spec.steps.cache)"
+    )
     run.add_argument(
         "--watch",
         action="store_true",

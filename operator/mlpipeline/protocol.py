@@ -21,6 +21,7 @@ SERVING_COMPONENT = "serving"
 
 # Annotations users set on an MLPipeline.
 RERUN_ANNOTATION = "mlpipeline.dev/rerun"  # any new value starts a new run of the same spec
+FORCE_RERUN = "force"  # a new rerun value that starts with it reuses no earlier step's output
 CONTROL_ANNOTATION = "mlpipeline.dev/canary"  # pause | resume | promote | abort, acted on once
 
 # A request header marking mlpipeline's own traffic (a canary's load of held-out rows, a sample
@@ -45,10 +46,21 @@ MODEL_EXPORT = "model.bentomodel"  # package: the exported BentoML model a serve
 ARTIFACTS_MOUNT = "/artifacts"  # where spec.artifacts.pvc is mounted in step and model pods
 
 RUN_ID_LENGTH = 10  # a Job name is <pipeline (≤40)>-<run>-<step (≤10)>: at most 63 characters
+KEY_LENGTH = 12  # of a step's key in the name of its content-addressed output
 
 
 def step_output(base: str, namespace: str, pipeline: str, run: str, step: str) -> str:
     return f"{base.rstrip('/')}/{namespace}/{pipeline}/{run}/{step}"
+
+
+def steps_root(base: str, namespace: str, pipeline: str) -> str:
+    """Where a pipeline's reusable step outputs lie, each named by its key (see ``keyed``)."""
+    return f"{base.rstrip('/')}/{namespace}/{pipeline}/steps"
+
+
+def keyed(out: str, key: str) -> str:
+    """A step's content-addressed output: ``<root>/<step>`` named by the step's key."""
+    return f"{out.rstrip('/')}-{key[:KEY_LENGTH]}"
 
 
 def label_output(base: str, namespace: str, pipeline: str, round_id: str, step: str) -> str:

@@ -18,7 +18,7 @@ import fsspec
 import fsspec.asyn
 from fsspec.utils import glob_translate
 
-from mlpipeline.protocol import is_pattern
+from mlpipeline.protocol import RESULT_FILE, is_pattern
 
 
 class StepError(Exception):
@@ -66,6 +66,27 @@ def read_json(uri: str) -> Any:
 
 def write_json(uri: str, value: Any) -> None:
     write_bytes(uri, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
+
+
+def finished(out: str) -> dict[str, Any] | None:
+    """The result a step left in ``out`` when it succeeded there: that output may be reused."""
+    try:
+        result = read_json(join(out, RESULT_FILE))
+    except (StepError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("ok") else None
+
+
+def unfinish(out: str) -> None:
+    """Removes the result of a step's earlier success from ``out`` before the step writes there
+    again: an output half rewritten (a failure, a deleted pod) is then never taken as finished."""
+    fs, path = filesystem(join(out, RESULT_FILE))
+    try:
+        fs.rm(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StepError(f"cannot write {out}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -211,10 +232,11 @@ def count_rows(uri: str, deadline: float | None = None) -> int:
         raise StepError(f"cannot read {uri}: {exc}") from None
 
 
-def fingerprint(uri: str) -> str:
-    """What identifies the content behind a URI: a hash of the bytes of local files, the ETag or
-    size and modification time of remote objects; for a pattern or a folder, of every file's name and
-    version."""
+def fingerprint(uri: str, read: bool = True) -> str:
+    """What identifies the content behind a URI: a hash of the bytes of local files (``read``, the
+    local runner), else of the ETag or size and modification time of each object, which a listing
+    gives without reading any (the ingest step in a cluster); for a pattern or a folder, of every
+    file's name and version."""
     if is_pattern(uri):
         listing = [(p.uri, p.version) for p in partitions(uri)]
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
@@ -222,15 +244,21 @@ def fingerprint(uri: str) -> str:
     try:
         if uri.endswith("/") or fs.isdir(path):  # a folder of images: every file under it
             return fingerprint(uri.rstrip("/") + "/**")
-        if "file" in fs.protocol:
-            digest = hashlib.sha256()
-            with fs.open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            return digest.hexdigest()
-        info = fs.info(path)
+        info = None if read and "file" in fs.protocol else fs.info(path)
+        if info is not None and _identifies(info):
+            return hashlib.sha256(_version(info).encode()).hexdigest()
+        # local bytes, or an object served with neither ETag nor date (some HTTP servers): read it
+        digest = hashlib.sha256()
+        with fs.open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
     except FileNotFoundError:
         raise StepError(f"{uri}: no such file") from None
     except (OSError, ValueError) as exc:
         raise StepError(f"cannot read {uri}: {exc}") from None
-    return hashlib.sha256(_version(info).encode()).hexdigest()
+
+
+def _identifies(info: dict[str, Any]) -> bool:
+    """Whether an object's listing tells its content apart: an ETag or a modification time."""
+    return any(info.get(k) for k in ("ETag", "etag", "mtime", "LastModified"))

@@ -60,6 +60,10 @@ def jobs(namespace: str) -> list[dict[str, Any]]:
     )
 
 
+def jobs_of(namespace: str, run: str) -> list[dict[str, Any]]:
+    return [j for j in jobs(namespace) if j["metadata"]["labels"]["mlpipeline.dev/run"] == run]
+
+
 def events(namespace: str) -> list[dict[str, Any]]:
     items = kube_json("get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=MLPipeline")[
         "items"
@@ -201,6 +205,51 @@ def test_spec_change_and_rerun_annotation_start_new_runs(operator: Operator, nam
         ),
     )
     assert pipeline(namespace)["status"]["run"]["id"] == third["run"]["id"]  # editing it started no run
+
+
+def test_changing_only_the_gate_reruns_evaluate_onward_reusing_the_earlier_steps(
+    operator: Operator, namespace: str
+) -> None:
+    # Every simulated step pod reports what a real ingest pod reports of data that did not change:
+    # its fingerprint (the other steps' results ignore it).
+    reported = '{"data": "d1", "metrics": {"accuracy": 0.9}}'
+    unchanged = {"steps": {"podAnnotations": {RESULT_ANNOTATION: reported}}}
+    apply(namespace, manifest(**unchanged))
+    first = wait_for("first run", lambda: phase_is(namespace, "Serving"), timeout=180)
+    assert not any(s["cached"] for s in first["run"]["steps"])
+    assert {o["step"] for o in first["outputs"]} == {"preprocess", "tune", "evaluate"}
+
+    apply(namespace, manifest(evaluate={"metric": "accuracy", "min": 0.5}, **unchanged))
+    second = wait_for(
+        "the new gate's run",
+        lambda: (s := phase_is(namespace, "Serving")) and s["run"]["id"] != first["run"]["id"] and s,
+        timeout=180,
+    )
+    run = second["run"]["id"]
+    steps = {s["name"]: s for s in second["run"]["steps"]}
+    assert [name for name, s in steps.items() if s["cached"]] == ["preprocess", "tune"]
+    assert all(s["phase"] == "Succeeded" for s in steps.values())
+    assert steps["tune"]["job"] == f"iris-{first['run']['id']}-tune"
+    created = jobs_of(namespace, run)
+    steps_run = [j["metadata"]["labels"]["mlpipeline.dev/step"] for j in created]
+    assert steps_run == ["ingest", "evaluate", "package"]
+    evaluate = created[1]["spec"]["template"]["spec"]["containers"][0]["args"]
+    tune_output = next(o["uri"] for o in first["outputs"] if o["step"] == "tune")
+    assert evaluate[evaluate.index("--tune") + 1] == tune_output  # the first run's tuning, read again
+    assert [e["reason"] for e in events(namespace)].count("StepCached") == 2
+    assert second["model"]["score"] == 0.9 and "reused" in second["run"]["steps"][1]["message"]
+
+    # A rerun value starting with "force" reuses nothing: all five Jobs again, ingest told so too.
+    kubectl("annotate", "-n", namespace, "mlpipeline/iris", "mlpipeline.dev/rerun=force-1")
+    third = wait_for(
+        "the forced run",
+        lambda: (s := phase_is(namespace, "Serving")) and s["run"]["id"] != run and s,
+        timeout=180,
+    )
+    assert third["run"]["reuse"] is False and not any(s["cached"] for s in third["run"]["steps"])
+    forced = jobs_of(namespace, third["run"]["id"])
+    assert len(forced) == 5
+    assert forced[0]["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--no-cache"
 
 
 def test_an_artifact_store_the_pods_cannot_share_is_refused(operator: Operator, namespace: str) -> None:

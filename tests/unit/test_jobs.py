@@ -194,7 +194,7 @@ def test_the_pvc_is_mounted_in_step_and_model_pods_and_is_the_default_store() ->
     assert pod["volumes"] == [{"name": "artifacts", "persistentVolumeClaim": {"claimName": "shared"}}]
     container = pod["containers"][0]
     assert container["volumeMounts"][0]["mountPath"] == "/artifacts"
-    assert "file:///artifacts/ml/iris/r1234567/ingest" in container["args"]
+    assert container["args"][1:3] == ["--out", "file:///artifacts/ml/iris/steps/ingest"]
     objects = build_serving_objects(
         pipeline="iris", namespace="ml", uid="u-1", spec=spec, topology=Topology({"v1": 2}, "v1"),
         provider="replicas", artifact_of={"v1": "file:///artifacts/ml/iris/v1/package/model.bentomodel"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlpipeline.api.manifest import load_manifest
 from mlpipeline.api.models import MLPipelineSpec
-from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints
+from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, ingest_spec_key, with_data
 
 from tests.conftest import EXAMPLES
 
@@ -60,3 +60,19 @@ def test_step_arguments_wire_inputs() -> None:
     ]  # fmt: skip
     package = StepInvocation("package", outs["package"], outs, "iris", "r1", "v1").args()
     assert package[-6:] == ["--pipeline", "iris", "--run", "r1", "--version", "v1"]
+
+
+def test_the_ingest_pod_and_the_operator_compute_the_same_ingest_key() -> None:
+    # The operator hands ingest_spec_key to the pod, which completes it with the data's fingerprint.
+    assert with_data(ingest_spec_key(base()), "d1") == fingerprints(base(), "d1", "iris")["ingest"]
+    spec = base()
+    spec.data.label = "kind"
+    assert ingest_spec_key(spec) != ingest_spec_key(base())
+
+
+def test_ingest_in_a_cluster_is_keyed_and_may_be_told_to_reuse_nothing() -> None:
+    outs = {s: f"s3://b/{s}" for s in STEPS}
+    keyed = StepInvocation("ingest", "s3://b/steps/ingest", outs, "iris", "r1", "v1", keyed="k1")
+    assert keyed.args() == ["ingest", "--out", "s3://b/steps/ingest", "--keyed", "k1"]
+    fresh = StepInvocation("ingest", "s3://b/steps/ingest", outs, "iris", "r1", "v1", keyed="k1", reuse=False)
+    assert fresh.args()[-1] == "--no-cache"

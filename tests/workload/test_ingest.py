@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
+import os
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -12,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from mlpipeline import store
 from mlpipeline.api.models import MLPipelineSpec
 from mlpipeline.steps import artifacts, ingest
 from mlpipeline.steps.artifacts import StepError
@@ -50,9 +53,9 @@ def test_split_is_stratified_and_profile_written(tmp_path: Path) -> None:
     assert schema["classes"] == ["setosa", "versicolor", "virginica"]
 
 
-@pytest.fixture
-def http_data() -> Iterator[str]:
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(IRIS.parent))
+@contextlib.contextmanager
+def http_server(directory: Path) -> Iterator[str]:
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -60,8 +63,24 @@ def http_data() -> Iterator[str]:
     server.shutdown()
 
 
+@pytest.fixture
+def http_data() -> Iterator[str]:
+    with http_server(IRIS.parent) as url:
+        yield url
+
+
 def test_reads_over_http(tmp_path: Path, http_data: str) -> None:
     assert ingest.run(spec_for(f"{http_data}/iris.csv"), str(tmp_path))["rows"] == 150
+
+
+def test_a_file_served_without_etag_or_date_is_told_apart_by_its_bytes(tmp_path: Path) -> None:
+    # Python's HTTP server sends neither an ETag nor a date fsspec keeps: a listing shows the size only.
+    served = tmp_path / "iris.csv"
+    served.write_bytes(IRIS.read_bytes())
+    with http_server(tmp_path) as url:
+        before = store.fingerprint(f"{url}/iris.csv", read=False)
+        served.write_bytes(IRIS.read_bytes().replace(b"setosa", b"SETOSA"))  # the same size
+        assert store.fingerprint(f"{url}/iris.csv", read=False) != before
 
 
 def test_parquet(tmp_path: Path) -> None:
@@ -135,3 +154,50 @@ def test_the_runner_reports_an_unreadable_uri(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "spec.data.uri" in result.stdout and "absent.csv" in result.stdout
+
+
+def test_ingest_in_a_cluster_reuses_its_output_until_a_listing_shows_the_data_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the ingest Job runs it (``--keyed``): the data's fingerprint comes from a listing (size and
+    modification time), never from reading; the operator reads the result as the termination message."""
+    from mlpipeline.engine.plan import fingerprints, ingest_spec_key
+    from mlpipeline.steps.__main__ import main
+
+    data = tmp_path / "iris.csv"
+    original = IRIS.read_bytes()
+    data.write_bytes(original)
+    spec = spec_for(f"file://{data}")
+    monkeypatch.setenv("MLPIPELINE_SPEC", spec.model_dump_json(by_alias=True))
+    message = tmp_path / "termination-log"
+    monkeypatch.setenv("MLP_TERMINATION_LOG", str(message))
+    root = tmp_path / "steps"
+
+    def ingest_job(*flags: str) -> tuple[int, dict[str, Any]]:
+        code = main(["ingest", "--out", str(root / "ingest"), "--keyed", ingest_spec_key(spec), *flags])
+        return code, json.loads(message.read_text() or "{}") if code == 0 else {"error": message.read_text()}
+
+    code, first = ingest_job()
+    assert code == 0 and not first["cached"] and first["summary"].startswith("150 rows")
+    key = fingerprints(spec, first["data"], "iris")["ingest"]  # what the operator computes from it
+    [made] = list(root.iterdir())
+    assert made.name == f"ingest-{key[:12]}" and (made / "train.parquet").exists()
+
+    # Bytes the step could not ingest, with the size and modification time of the data: a listing
+    # sees the same data, so the output already made is reused and the file is not read.
+    stat = data.stat()
+    data.write_bytes(b"\0" * len(original))
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    code, again = ingest_job()
+    assert code == 0 and again["cached"] and again["data"] == first["data"]
+    assert again["summary"] == first["summary"] and list(root.iterdir()) == [made]
+    # Told to reuse nothing (a forced rerun), it reads the file: and fails on those bytes.
+    code, forced = ingest_job("--no-cache")
+    assert code == 2 and "label column 'species'" in forced["error"]
+
+    # A new modification time is new data to the listing: a new key, a new output, read afresh.
+    data.write_bytes(original)
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    code, changed = ingest_job()
+    assert code == 0 and not changed["cached"] and changed["data"] != first["data"]
+    assert len(list(root.iterdir())) == 2  # a failed ingest left no output

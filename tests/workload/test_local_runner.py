@@ -74,6 +74,14 @@ def test_iris_trains_serves_and_reuses_its_steps(tmp_path: Path, iris_manifest: 
     again = mlpipeline("run", "-f", str(manifest), "--workdir", str(tmp_path / "w"), "--no-serve")
     assert again.returncode == 0, again.stdout
     assert again.stdout.count("cached") == 5 and tag in again.stdout
+    last = tmp_path / "w" / "iris" / "last-run.json"
+    assert json.loads(last.read_text())["cached"] == ["ingest", "preprocess", "tune", "evaluate", "package"]
+    forced = mlpipeline(
+        "run", "-f", str(manifest), "--workdir", str(tmp_path / "w"), "--no-serve", "--no-cache"
+    )
+    assert forced.returncode == 0, forced.stdout
+    assert "cached" not in forced.stdout and tag in forced.stdout  # every step ran: the same version
+    assert json.loads(last.read_text())["cached"] == []
 
 
 def test_failed_gate_deploys_nothing_and_a_fix_resumes_at_evaluate(tmp_path: Path) -> None:

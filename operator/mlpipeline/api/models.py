@@ -1025,6 +1025,12 @@ class StepPolicy(Model):
         description="Earlier runs whose step Jobs (and their pods, with their logs) are kept, as a "
         "CronJob's history limits; older runs' are deleted. The current run's are always kept.",
     )
+    cache: bool = Field(
+        default=True,
+        description="Reuse a step's output from an earlier run when the step's key (the spec sections "
+        "it reads, its inputs' keys, the code version and, for ingest, the data's fingerprint) is "
+        "unchanged; false: every run runs every step.",
+    )
     pod_labels: dict[str, str] = Field(
         default_factory=dict,
         description="Labels added to every step pod (e.g. cost allocation); not the operator's own "
@@ -1128,6 +1134,16 @@ class StepStatus(StatusModel):
     started_at: str | None = None
     finished_at: str | None = None
     message: str | None = None
+    key: str | None = Field(
+        default=None,
+        description="The step's key: a hash of the spec sections it reads, its inputs' keys, the code "
+        "version and, for ingest, the data's fingerprint. Known once ingest has taken that fingerprint.",
+    )
+    cached: bool = Field(
+        default=False,
+        description="The step reused the output an earlier run left for the same key (job: the Job "
+        "that produced it) instead of running.",
+    )
 
 
 class RunStatus(StatusModel):
@@ -1137,7 +1153,26 @@ class RunStatus(StatusModel):
     generation: int | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    data: str | None = Field(
+        default=None, description="The data's fingerprint, as ingest took it (listing, not reading, it)."
+    )
+    rerun: str | None = Field(default=None, description="The mlpipeline.dev/rerun annotation at its start.")
+    reuse: bool = Field(
+        default=True,
+        description="Whether the run reuses earlier step outputs: false when spec.steps.cache is false "
+        "or a new mlpipeline.dev/rerun value starting with force started it.",
+    )
     steps: list[StepStatus] = Field(default_factory=list)
+
+
+class StepOutput(StatusModel):
+    """A step output in the artifact store that a later run reuses when its step has the same key."""
+
+    step: str
+    key: str
+    uri: str
+    job: str = Field(description="The Job that produced it.")
+    finished_at: str | None = None
 
 
 class Condition(StatusModel):
@@ -1333,6 +1368,10 @@ class MLPipelineStatus(StatusModel):
     retrain: RetrainStatus | None = None
     monitoring: MonitoringStatus | None = None
     labeling: LabelingStatus | None = None
+    outputs: list[StepOutput] = Field(
+        default_factory=list,
+        description="Step outputs later runs may reuse (spec.steps.cache), the newest few per step.",
+    )
 
     def to_wire(self) -> dict[str, Any]:
         """The status as the API server stores it: camelCase, unset fields left out."""

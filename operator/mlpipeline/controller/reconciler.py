@@ -43,12 +43,18 @@ from mlpipeline.engine.reconcile import (
 from mlpipeline.engine.triggers import Firing
 from mlpipeline.kube.client import Kube
 from mlpipeline.kube.connection import ApiError
-from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job, build_step_job, unshared_store
+from mlpipeline.kube.jobs import (
+    OperatorSettings,
+    artifacts_base,
+    build_labeling_job,
+    build_step_job,
+    unshared_store,
+)
 from mlpipeline.kube.observe import observe_job
 from mlpipeline.kube.patch import merge_patch
 from mlpipeline.kube.rayjob import RAY_API, RAYJOB, build_tune_rayjob, is_active, observe_rayjob
 from mlpipeline.listing import Scope, list_if_due, list_sources_if_due
-from mlpipeline.protocol import RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, parse_stamp, stamp
+from mlpipeline.protocol import RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, parse_stamp, stamp, steps_root
 
 log = logging.getLogger("mlpipeline.operator")
 
@@ -251,12 +257,28 @@ class Reconciler:
         observations = self._observe(namespace, name, current, run_jobs)
         trigger = trigger_of(status, generation, retrain.fired)
         value = retrain.fired.value if retrain.fired else None
-        decision = decide(name, spec, status, current, trigger, generation, observations, now, value)
+        store = steps_root(artifacts_base(spec, self.settings), namespace, name)
+        rerun = annotations.get(RERUN_ANNOTATION)
+        decision = decide(
+            name,
+            spec,
+            status,
+            current,
+            trigger,
+            generation,
+            observations,
+            now,
+            value,
+            store=store,
+            rerun=rerun,
+        )
         decision.events[:0] = retrain.events
         new = decision.status
         if new.phase == DONE_PHASE and (new.model is None or new.model.version != current):
             artifact = self.serving.artifact(spec, namespace, name, current)
-            new.model = model_status(spec, current, artifact, observations.get("evaluate"))
+            # evaluate's result, or, when its output was reused, package's (which repeats its metrics)
+            scored = observations.get("evaluate") or observations.get("package")
+            new.model = model_status(spec, current, artifact, scored)
         if new.phase == DONE_PHASE and spec.serve.enabled:
             self._serve(body, spec, current, decision, now, status)
         labeling, label_again = self._label(body, spec, status.labeling, new, all_jobs, now)
@@ -441,6 +463,9 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         on_ray = spec.train.distributed is not None and self._kuberay()
+        recorded_run = decision.status.run
+        keys = {s.name: s.key for s in recorded_run.steps if s.key} if recorded_run else {}
+        reuse = recorded_run.reuse if recorded_run else True
         for step in decision.create:
             if step == "tune" and on_ray:
                 self._create(
@@ -451,6 +476,7 @@ class Reconciler:
                         spec=spec,
                         run=run,
                         settings=self.settings,
+                        keys=keys,
                     )
                 )
                 continue
@@ -462,6 +488,8 @@ class Reconciler:
                 run=run,
                 step=step,
                 settings=self.settings,
+                keys=keys,
+                reuse=reuse,
             )
             self._create(job)
         for job_name in decision.delete:

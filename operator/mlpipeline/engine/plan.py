@@ -1,8 +1,9 @@
-"""The pipeline's steps, what each consumes, and the content hash that identifies its output.
+"""The pipeline's steps, what each consumes, and the content hash (key) that identifies its output.
 
-Pure functions shared by the local runner and the operator: a step's fingerprint covers the spec
-sections it reads, the fingerprints of its inputs and the code version, so an unchanged step is
-reused (locally) and a run's Jobs get the same names after an operator restart (in a cluster).
+Pure functions shared by the local runner and the operator: a step's key covers the spec sections
+it reads, the keys of its inputs and the code version (ingest's, the data's fingerprint), so an
+unchanged step is reused by both executors, and a run's Jobs get the same names after an operator
+restart (in a cluster).
 """
 
 from __future__ import annotations
@@ -49,19 +50,28 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _parts(document: dict[str, Any], step: str) -> dict[str, Any]:
+    return {"step": step, "code": __version__, "spec": {s: _section(document, s) for s in SECTIONS[step]}}
+
+
+def ingest_spec_key(spec: MLPipelineSpec) -> str:
+    """What of ingest's key the spec decides (the data's fingerprint completes it: ``with_data``):
+    the operator hands it to the ingest pod, which alone lists the data."""
+    return digest(_parts(spec.model_dump(by_alias=True, mode="json"), "ingest"))
+
+
+def with_data(spec_key: str, data_fingerprint: str) -> str:
+    return digest({"ingest": spec_key, "data": data_fingerprint})
+
+
 def fingerprints(spec: MLPipelineSpec, data_fingerprint: str, pipeline: str) -> dict[str, str]:
-    """Fingerprint of every step, in order."""
+    """The key of every step, in order: a hash of the spec sections it reads, the code version and
+    its inputs' keys; ingest's covers the data's fingerprint. A step whose key an earlier run
+    produced is reused (both executors), so a change reruns its step and every step after it."""
     document = spec.model_dump(by_alias=True, mode="json")
-    out: dict[str, str] = {}
-    for step in STEPS:
-        parts: dict[str, Any] = {
-            "step": step,
-            "code": __version__,
-            "spec": {s: _section(document, s) for s in SECTIONS[step]},
-            "inputs": [out[i] for i in INPUTS[step]],
-        }
-        if step == "ingest":
-            parts["data"] = data_fingerprint
+    out: dict[str, str] = {"ingest": with_data(ingest_spec_key(spec), data_fingerprint)}
+    for step in STEPS[1:]:
+        parts = _parts(document, step) | {"inputs": [out[i] for i in INPUTS[step]]}
         if step == "package":
             parts["pipeline"] = pipeline
         out[step] = digest(parts)
@@ -87,12 +97,18 @@ class StepInvocation:
     run: str
     version: str
     spec_uri: str | None = None
+    # ingest in a cluster: its spec key (ingest_spec_key); it writes under ``out`` named by its key
+    # with the data's fingerprint, which it takes, and reuses an output already there when ``reuse``
+    keyed: str | None = None
+    reuse: bool = True
 
     def args(self) -> list[str]:
         """Arguments of ``python -m mlpipeline.steps`` (Job container and local subprocess)."""
         argv = [self.step, "--out", self.out]
         if self.spec_uri:
             argv += ["--spec", self.spec_uri]
+        if self.keyed:
+            argv += ["--keyed", self.keyed] + ([] if self.reuse else ["--no-cache"])
         for producer in INPUTS[self.step]:
             argv += [INPUT_FLAG[producer], self.inputs[producer]]
         if self.step == "package":

@@ -16,10 +16,12 @@ from mlpipeline.api.models import (
     MLPipelineStatus,
     ModelStatus,
     RunStatus,
+    StepOutput,
     StepPhase,
     StepStatus,
     parse_duration,
 )
+from mlpipeline.engine import reuse
 from mlpipeline.engine.event import Event
 from mlpipeline.engine.plan import STEPS
 from mlpipeline.protocol import EXIT_MESSAGES, job_name, stamp
@@ -84,11 +86,46 @@ def failure_message(job: JobObservation) -> str:
     return f"{ending}{detail}"
 
 
-def _new_run(run_id: str, trigger: str, value: str | None, generation: int | None, now: str) -> RunStatus:
+def _new_run(
+    run_id: str,
+    trigger: str,
+    value: str | None,
+    generation: int | None,
+    now: str,
+    rerun: str | None,
+    reuses: bool,
+) -> RunStatus:
     steps = [StepStatus(name=s, phase=StepPhase.pending, attempts=0) for s in STEPS]
     return RunStatus(
-        id=run_id, trigger=trigger, trigger_value=value, generation=generation, started_at=now, steps=steps
+        id=run_id,
+        trigger=trigger,
+        trigger_value=value,
+        generation=generation,
+        started_at=now,
+        rerun=rerun,
+        reuse=reuses,
+        steps=steps,
     )
+
+
+def _learn_keys(spec: MLPipelineSpec, pipeline: str, run: RunStatus, ingest: JobObservation) -> None:
+    """Once ingest has reported the data's fingerprint, every step's key."""
+    reported = (ingest.result or {}).get("data")
+    if run.data is None and isinstance(reported, str) and reported:
+        run.data = reported
+    keys = reuse.step_keys(spec, pipeline, run)
+    for record in run.steps:
+        record.key = keys.get(record.name, record.key)
+        if record.name == STEPS[0]:
+            record.cached = bool((ingest.result or {}).get("cached"))  # ingest found its output itself
+
+
+def _reusable(
+    step: str, record: StepStatus, run: RunStatus, outputs: list[StepOutput], store: str | None
+) -> StepOutput | None:
+    if not (store and run.reuse and record.key and step in reuse.REUSED):
+        return None
+    return reuse.find(outputs, step, record.key, store)
 
 
 def decide(
@@ -101,14 +138,20 @@ def decide(
     jobs: dict[str, JobObservation],
     now: datetime,
     trigger_value: str | None = None,
+    *,
+    store: str | None = None,
+    rerun: str | None = None,
 ) -> Decision:
-    """One reconciliation. ``jobs`` maps step name to the Job of ``current_run`` (if it exists)."""
+    """One reconciliation. ``jobs`` maps step name to the Job of ``current_run`` (if it exists).
+    ``store``: where step outputs are kept by key (``protocol.steps_root``), None to reuse none;
+    ``rerun``: the rerun annotation's value."""
     moment = stamp(now)
     new = status.model_copy(deep=True)
     decision = Decision(status=new)
     if new.run is None or new.run.id != current_run:
         superseded = new.run.id if new.run else None
-        new.run = _new_run(current_run, trigger, trigger_value, generation, moment)
+        reuses = reuse.reuses(spec, rerun, new.run)
+        new.run = _new_run(current_run, trigger, trigger_value, generation, moment, rerun, reuses)
         note = f" (supersedes run {superseded})" if superseded else ""
         cause = f"{trigger} {trigger_value}" if trigger_value else trigger
         decision.events.append(Event("Normal", "RunStarted", f"run {current_run} started by {cause}{note}"))
@@ -116,18 +159,31 @@ def decide(
     run = new.run
     steps = {s.name: s for s in run.steps}
     pending_timeout = parse_duration(spec.steps.pending_timeout)
-    phase, message = DONE_PHASE, f"run {current_run}: every step succeeded"
+    every = f"run {current_run}: every step succeeded"
+    phase, message = DONE_PHASE, every
     for step in STEPS:
         record = steps[step]
         job = jobs.get(step)
         before = record.phase
         if job is None:
+            if before == StepPhase.succeeded and record.cached:
+                continue
             if before in (StepPhase.succeeded, StepPhase.failed):
                 phase, message = _settled(record, step)
                 if before == StepPhase.failed:
                     break
                 continue
+            found = _reusable(step, record, run, new.outputs, store)
+            if found:
+                record.phase, record.job, record.cached = StepPhase.succeeded, found.job, True
+                record.finished_at, record.message = moment, f"reused the output of {found.job}"
+                decision.events.append(
+                    Event("Normal", "StepCached", f"{step} unchanged: reused {found.uri} ({found.job})")
+                )
+                continue
             record.phase, record.job = StepPhase.pending, job_name(pipeline, current_run, step)
+            if record.key:
+                new.outputs = reuse.forget(new.outputs, step, record.key)
             decision.create.append(step)
             phase, message = STEP_PHASES[step], f"starting {step}"
             break
@@ -144,8 +200,16 @@ def decide(
                 job.finished_at or moment,
                 None,
             )
+            if step == STEPS[0]:
+                _learn_keys(spec, pipeline, run, job)
             if before != StepPhase.succeeded:
                 decision.events.append(Event("Normal", "StepSucceeded", f"{step} succeeded ({job.name})"))
+                if store and record.key and step in reuse.REUSED:
+                    uri = reuse.output_uri(store, step, record.key)
+                    made = StepOutput(
+                        step=step, key=record.key, uri=uri, job=job.name, finished_at=record.finished_at
+                    )
+                    new.outputs = reuse.remember(new.outputs, made)
             continue
         if job.failed_reason is not None:
             text = failure_message(job)
@@ -179,6 +243,9 @@ def decide(
         if before != StepPhase.running:
             decision.events.append(Event("Normal", "StepStarted", f"{step} started ({job.name})"))
         break
+    reused = [s.name for s in run.steps if s.cached]
+    if message == every and reused:
+        message += f" ({', '.join(reused)} reused: unchanged)"
     new.phase, new.message, new.observed_generation = phase, message, generation
     if phase in (DONE_PHASE, FAILED_PHASE) and not run.finished_at:
         run.finished_at = moment

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlpipeline.api.models import API_VERSION, KIND, LabelRound, MLPipelineSpec, parse_duration
 from mlpipeline.engine.labeling import LABEL_STEPS, step_args
-from mlpipeline.engine.plan import STEPS, StepInvocation
+from mlpipeline.engine.plan import STEPS, StepInvocation, ingest_spec_key
+from mlpipeline.engine.reuse import output_uri
 from mlpipeline.protocol import (
     ARTIFACTS_MOUNT,
     COMPONENT_LABEL,
@@ -22,6 +25,7 @@ from mlpipeline.protocol import (
     label_output,
     model_tag,
     step_output,
+    steps_root,
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -134,10 +138,45 @@ def mount_artifacts(spec: MLPipelineSpec, container: dict[str, Any], pod_spec: d
 
 
 def step_outputs(
-    settings: OperatorSettings, spec: MLPipelineSpec, namespace: str, pipeline: str, run: str
+    settings: OperatorSettings,
+    spec: MLPipelineSpec,
+    namespace: str,
+    pipeline: str,
+    run: str,
+    keys: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
+    """Where each step of a run writes: named by its key under the pipeline's steps root once the
+    keys are known (ingest has taken the data's fingerprint), else in the run's folder; package
+    always in the run's folder (it stamps the run's id into the model; serving reads it there)."""
     base = artifacts_base(spec, settings)
-    return {step: step_output(base, namespace, pipeline, run, step) for step in STEPS}
+    root = steps_root(base, namespace, pipeline)
+    keys = keys or {}
+    return {
+        step: output_uri(root, step, keys[step])
+        if step in keys and step != "package"
+        else step_output(base, namespace, pipeline, run, step)
+        for step in STEPS
+    }
+
+
+def step_invocation(
+    settings: OperatorSettings,
+    spec: MLPipelineSpec,
+    namespace: str,
+    pipeline: str,
+    run: str,
+    step: str,
+    keys: Mapping[str, str] | None = None,
+    reuse: bool = True,
+) -> StepInvocation:
+    """A run's step as its Job invokes it. Ingest takes the data's fingerprint, writes under the
+    steps root named by its key, and reuses the output already there (unless ``reuse`` is off)."""
+    outputs = step_outputs(settings, spec, namespace, pipeline, run, keys)
+    invocation = StepInvocation(step, outputs[step], outputs, pipeline, run, run)
+    if step != "ingest":
+        return invocation
+    root = steps_root(artifacts_base(spec, settings), namespace, pipeline)
+    return dataclasses.replace(invocation, out=f"{root}/ingest", keyed=ingest_spec_key(spec), reuse=reuse)
 
 
 def _resources(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
@@ -194,12 +233,13 @@ def build_step_job(
     args: list[str] | None = None,
     timeout: float | None = None,
     env: list[dict[str, Any]] | None = None,
+    keys: Mapping[str, str] | None = None,
+    reuse: bool = True,
 ) -> dict[str, Any]:
     """The Job that runs one step of one run (or of one labeling round, whose ``args`` and
-    ``timeout`` are given)."""
+    ``timeout`` are given); ``keys``: the steps' keys known so far (status.run.steps[*].key)."""
     if args is None:
-        outputs = step_outputs(settings, spec, namespace, pipeline, run)
-        args = StepInvocation(step, outputs[step], outputs, pipeline, run, run).args()
+        args = step_invocation(settings, spec, namespace, pipeline, run, step, keys, reuse).args()
     step_labels = labels(pipeline, run, step)
     pod_labels = {**spec.steps.pod_labels, **step_labels}
     if spec.train.queue:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import shlex
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
@@ -49,14 +50,28 @@ def _ray_version() -> str:
 
 
 def build_tune_rayjob(
-    *, pipeline: str, namespace: str, uid: str, spec: MLPipelineSpec, run: str, settings: OperatorSettings
+    *,
+    pipeline: str,
+    namespace: str,
+    uid: str,
+    spec: MLPipelineSpec,
+    run: str,
+    settings: OperatorSettings,
+    keys: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The RayJob of a run's tune step: the same image, arguments, environment, placement and owner
     as the tune Job it replaces."""
     assert spec.train.distributed is not None
     distributed = spec.train.distributed
     job = build_step_job(
-        pipeline=pipeline, namespace=namespace, uid=uid, spec=spec, run=run, step="tune", settings=settings
+        pipeline=pipeline,
+        namespace=namespace,
+        uid=uid,
+        spec=spec,
+        run=run,
+        step="tune",
+        settings=settings,
+        keys=keys,
     )
     step = job["spec"]["template"]
     step_container = step["spec"]["containers"][0]

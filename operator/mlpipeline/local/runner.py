@@ -18,11 +18,9 @@ from mlpipeline import store
 from mlpipeline.api.models import MLPipeline
 from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, run_id
 from mlpipeline.local.stepserver import StepProcess
-from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, model_tag
+from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, keyed, model_tag
 from mlpipeline.steps.estimators import model_module
 from mlpipeline.store import StepError
-
-SHORT = 12
 
 
 def resolve_data_uri(uri: str, manifest_dir: Path) -> str:
@@ -70,6 +68,7 @@ class LocalRunner:
         workdir: Path,
         console: Console,
         cpu_only: bool = False,
+        no_cache: bool = False,
     ):
         spec = pipeline.spec.model_copy(deep=True)
         spec.data.uri = resolve_data_uri(spec.data.uri, manifest_dir)
@@ -86,6 +85,7 @@ class LocalRunner:
         self.root = (workdir / self.name).resolve()
         self.console = console
         self.bentoml_home = workdir.resolve() / "bentoml"
+        self.reuse = spec.steps.cache and not no_cache  # else every step runs, writing where it would
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, "BENTOML_HOME": str(self.bentoml_home), "RAY_USAGE_STATS_ENABLED": "0"}
@@ -111,8 +111,8 @@ class LocalRunner:
             return outcome
         prints = fingerprints(self.spec, data_fp, self.name)
         version = run_id(self.spec, self.name, data_fp)
-        outs = {step: str(self.root / "steps" / f"{step}-{prints[step][:SHORT]}") for step in STEPS}
-        cached = {step: self._cached(outs[step]) for step in STEPS}
+        outs = {step: keyed(str(self.root / "steps" / step), prints[step]) for step in STEPS}
+        cached = {step: store.finished(outs[step]) if self.reuse else None for step in STEPS}
         # Every step to run is forked at once, so later steps import their heavy modules meanwhile.
         ahead = {step: self.fork(step) for step in STEPS if cached[step] is None}
         try:
@@ -139,18 +139,15 @@ class LocalRunner:
         outcome.version, outcome.model_tag = version, model_tag(self.name, version)
         (self.root / "last-run.json").write_text(
             json.dumps(
-                {"model": outcome.model_tag, "steps": {s.step: s.out for s in outcome.steps}}, indent=2
+                {
+                    "model": outcome.model_tag,
+                    "steps": {s.step: s.out for s in outcome.steps},
+                    "cached": [s.step for s in outcome.steps if s.state == "cached"],
+                },
+                indent=2,
             )
         )
         return outcome
-
-    @staticmethod
-    def _cached(out: str) -> dict[str, Any] | None:
-        path = Path(out) / RESULT_FILE
-        if not path.exists():
-            return None
-        result: dict[str, Any] = json.loads(path.read_text())
-        return result if result.get("ok") else None
 
     def fork(self, step: str) -> StepProcess:
         """The step's process, forked ahead of its turn."""
@@ -169,6 +166,7 @@ class LocalRunner:
         started = time.monotonic()
         status = self.console.status(f"[bold]{step}[/] running…") if spinner else contextlib.nullcontext()
         log_path.write_bytes(b"")
+        store.unfinish(out)  # a rerun (--no-cache) interrupted halfway leaves nothing to reuse
         with status:
             code = process.run(args, str(log_path))
         seconds = time.monotonic() - started

@@ -22,7 +22,7 @@ from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 
 # what a succeeded step tells the operator
-REPORTED = ("summary", "metrics", "version", "tag", "labeling", "report")
+REPORTED = ("summary", "metrics", "version", "tag", "labeling", "report", "data", "cached")
 
 
 def _spec(args: argparse.Namespace) -> MLPipelineSpec:
@@ -41,6 +41,8 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     if step == "ingest":
         from mlpipeline.steps import ingest
 
+        if args.keyed:
+            return ingest.run_keyed(spec, args.out, args.keyed, reuse=not args.no_cache)
         return ingest.run(spec, args.out)
     if step == "preprocess":
         from mlpipeline.steps import preprocess
@@ -74,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("step", choices=["ingest", "preprocess", "tune", "evaluate", "package", "label", "merge"])
     p.add_argument("--spec", help="URI of the spec as JSON (default: $MLPIPELINE_SPEC)")
     p.add_argument("--out", required=True, help="URI this step writes to")
+    p.add_argument(
+        "--keyed",
+        metavar="SPEC_KEY",
+        help="ingest: write to OUT-<key of SPEC_KEY and the data's fingerprint>, reusing an output there",
+    )
+    p.add_argument("--no-cache", action="store_true", help="ingest with --keyed: reuse no earlier output")
     for name in ("data", "preprocess", "tune", "evaluate"):
         p.add_argument(f"--{name}", help=f"URI of the {name} step's output")
     p.add_argument("--pipeline", default="pipeline")
@@ -114,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         result = {"ok": False, "message": str(exc), "gateFailed": code == EXIT_GATE}
     result["seconds"] = round(time.time() - started, 3)
     try:
-        artifacts.write_json(artifacts.join(args.out, RESULT_FILE), result)
+        # A reused output keeps the result it was made with; a keyed ingest that failed has no
+        # output of its own (it reports through its exit code and termination message).
+        if not result.get("cached") and not (args.keyed and not result["ok"]):
+            artifacts.write_json(artifacts.join(str(result.get("out", args.out)), RESULT_FILE), result)
     except OSError as exc:
         print(f"warning: cannot write {RESULT_FILE}: {exc}", file=sys.stderr)
     if not result["ok"]:

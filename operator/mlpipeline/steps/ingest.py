@@ -11,8 +11,9 @@ from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
 from mlpipeline import store
 from mlpipeline.api.models import ColumnType, MLPipelineSpec
+from mlpipeline.engine.plan import with_data
 from mlpipeline.monitoring.profile import profile_frame
-from mlpipeline.protocol import is_pattern
+from mlpipeline.protocol import is_pattern, keyed
 from mlpipeline.steps import artifacts, images
 from mlpipeline.steps.artifacts import StepError
 from mlpipeline.steps.split import PROVENANCE, scored_splits, trusted_rows
@@ -204,3 +205,16 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
         summary += f", {automatic} labeled by the model (they train, never score)"
     result = {"summary": summary, "rows": len(frame), "train": len(train), "test": len(test)}
     return result | {"partitions": len(read), "newest": read[-1], "autoLabels": automatic}
+
+
+def run_keyed(spec: MLPipelineSpec, out: str, spec_key: str, reuse: bool) -> dict[str, Any]:
+    """Ingest in a cluster: takes the data's fingerprint from a listing (names and ETags, or sizes
+    and modification times: no data is read), writes under ``out`` named by its key, and reports
+    the output an earlier run left there, when it finds one, without reading the data again."""
+    data = store.fingerprint(spec.data.uri, read=False)
+    target = keyed(out, with_data(spec_key, data))
+    earlier = store.finished(target) if reuse else None
+    if earlier is not None:
+        return {**earlier, "out": target, "data": data, "cached": True}
+    store.unfinish(target)
+    return {**run(spec, target), "out": target, "data": data, "cached": False}

@@ -14,6 +14,7 @@ from mlpipeline.protocol import METRICS_FILE, MODEL_EXPORT, model_tag
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.dataset import Dataset
 from mlpipeline.steps.evaluate import MODEL
+from mlpipeline.steps.report import REPORT
 
 BUNDLE = "bundle.joblib"
 
@@ -69,4 +70,6 @@ def run(
         artifacts.write_bytes(artifacts.join(out, MODEL_EXPORT), exported.read_bytes())
     info = {"tag": str(model.tag), "version": version, "artifact": artifacts.join(out, MODEL_EXPORT)}
     artifacts.write_json(artifacts.join(out, "model.json"), info)
-    return {"summary": f"BentoML model {model.tag}", **info}
+    # evaluate's figures again: the operator reads them here when a run reused evaluate's output
+    scored = {"metrics": report["metrics"], "report": artifacts.join(evaluate_uri, REPORT)}
+    return {"summary": f"BentoML model {model.tag}", **info, **scored}
