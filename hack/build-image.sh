@@ -157,6 +157,69 @@ EOF
   log "base root fs: $(du -sh "$BASE/rootfs" | cut -f1)"
 }
 
+# The runtime dependencies' inputs: a change of the code alone does not rebuild their layer.
+deps_key() {
+  { base_key; "$UV" --version; echo "extras=${MLP_IMAGE_EXTRAS:-}"; echo deps-v1
+    for f in pyproject.toml "$RECIPE/install.sh" "$SELF"; do printf '%s\0' "$f"; cat "$f"; done
+  } | sha
+}
+
+# Runs install.sh's PHASE in the root fs $1 with the project's sources in /tmp/src, then removes
+# what a container runtime provides at run time and the build's leftovers.
+install_phase() {
+  local rootfs=$1 phase=$2
+  mkdir -p "$rootfs/tmp/src" "$rootfs/tmp/bin"
+  source_files | tar -cf - -T - | tar -xf - -C "$rootfs/tmp/src"
+  cp "$RECIPE/install.sh" "$rootfs/tmp/install.sh"
+  cp "$UV" "$rootfs/tmp/bin/uv"
+  cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+  # This machine's way to PyPI for the build only (its CA bundle, a proxy, an index), not the image's.
+  local -a netenv=()
+  local ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt} var
+  [[ -f $ca ]] && cp "$ca" "$rootfs/tmp/build-ca.crt" && netenv+=(SSL_CERT_FILE=/tmp/build-ca.crt)
+  for var in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy \
+    UV_INDEX_URL UV_DEFAULT_INDEX UV_EXTRA_INDEX_URL UV_INDEX; do
+    [[ -n ${!var:-} ]] && netenv+=("$var=${!var}")
+  done
+  log "install.sh PHASE=$phase in the chroot (uv cache $CACHE/uv-cache)"
+  MOUNTS="$CACHE/uv-cache:/var/cache/uv" in_chroot "$rootfs" /usr/bin/env -i \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "${netenv[@]}" \
+    UV=/tmp/bin/uv UV_CACHE_DIR=/var/cache/uv EXTRAS="${MLP_IMAGE_EXTRAS:-}" PHASE="$phase" \
+    sh /tmp/install.sh /tmp/src >&2
+  rm -rf "$rootfs"/tmp/* "$rootfs"/tmp/.[!.]* "$rootfs/var/cache/uv" "$rootfs"/dev/* \
+    "$rootfs/etc/resolv.conf" "$rootfs/etc/hostname" "$rootfs/var/cache/ldconfig/aux-cache"
+}
+
+layer_tar() {  # DIR TAR: the files under DIR as a layer, reproducibly
+  tar --sort=name --numeric-owner --xattrs --xattrs-exclude='trusted.overlay.*' --format=posix \
+    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C "$1" -cf "$2" .
+}
+
+# The dependencies' layer, cached by deps_key: -> $DEPS/rootfs (its files) and $DEPS/layout (an OCI
+# layout holding that one layer).
+build_deps() {
+  local key; key=$(deps_key)
+  DEPS=$CACHE/deps-${key:0:16}
+  if [[ -d $DEPS/layout && -z ${MLP_IMAGE_FORCE:-} ]]; then log "dependencies' layer cached: $DEPS"; return; fi
+  build_base
+  rm -rf "$DEPS.tmp" && mkdir -p "$DEPS.tmp" "$CACHE/uv-cache"
+  log "copying the base root fs"
+  cp -a "$BASE/rootfs" "$DEPS.tmp/rootfs"
+  install_phase "$DEPS.tmp/rootfs" deps
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$DEPS.tmp/rootfs/etc/hosts"
+  [[ ! -s $DEPS.tmp/rootfs/etc/machine-id ]] || : >"$DEPS.tmp/rootfs/etc/machine-id"
+  log "dependencies' root fs: $(du -sh "$DEPS.tmp/rootfs" | cut -f1); packing their layer"
+  layer_tar "$DEPS.tmp/rootfs" "$DEPS.tmp/layer.tar"
+  umoci init --layout "$DEPS.tmp/layout"
+  umoci new --image "$DEPS.tmp/layout:deps"
+  log "umoci raw add-layer (gzip)"
+  umoci raw add-layer --image "$DEPS.tmp/layout:deps" \
+    --history.created_by "images/mlpipeline/install.sh PHASE=deps (hack/build-image.sh)" "$DEPS.tmp/layer.tar"
+  rm -f "$DEPS.tmp/layer.tar"
+  rm -rf "$DEPS" && mv "$DEPS.tmp" "$DEPS"
+  find "$CACHE" -maxdepth 1 -name 'deps-*' ! -name "deps-${key:0:16}" -exec rm -rf {} +
+}
+
 build() {
   mkdir -p "$CACHE" "$OUT"
   exec 9>"$CACHE/.lock"
@@ -172,45 +235,28 @@ build() {
     log "cached: $REPO:$ctag (inputs unchanged)"
   else
     local config; config=$(dockerfile_config) || die "cannot read the image config from $RECIPE/Dockerfile"
-    build_base
+    build_deps
     local work=$CACHE/work
-    rm -rf "$work" && mkdir -p "$work" "$CACHE/uv-cache"
-    local rootfs=$work/rootfs
-    log "copying the base root fs"
-    cp -a "$BASE/rootfs" "$rootfs"
-    mkdir -p "$rootfs/tmp/src" "$rootfs/tmp/bin"
-    source_files | tar -cf - -T - | tar -xf - -C "$rootfs/tmp/src"
-    cp "$RECIPE/install.sh" "$rootfs/tmp/install.sh"
-    cp "$UV" "$rootfs/tmp/bin/uv"
-    cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
-    # This machine's way to PyPI for the build only (its CA bundle, a proxy, an index), not the image's.
-    local -a netenv=()
-    local ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt} var
-    [[ -f $ca ]] && cp "$ca" "$rootfs/tmp/build-ca.crt" && netenv+=(SSL_CERT_FILE=/tmp/build-ca.crt)
-    for var in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy \
-      UV_INDEX_URL UV_DEFAULT_INDEX UV_EXTRA_INDEX_URL UV_INDEX; do
-      [[ -n ${!var:-} ]] && netenv+=("$var=${!var}")
-    done
-    log "install.sh in the chroot (uv cache $CACHE/uv-cache)"
-    MOUNTS="$CACHE/uv-cache:/var/cache/uv" in_chroot "$rootfs" /usr/bin/env -i \
-      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "${netenv[@]}" \
-      UV=/tmp/bin/uv UV_CACHE_DIR=/var/cache/uv EXTRAS="${MLP_IMAGE_EXTRAS:-}" sh /tmp/install.sh /tmp/src >&2
-    # What a container runtime provides at run time, or build leftovers.
-    rm -rf "$rootfs"/tmp/* "$rootfs"/tmp/.[!.]* "$rootfs/var/cache/uv" "$rootfs"/dev/* \
-      "$rootfs/etc/resolv.conf" "$rootfs/etc/hostname" "$rootfs/var/cache/ldconfig/aux-cache"
-    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$rootfs/etc/hosts"
-    [[ ! -s $rootfs/etc/machine-id ]] || : >"$rootfs/etc/machine-id"
-    local rootfs_bytes; rootfs_bytes=$(du -sb "$rootfs" | cut -f1)
-    log "root fs: $((rootfs_bytes / 1048576)) MiB; packing the layer"
-
+    rm -rf "$work" && mkdir -p "$work"/{upper,ovl,rootfs} "$CACHE/uv-cache"
+    # The project's layer is what its install changes over the dependencies' root fs: an overlay's
+    # upper directory, in a mount namespace of its own.
+    log "the project over the dependencies (overlay)"
+    unshare --mount --propagation private -- bash -euc '
+      mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4"
+      shift 4; "$@"' bash "$DEPS/rootfs" "$work/upper" "$work/ovl" "$work/rootfs" \
+      "$SELF" install-phase "$work/rootfs" project
+    if find "$work/upper" -type c -print -quit | grep -q .; then
+      die "the project's install removed files of the dependencies' layer (whiteouts in $work/upper)"
+    fi
+    local rootfs_bytes
+    rootfs_bytes=$(( $(du -sb "$DEPS/rootfs" | cut -f1) + $(du -sb "$work/upper" | cut -f1) ))
+    layer_tar "$work/upper" "$work/layer.tar"
+    log "project layer: $(( $(stat -c %s "$work/layer.tar") / 1024 )) KiB"
     local layout=$work/layout
-    tar --sort=name --numeric-owner --xattrs --format=posix \
-      --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-      -C "$rootfs" -cf "$work/layer.tar" .
-    umoci init --layout "$layout"
-    umoci new --image "$layout:$tag"
-    log "layer tar: $(( $(stat -c %s "$work/layer.tar") / 1048576 )) MiB; umoci raw add-layer (gzip)"
-    umoci raw add-layer --image "$layout:$tag" --history.created_by "images/mlpipeline/install.sh (hack/build-image.sh)" \
+    cp -a "$DEPS/layout" "$layout"
+    umoci tag --image "$layout:deps" "$tag"
+    umoci rm --image "$layout:deps"
+    umoci raw add-layer --image "$layout:$tag" --history.created_by "images/mlpipeline/install.sh PHASE=project (hack/build-image.sh)" \
       "$work/layer.tar"
     log "layer added; writing the config"
     local created; created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -299,6 +345,7 @@ check() {
 
 case ${1:-build} in
   build) build ;;
+  install-phase) shift; install_phase "$@" ;;  # build's own use: inside its overlay's namespace
   check) shift; check "$@" ;;
   *) die "usage: $0 [build|check [ARCHIVE]]" ;;
 esac
