@@ -23,6 +23,7 @@ from mlpipeline.steps.estimators import model_module
 from mlpipeline.store import StepError
 
 SHORT = 12
+LATEST = "latest-run"  # the id of the latest run started, whatever its outcome
 
 
 def resolve_data_uri(uri: str, manifest_dir: Path) -> str:
@@ -87,6 +88,11 @@ class LocalRunner:
         self.console = console
         self.bentoml_home = workdir.resolve() / "bentoml"
 
+    @property
+    def capture(self) -> str:
+        """Where the model servers write what they capture (serving/capture.py)."""
+        return str(self.root / "capture")
+
     def environment(self) -> dict[str, str]:
         return {**os.environ, "BENTOML_HOME": str(self.bentoml_home), "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -111,6 +117,7 @@ class LocalRunner:
             return outcome
         prints = fingerprints(self.spec, data_fp, self.name)
         version = run_id(self.spec, self.name, data_fp)
+        (self.root / LATEST).write_text(version)
         outs = {step: str(self.root / "steps" / f"{step}-{prints[step][:SHORT]}") for step in STEPS}
         cached = {step: self._cached(outs[step]) for step in STEPS}
         # Every step to run is forked at once, so later steps import their heavy modules meanwhile.
@@ -143,6 +150,20 @@ class LocalRunner:
             )
         )
         return outcome
+
+    def latest_run(self) -> str | None:
+        """The id of the latest run started here, whatever its outcome."""
+        path = self.root / LATEST
+        return (path.read_text().strip() or None) if path.exists() else None
+
+    def new_inputs(self) -> bool | None:
+        """Whether a run now would read other data (or spec) than the latest run: its id, made of
+        both, differs; None when the data cannot be read."""
+        try:
+            version = run_id(self.spec, self.name, store.fingerprint(self.spec.data.uri))
+        except StepError:
+            return None
+        return version != self.latest_run()
 
     @staticmethod
     def _cached(out: str) -> dict[str, Any] | None:
