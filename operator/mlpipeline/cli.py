@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.port or spec.serve.port,
         console,
         args.canary_load,
-        spec.monitoring.server_env(runner.name, str((runner.root / "capture").resolve())),
+        spec.monitoring.server_env(runner.name, runner.capture),
     )
     cycle = LocalCycle(runner, console) if args.watch else None
     if cycle:

@@ -5,7 +5,9 @@ its Jobs, and the manifest rules."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,12 +17,14 @@ from mlpipeline.api.manifest import ManifestError, parse_manifest
 from mlpipeline.api.models import LabelingSpec, LabelRoundPhase, MLPipelineSpec
 from mlpipeline.engine import labeling
 from mlpipeline.engine.reconcile import JobObservation
-from mlpipeline.engine.triggers import Listing
+from mlpipeline.engine.triggers import DriftLabels, Listing
 from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job
 from mlpipeline.labeling import tasks
 from mlpipeline.labeling.merge import merge
 from mlpipeline.labeling.select import Pick, Selection, class_caps, select, uncertainty
 from mlpipeline.protocol import stamp
+from mlpipeline.steps.artifacts import StepError
+from mlpipeline.steps.label import read_pool
 
 from tests.conftest import example
 
@@ -325,3 +329,82 @@ def test_a_person_may_retry_a_failed_round_at_once() -> None:
     down = JobObservation("x", status.round.id, failed=1, failed_reason="Failed", termination_message="down")
     status = labeling.decide(spec(), status, "v1", None, {"label": down}, T0).status
     assert labeling.decide(spec(), status, "v1", None, {}, T0, retry_now=True).create == ["label"]
+
+
+DRIFTED = DriftLabels("v1", "2026-11-25T10:30:00Z", "2026-11-25T12:00:00Z", "load=0.412 above 0.2")
+CAPTURE = "s3://bucket/mlp/team/sensors/capture"
+
+
+def test_drift_starts_a_round_over_the_capture_of_the_drifting_window() -> None:
+    plan = labeling.decide(spec(), None, "v1", None, {}, T0, drift=DRIFTED, capture=CAPTURE)
+    assert plan.create == ["label"] and plan.status and plan.status.round
+    current = plan.status.round
+    hours = [
+        "09",
+        "10",
+        "11",
+        "12",
+    ]  # from the hour before the window's start: a file is named after its first record
+    assert current.sources == [f"{CAPTURE}/version=v1/hour=2026-11-25T{h}/*.jsonl" for h in hours]
+    assert (current.served_from, current.served_to, current.model) == (DRIFTED.since, DRIFTED.until, "v1")
+    assert plan.status.processed is None  # the source files of spec.labeling stay as they were
+    assert "load=0.412" in plan.events[0].message and plan.events[0].reason == "LabelingStarted"
+    args = labeling.step_args(
+        "label", {"label": "out/l", "merge": "out/m"}, "sensors", current, "mlp-sensors:v1"
+    )
+    assert args[-4:] == ["--served-from", DRIFTED.since, "--served-to", DRIFTED.until]
+    other = labeling.decide(
+        spec(),
+        None,
+        "v1",
+        None,
+        {},
+        T0,
+        drift=replace(DRIFTED, until="2026-11-25T12:30:00Z"),
+        capture=CAPTURE,
+    )
+    assert other.status and other.status.round and other.status.round.id != current.id
+
+
+def test_a_drift_round_waits_for_the_round_under_way_and_is_retried_over_the_same_window() -> None:
+    listed = labeling.decide(spec(), None, "v1", listing("s3://b/unlabeled/1.csv"), {}, T0).status
+    assert listed and listed.round
+    held = labeling.decide(spec(), listed, "v1", None, {}, T0, drift=DRIFTED, capture=CAPTURE)
+    assert (
+        held.status and held.status.round and held.status.round.id == listed.round.id
+    )  # its own steps go on
+    assert held.status.round.served_from is None and not any(
+        e.reason == "LabelingStarted" for e in held.events
+    )
+    started = labeling.decide(spec(), None, "v1", None, {}, T0, drift=DRIFTED, capture=CAPTURE).status
+    assert started and started.round
+    down = JobObservation("x", started.round.id, failed=1, failed_reason="Failed", termination_message="down")
+    failed = labeling.decide(spec(), started, "v1", None, {"label": down}, T0).status
+    retried = labeling.decide(spec(), failed, "v1", None, {}, T0, retry_now=True).status
+    assert retried and retried.round and retried.round.attempt == 2
+    assert (retried.round.served_from, retried.round.served_to) == (DRIFTED.since, DRIFTED.until)
+    assert retried.round.sources == started.round.sources
+
+
+def captured(at: str, load: float) -> str:
+    return json.dumps(
+        {"at": at, "version": "v1", "features": {"load": load, "temp": 20.0}, "prediction": "no"}
+    )
+
+
+def test_a_drift_round_reads_only_the_records_served_in_its_window(tmp_path: Path) -> None:
+    hour = tmp_path / "capture" / "version=v1" / "hour=2026-11-25T11"
+    hour.mkdir(parents=True)
+    lines = [
+        captured("2026-11-25T10:59:59Z", 1.0),
+        captured("2026-11-25T11:10:00Z", 2.0),
+        captured("2026-11-25T12:00:01Z", 3.0),
+    ]
+    (hour / "server-1.jsonl").write_text("\n".join(lines) + "\n")
+    sources = labeling.capture_sources(
+        str(tmp_path / "capture"), "v1", "2026-11-25T11:00:00Z", "2026-11-25T12:00:00Z"
+    )
+    pool = read_pool(sources, ["load", "temp"], ("2026-11-25T11:00:00Z", "2026-11-25T12:00:00Z"))
+    assert pool["load"].tolist() == [2.0]
+    with pytest.raises(StepError, match="no served record was captured from 2026-11-25T13:00:00Z"):
+        read_pool(sources, ["load", "temp"], ("2026-11-25T13:00:00Z", "2026-11-25T14:00:00Z"))

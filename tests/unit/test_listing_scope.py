@@ -9,16 +9,23 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import fsspec.asyn
+import kopf
 import pytest
 from mlpipeline import listing, policy, store
 from mlpipeline.api.manifest import parse_spec
+from mlpipeline.api.models import FeatureDriftStatus, MLPipelineStatus, MonitoringStatus, RunStatus
+from mlpipeline.controller.cache import ClusterCache
+from mlpipeline.controller.reconciler import Reconciler
 from mlpipeline.engine import triggers
+from mlpipeline.kube.client import Kube
+from mlpipeline.kube.jobs import OperatorSettings
 from mlpipeline.listing import Scope, list_files, list_if_due
+from mlpipeline.protocol import stamp
 
 from tests.conftest import example
 
@@ -190,3 +197,29 @@ def test_a_listing_stops_at_its_deadline(tmp_path: Path) -> None:
     files(tmp_path / "team-a", 3)
     with pytest.raises(store.StepError, match=r"took longer than 0s"):
         store.bounded_partitions(f"file://{tmp_path}/team-a/*.csv", 10, 0.0)
+
+
+def test_the_operator_tells_new_data_for_due_drift_from_a_listing_within_its_scope(tmp_path: Path) -> None:
+    """Without onNewData, drift about to be acted on makes the operator list data.uri: a file
+    written since the latest run started is new data; data it may not list is not known."""
+    files(tmp_path / "team-a" / "data", 2)  # written an hour ago
+    spec = example("iris")["spec"]
+    spec["data"]["uri"] = f"file://{tmp_path}/team-a/data/month=*.csv"
+    spec["retrain"] = {"onDrift": {"sustained": "0s"}}
+    pipeline = parse_spec(spec)
+    settings = OperatorSettings(data_prefixes=(f"file://{tmp_path}/{{namespace}}/",))
+    operator = Reconciler(Kube(kopf.ConnectionInfo(server="http://127.0.0.1:9")), settings, ClusterCache())
+    now = datetime.now(UTC)
+    drifted = MonitoringStatus(
+        model_version="r1", threshold=0.2, features=[FeatureDriftStatus(name="x", value=0.5, drifted=True)]
+    )
+    status = MLPipelineStatus(
+        run=RunStatus(id="r1", trigger="create", started_at=stamp(now - timedelta(minutes=5))),
+        monitoring=drifted,
+    )
+    assert operator._new_data(pipeline, status, "team-a", now) is False
+    assert operator._new_data(pipeline, status, "team-b", now) is None  # outside team-b's prefix
+    calm = status.model_copy(update={"monitoring": MonitoringStatus(model_version="r1", threshold=0.2)})
+    assert operator._new_data(pipeline, calm, "team-a", now) is None  # no drift: nothing listed
+    (tmp_path / "team-a" / "data" / "month=002.csv").write_text("a,b\n3,4\n")
+    assert operator._new_data(pipeline, status, "team-a", now) is True

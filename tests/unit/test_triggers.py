@@ -16,7 +16,17 @@ from mlpipeline.api.models import (
     RunStatus,
 )
 from mlpipeline.controller.reconciler import trigger_of
-from mlpipeline.engine.triggers import Firing, Listing, decide, new_partitions
+from mlpipeline.engine.triggers import (
+    DriftContext,
+    DriftLabels,
+    Firing,
+    Listing,
+    TriggerPlan,
+    data_changed_since,
+    decide,
+    drift_due,
+    new_partitions,
+)
 
 from tests.conftest import example
 
@@ -240,3 +250,138 @@ def test_a_run_is_named_after_the_trigger_that_fired_even_after_a_spec_edit() ->
     assert trigger_of(status, 2, None) == "spec"
     assert trigger_of(status, 1, None) == "rerun"
     assert trigger_of(MLPipelineStatus(), 1, None) == "create"
+
+
+# Drift with no new data since the latest run: a labeling round or one skip, never a futile run.
+
+DRIFTING = RetrainSpec.model_validate({"onDrift": {"sustained": "2m"}, "cooldown": "1m"})
+NO_DATA = DriftContext(latest_run="r1", new_data=False)
+LABELING = DriftContext(latest_run="r1", new_data=False, labeling=True, window=3600)
+
+
+def looks(
+    spec: RetrainSpec,
+    context: DriftContext,
+    minutes: int,
+    status: RetrainStatus | None = None,
+    drift: MonitoringStatus | None = None,
+    start: datetime = T0,
+) -> tuple[RetrainStatus | None, list[TriggerPlan]]:
+    """The trigger engine looked at every minute for ``minutes`` minutes of drift from ``start``."""
+    plans = []
+    for minute in range(minutes):
+        plan = decide(
+            spec, status, False, start + timedelta(minutes=minute), drift or reading(x=0.5), None, context
+        )
+        plans.append(plan)
+        status = plan.status
+    return status, plans
+
+
+def test_drift_without_new_data_and_without_labeling_is_reported_once_and_starts_no_run() -> None:
+    status, plans = looks(DRIFTING, NO_DATA, 30)  # fifteen sustained periods, thirty cooldowns
+    assert not any(p.fired for p in plans)
+    events = [e for p in plans for e in p.events]
+    assert [e.reason for e in events] == ["RetrainSkipped"]
+    message = events[0].message
+    assert "x=0.500" in message and "persists with no new data since run r1" in message
+    assert "spec.labeling" in message and "onDrift" in message
+    assert status is not None and status.drift_without_new_data is not None
+    assert (
+        status.drift_without_new_data.message == message and status.drift_without_new_data.action == "skipped"
+    )
+    assert status.last is not None and status.last.action == "skipped" and status.last.reason == message
+    assert plans[2].events and not plans[1].events  # once sustained (2 minutes), not before
+
+
+def test_the_skip_is_said_again_only_after_drift_clears_and_comes_back() -> None:
+    status, _ = looks(DRIFTING, NO_DATA, 5)
+    calm = decide(DRIFTING, status, False, T0 + timedelta(minutes=6), reading(x=0.1), None, NO_DATA)
+    assert calm.status is not None and calm.status.drift_without_new_data is None
+    back, plans = looks(DRIFTING, NO_DATA, 5, calm.status, start=T0 + timedelta(minutes=7))
+    assert [e.reason for p in plans for e in p.events] == ["RetrainSkipped"]
+    assert back is not None and back.drift_without_new_data is not None
+
+
+def test_new_data_or_another_serving_version_makes_sustained_drift_count_again() -> None:
+    status, _ = looks(DRIFTING, NO_DATA, 5)
+    fresh = DriftContext(latest_run="r1", new_data=True)
+    later = T0 + timedelta(minutes=10)
+    run = decide(DRIFTING, status, False, later, reading(x=0.5), None, fresh)
+    assert run.fired is not None and run.fired.kind == "drift"  # drift has lasted: it fires at once
+    assert run.status is not None and run.status.drift_without_new_data is None
+    other = reading(x=0.5).model_copy(update={"model_version": "v2"})
+    again = DriftContext(latest_run="r1", new_data=False)
+    _, plans = looks(DRIFTING, again, 5, status, other, start=later)
+    assert [e.reason for p in plans for e in p.events] == ["RetrainSkipped"]
+
+
+def test_drift_with_new_data_or_unknown_data_runs_as_before() -> None:
+    for context in (DriftContext(latest_run="r1", new_data=True), DriftContext(latest_run="r1"), None):
+        first = decide(DRIFTING, None, False, T0, reading(x=0.5), None, context)
+        plan = decide(DRIFTING, first.status, False, T0 + timedelta(minutes=2), reading(x=0.5), None, context)
+        assert plan.fired is not None and plan.label is None, context
+        assert [e.reason for e in plan.events] == ["RetrainTriggered"]
+
+
+def test_with_labeling_drift_without_new_data_starts_one_round_over_the_drifted_window() -> None:
+    status, plans = looks(DRIFTING, LABELING, 30)
+    asked = [p.label for p in plans if p.label]
+    assert not any(p.fired for p in plans) and len(asked) == 1
+    # drift counted from minute 0, acted on at minute 2; the first drifted reading covered the hour before
+    assert asked[0] == DriftLabels("v1", "2026-11-25T00:30:00Z", "2026-11-25T01:32:00Z", asked[0].value)
+    assert "x=0.500" in asked[0].value
+    assert [e.reason for p in plans for e in p.events] == ["DriftLabeling"]
+    assert status is not None and status.last is not None and status.last.action == "labeling"
+    assert "asks people to label what changed" in (status.last.reason or "")
+
+
+def test_a_labeling_round_under_way_is_waited_for_instead_of_starting_another() -> None:
+    busy = DriftContext(latest_run="r1", new_data=False, labeling=True, round_under_way="abc", window=60)
+    status, plans = looks(DRIFTING, busy, 10)
+    assert not any(p.label or p.fired for p in plans)
+    events = [e for p in plans for e in p.events]
+    assert len(events) == 1 and "labeling round abc is under way" in events[0].message
+    assert status is not None and status.drift_without_new_data is not None
+
+
+def test_labeling_without_captured_records_falls_back_to_the_skip() -> None:
+    uncaptured = DriftContext(latest_run="r1", new_data=False, labeling=True, captured=False)
+    _, plans = looks(DRIFTING, uncaptured, 5)
+    events = [e for p in plans for e in p.events]
+    assert [e.reason for e in events] == ["RetrainSkipped"] and "sampleRate is 0" in events[0].message
+
+
+def test_with_on_new_data_the_listing_tells_whether_there_is_new_data() -> None:
+    spec = RetrainSpec.model_validate(
+        {"onDrift": {"sustained": "0s"}, "onNewData": {"interval": "1m", "settle": "2m", "minNewRows": 100}}
+    )
+    base = decide(spec, None, False, T0, None, listed("m=01")).status
+    skipped = decide(spec, base, False, T0, reading(x=0.5), None, DriftContext(new_data=True))
+    assert skipped.fired is None and [e.reason for e in skipped.events] == ["RetrainSkipped"]
+    few = decide(spec, base, False, T0, reading(x=0.5), listed("m=01", "m=02"))  # 80 < minNewRows
+    assert few.fired is not None and few.fired.kind == "drift"  # reads the new partition
+
+
+def test_a_drift_held_back_by_a_run_in_progress_is_skipped_as_before() -> None:
+    spec = RetrainSpec.model_validate({"onDrift": {"sustained": "0s"}})
+    plan = decide(spec, None, True, T0, reading(x=0.9), None, LABELING)
+    assert plan.label is None and plan.status is not None and plan.status.last is not None
+    assert "Forbid" in (plan.status.last.reason or "")
+
+
+def test_data_changed_since_the_latest_run_is_told_by_modification_times() -> None:
+    started = "2026-11-25T01:30:00Z"
+    assert data_changed_since(Listing([("a", EPOCH - 60)]), started) is False
+    assert data_changed_since(Listing([("a", EPOCH - 60), ("b", EPOCH + 5)]), started) is True
+    assert data_changed_since(Listing([], error="cannot list"), started) is None
+    assert data_changed_since(Listing([("a", EPOCH - 60)]), None) is None
+    assert data_changed_since(None, started) is None
+
+
+def test_drift_due_says_when_an_executor_must_look_at_the_data() -> None:
+    assert not drift_due(DRIFTING, None, reading(x=0.5), T0)
+    first = decide(DRIFTING, None, False, T0, reading(x=0.5)).status
+    assert not drift_due(DRIFTING, first, reading(x=0.5), T0 + timedelta(minutes=1))
+    assert drift_due(DRIFTING, first, reading(x=0.5), T0 + timedelta(minutes=2))
+    assert not drift_due(DRIFTING, first, reading(x=0.1), T0 + timedelta(minutes=2))

@@ -4,7 +4,8 @@ traffic like month 7's raises the drift of exactly the load; the drift trigger r
 partition and the new model is rolled out as a canary and promoted — real Ray Tune, BentoML
 servers, router and Prometheus. The schedule and new-data triggers likewise retrain on a month that
 landed and roll the new model out; a client of the announced port meanwhile gets every answer, and
-the canary's own load is never captured."""
+the canary's own load is never captured. Drift without a new month starts no run: it is said once,
+or, with spec.labeling, a labeling round takes the drifted served records."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from examples import make_data
 from tests.conftest import BIN, example, write_manifest
 
 
-def manifest(tmp: Path, retrain: dict[str, Any] | None = None) -> Path:
+def manifest(tmp: Path, retrain: dict[str, Any] | None = None, labeling: bool = False) -> Path:
     document = example("iris")
     document["metadata"]["name"] = "cycle"
     spec = document["spec"]
@@ -50,6 +51,9 @@ def manifest(tmp: Path, retrain: dict[str, Any] | None = None) -> Path:
         "drift": {"interval": "1s", "minSamples": 100, "threshold": 0.2},
     }
     spec["retrain"] = retrain or {"onDrift": {"sustained": "2s", "features": ["load"]}}
+    if labeling:  # rounds write labels-*.csv beside the months, which data.uri reads
+        spec["data"]["uri"] = str(tmp / "data" / "*.csv")
+        spec["labeling"] = {"source": str(tmp / "unlabeled" / "*.csv"), "into": str(tmp / "data")}
     return write_manifest(tmp / "cycle.yaml", document)
 
 
@@ -66,13 +70,16 @@ def wait_for_file(path: Path, what: str, check: Any, timeout: float, process: su
 
 
 @contextmanager
-def watching(tmp_path: Path, retrain: dict[str, Any] | None = None) -> Iterator[Watch]:
-    """`mlpipeline run --watch` of the cycle manifest (``retrain`` replacing its drift trigger) on
-    month 1, until its first model serves and answers; stopped on exit."""
+def watching(
+    tmp_path: Path, retrain: dict[str, Any] | None = None, labeling: bool = False
+) -> Iterator[Watch]:
+    """`mlpipeline run --watch` of the cycle manifest (``retrain`` replacing its drift trigger,
+    ``labeling``: with spec.labeling) on month 1, until its first model serves and answers;
+    stopped on exit."""
     make_data.write_month(1, tmp_path / "data")
     port = free_port()
     log_path = tmp_path / "watch.log"
-    document = manifest(tmp_path, retrain)
+    document = manifest(tmp_path, retrain, labeling)
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [str(BIN / "mlpipeline"), "run", "-f", str(document), "--workdir", str(tmp_path / "work"),
@@ -186,3 +193,46 @@ def test_a_client_of_the_announced_port_gets_every_answer_through_two_retrains(t
     # (10 requests/s during each rollout) nor of the sample predictions mlpipeline sends itself.
     lines = sum(len(f.read_text().splitlines()) for f in (watch.root / "capture").glob("version=*/*/*.jsonl"))
     assert 0 < lines <= stats.ok, (lines, stats.ok)
+
+
+def send_drifted_traffic(url: str) -> None:
+    """300 records of the changed month 7, whose load drifted; nothing of month 7 lands as data."""
+    records = make_data.sensor_month(make_data.DRIFT_MONTH).drop(columns="failed").to_dict(orient="records")
+    for i in range(0, 300, 10):
+        answer = httpx.post(f"{url}/predict", json={"records": records[i : i + 10]}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("labeling", [False, True], ids=["without-labeling", "with-labeling"])
+def test_drift_without_new_data_starts_no_run_and_says_so_once_or_asks_people(
+    tmp_path: Path, labeling: bool
+) -> None:
+    retrain = {"onDrift": {"sustained": "2s", "features": ["load"]}, "cooldown": "1s"}
+    with watching(tmp_path, retrain, labeling) as watch:
+        send_drifted_traffic(watch.url)
+        answered = watch.trigger("drift", timeout=60)
+        assert answered["action"] == ("labeling" if labeling else "skipped"), answered
+        assert answered["value"].startswith("load="), answered
+        if labeling:
+            current = wait_for_file(
+                watch.root / "labeling-status.json",
+                "the drift's labeling round waiting for people",
+                lambda s: (r := s.get("round") or {}).get("phase") == "AwaitingPeople" and r,
+                120,
+                watch.process,
+            )
+            assert current["servedFrom"] and current["model"] == watch.first, current
+            assert current["records"] == 300 and current["sentToPeople"] > 0, current  # every drifted record
+        time.sleep(10)  # ten cooldowns and five sustained periods of the same drift
+        assert watch.process.poll() is None
+        latest = (watch.root / "latest-run").read_text().strip()
+        status = json.loads((watch.root / "retrain-status.json").read_text())
+    output = watch.log.read_text()
+    assert latest == watch.first, "a run started although no data changed"
+    assert "retraining (drift)" not in output and "RetrainTriggered" not in output, output[-3000:]
+    reason = "DriftLabeling" if labeling else "RetrainSkipped"
+    assert output.count(reason) == 1, output[-3000:]
+    message = status["driftWithoutNewData"]["message"]
+    assert "persists with no new data since run" in message, message
+    if not labeling:
+        assert "spec.labeling" in message and "onDrift off" in message, message

@@ -1256,8 +1256,11 @@ class TriggerRecord(StatusModel):
     kind: str = Field(description="schedule, data or drift")
     value: str = Field(description="What fired: the scheduled time, or the drifted features and values.")
     at: str = Field(description="When the operator acted on it.")
-    action: Literal["started", "skipped"]
-    reason: str | None = Field(default=None, description="Why it was skipped.")
+    action: Literal["started", "skipped", "labeling"] = Field(
+        description="started a run; skipped it; labeling: drift without new data asked people to "
+        "label the drifted served records instead of retraining on the same data"
+    )
+    reason: str | None = Field(default=None, description="Why it was skipped, or why labeling.")
 
 
 class DataStatus(StatusModel):
@@ -1270,6 +1273,16 @@ class DataStatus(StatusModel):
     )
     pending: list[str] = Field(default_factory=list, description="New partitions not yet trained on.")
     message: str | None = Field(default=None, description="Why pending partitions wait, or a listing error.")
+
+
+class DriftAnswer(StatusModel):
+    """How sustained drift without new data was answered."""
+
+    version: str | None = Field(default=None, description="The serving version that drifted.")
+    run: str | None = Field(default=None, description="The latest run then (its inputs are unchanged).")
+    at: str
+    action: Literal["labeling", "skipped"]
+    message: str = Field(description="That drift persists, and what to do.")
 
 
 class RetrainStatus(StatusModel):
@@ -1285,6 +1298,12 @@ class RetrainStatus(StatusModel):
     )
     data: DataStatus | None = None
     last: TriggerRecord | None = None
+    drift_without_new_data: DriftAnswer | None = Field(
+        default=None,
+        description="Sustained drift with no new data since the latest run, answered once (a labeling "
+        "round, or a skip) instead of rerunning the same inputs; cleared by new data, a run, a new "
+        "serving version, or drift that clears.",
+    )
 
 
 class FeatureDriftStatus(StatusModel):
@@ -1323,6 +1342,12 @@ class LabelRound(StatusModel):
     deadline: str | None = Field(default=None, description="When the round stops waiting for people.")
     finished_at: str | None = None
     sources: list[str] = Field(default_factory=list, description="The unlabeled files of the round.")
+    served_from: str | None = Field(
+        default=None,
+        description="A round started by drift: only served records captured from this time (the "
+        "sources are the serving capture's hours) ...",
+    )
+    served_to: str | None = Field(default=None, description="... to this time.")
     records: int | None = None
     auto_labeled: int | None = Field(default=None, description="Labeled by the model (confident).")
     sent_to_people: int | None = Field(default=None, description="Uncertain records sent to people.")

@@ -53,8 +53,16 @@ from mlpipeline.kube.jobs import (
 from mlpipeline.kube.observe import observe_job
 from mlpipeline.kube.patch import merge_patch
 from mlpipeline.kube.rayjob import RAY_API, RAYJOB, build_tune_rayjob, is_active, observe_rayjob
-from mlpipeline.listing import Scope, list_if_due, list_sources_if_due
-from mlpipeline.protocol import RERUN_ANNOTATION, RUN_LABEL, STEP_LABEL, parse_stamp, stamp, steps_root
+from mlpipeline.listing import Scope, list_files, list_if_due, list_sources_if_due
+from mlpipeline.protocol import (
+    RERUN_ANNOTATION,
+    RUN_LABEL,
+    STEP_LABEL,
+    capture_uri,
+    parse_stamp,
+    stamp,
+    steps_root,
+)
 
 log = logging.getLogger("mlpipeline.operator")
 
@@ -237,7 +245,12 @@ class Reconciler:
             spec, namespace, name, status.serving, status.monitoring, now
         )
         listing, list_again = list_if_due(spec, status.retrain, now, self._scope(namespace))
-        retrain = triggers.decide(spec.retrain, status.retrain, busy, now, status.monitoring, listing)
+        latest = status.run.id if status.run else None
+        fresh = self._new_data(spec, status, namespace, now)
+        context = triggers.DriftContext.of(spec, status.labeling, latest, fresh)
+        retrain = triggers.decide(
+            spec.retrain, status.retrain, busy, now, status.monitoring, listing, context
+        )
         status.retrain = retrain.status
         current = run_id(spec, name, rerun=rerun_token(annotations.get(RERUN_ANNOTATION), retrain.status))
         all_jobs = self.cache.jobs(namespace, name)
@@ -281,7 +294,7 @@ class Reconciler:
             new.model = model_status(spec, current, artifact, scored)
         if new.phase == DONE_PHASE and spec.serve.enabled:
             self._serve(body, spec, current, decision, now, status)
-        labeling, label_again = self._label(body, spec, status.labeling, new, all_jobs, now)
+        labeling, label_again = self._label(body, spec, status.labeling, new, all_jobs, now, retrain.label)
         new.labeling = labeling.status
         decision.events.extend(labeling.events)
         if not self._apply(body, spec, current, decision, status, recorded):
@@ -296,6 +309,18 @@ class Reconciler:
                 self.wake_later(namespace, name, seconds + 0.5)
         self.phases.set((namespace, name), new.phase)
         return "ok"
+
+    def _new_data(
+        self, spec: MLPipelineSpec, status: MLPipelineStatus, namespace: str, now: datetime
+    ) -> bool | None:
+        """For drift about to be acted on without onNewData (whose own listing tells): whether a
+        file of spec.data.uri was written since the latest run started, from a listing within the
+        namespace's data prefixes; None when it may not or cannot be listed (drift then runs)."""
+        retrain = spec.retrain
+        if retrain.on_new_data or not triggers.drift_due(retrain, status.retrain, status.monitoring, now):
+            return None
+        listing = list_files(spec.data.uri, "spec.data.uri", scope=self._scope(namespace))
+        return triggers.data_changed_since(listing, status.run.started_at if status.run else None)
 
     def _scope(self, namespace: str) -> Scope:
         """What the operator may list, with its own credentials, for the namespace's pipelines."""
@@ -371,9 +396,11 @@ class Reconciler:
         status: MLPipelineStatus,
         all_jobs: list[dict[str, Any]],
         now: datetime,
+        drift: triggers.DriftLabels | None,
     ) -> tuple[labeling.LabelingPlan, float | None]:
-        """The labeling round: started when new source files settled and a model serves, moved on
-        by its Jobs, which it creates."""
+        """The labeling round: started when new source files settled and a model serves, or when
+        the drift trigger asks for one over the drifted served records (``drift``), moved on by
+        its Jobs, which it creates."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         listing, again = list_sources_if_due(spec, recorded, now, self._scope(namespace))
@@ -384,7 +411,10 @@ class Reconciler:
         current = recorded.round if recorded else None
         jobs = [j for j in all_jobs if j["metadata"]["labels"].get(STEP_LABEL) in LABEL_STEPS]
         observed = self._observe(namespace, name, current.id, jobs) if current else {}
-        plan = labeling.decide(spec.labeling, recorded, model, listing, observed, now)
+        capture = capture_uri(artifacts_base(spec, self.settings), namespace, name)
+        plan = labeling.decide(
+            spec.labeling, recorded, model, listing, observed, now, drift=drift, capture=capture
+        )
         round_now = plan.status.round if plan.status else None
         for step in plan.create:
             assert round_now is not None

@@ -2,6 +2,8 @@
 runner. A round takes the unlabeled source files that have settled since the last round, with the
 model that serves now; it runs the ``label`` step (predict, pick, send tasks to people), then the
 ``merge`` step (wait for people, write the labeled partition). One round at a time per pipeline.
+A round asked for by drift with no new data (engine/triggers.py) takes instead the serving
+capture's records of the drifting window: the capture's hours it spans, read from and to its times.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from mlpipeline.api.models import LabelingSpec, LabelingStatus, LabelRound, Labe
 from mlpipeline.engine.event import Event
 from mlpipeline.engine.plan import digest
 from mlpipeline.engine.reconcile import JobObservation, failure_message
-from mlpipeline.engine.triggers import Listing, settled_after
+from mlpipeline.engine.triggers import DriftLabels, Listing, round_under_way, settled_after
 from mlpipeline.protocol import RUN_ID_LENGTH, parse_stamp, stamp
 
 LABEL_STEPS = ("label", "merge")
@@ -35,8 +37,22 @@ COUNTED = {
 ATTEMPTS = 3  # a failed round is tried again over the same files, this many times in all
 
 
-def round_id(sources: list[str], model: str, attempt: int = 1) -> str:
-    return digest({"sources": sources, "model": model, "attempt": attempt})[:RUN_ID_LENGTH]
+def round_id(sources: list[str], model: str, attempt: int = 1, served: tuple[str, str] | None = None) -> str:
+    named = {"sources": sources, "model": model, "attempt": attempt} | ({"served": served} if served else {})
+    return digest(named)[:RUN_ID_LENGTH]
+
+
+def capture_sources(capture: str, version: str, since: str, until: str) -> list[str]:
+    """The capture files that may hold the records ``version`` served from ``since`` to ``until``:
+    one pattern per hour partition (a file is named after the hour of its first record, so the
+    hour before ``since`` is included)."""
+    hour = parse_stamp(since).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    last = parse_stamp(until)
+    sources = []
+    while hour <= last:
+        sources.append(f"{capture.rstrip('/')}/version={version}/hour={hour:%Y-%m-%dT%H}/*.jsonl")
+        hour += timedelta(hours=1)
+    return sources
 
 
 @dataclass
@@ -47,15 +63,31 @@ class LabelingPlan:
     wake_after: float | None = None  # seconds until a failed round is tried again
 
 
-def start(spec: LabelingSpec, sources: list[str], model: str, now: datetime, attempt: int = 1) -> LabelRound:
+def start(
+    spec: LabelingSpec,
+    sources: list[str],
+    model: str,
+    now: datetime,
+    attempt: int = 1,
+    served: tuple[str, str] | None = None,
+) -> LabelRound:
+    """``served``: a drift round's window, from and to (RFC 3339)."""
     return LabelRound(
-        id=round_id(sources, model, attempt),
+        id=round_id(sources, model, attempt, served),
         attempt=attempt,
         model=model,
         started_at=stamp(now),
         deadline=stamp(now + timedelta(seconds=parse_duration(spec.deadline))),
         sources=sources,
+        served_from=served[0] if served else None,
+        served_to=served[1] if served else None,
     )
+
+
+def served_window(current: LabelRound) -> tuple[str, str] | None:
+    if current.served_from and current.served_to:
+        return current.served_from, current.served_to
+    return None
 
 
 def step_args(
@@ -80,6 +112,9 @@ def step_args(
         ]
         for source in current.sources:
             args += ["--source", source]
+        window = served_window(current)
+        if window:
+            args += ["--served-from", window[0], "--served-to", window[1]]
     else:
         args += ["--proposal", outs["label"], "--started", current.started_at or ""]
     return args
@@ -152,10 +187,14 @@ def decide(
     jobs: dict[str, JobObservation],
     now: datetime,
     retry_now: bool = False,
+    drift: DriftLabels | None = None,
+    capture: str | None = None,
 ) -> LabelingPlan:
     """``model``: the version serving now (None: nothing serves yet); ``listing``: the source files
     when they were listed in this reconciliation; ``jobs``: the Jobs of status.labeling.round;
-    ``retry_now``: a failed round is tried again without waiting for its time (asked by a person)."""
+    ``retry_now``: a failed round is tried again without waiting for its time (asked by a person);
+    ``drift``: a round the drift trigger asked for (TriggerPlan.label), over ``capture`` (where the
+    model servers write what they capture)."""
     if spec is None:
         return LabelingPlan(None)
     new = (status or LabelingStatus()).model_copy(deep=True)
@@ -168,10 +207,20 @@ def decide(
         wait = 0.0 if retry_now else (parse_stamp(current.retry_at) - now).total_seconds()
         if wait > 0:
             return LabelingPlan(new, wake_after=wait)
-        new.round = start(spec, current.sources, model, now, current.attempt + 1)
+        new.round = start(spec, current.sources, model, now, current.attempt + 1, served_window(current))
         message = f"round {new.round.id}: attempt {new.round.attempt} over the files of round {current.id}"
         return LabelingPlan(new, ["label"], [Event("Normal", "LabelingRetried", message)])
     plan = LabelingPlan(new)
+    if drift is not None and capture is not None and round_under_way(new) is None:
+        sources = capture_sources(capture, drift.version, drift.since, drift.until)
+        new.round = start(spec, sources, drift.version, now, served=(drift.since, drift.until))
+        plan.create.append("label")
+        message = (
+            f"round {new.round.id}: the records model {drift.version} served from {drift.since} to "
+            f"{drift.until}, when it drifted ({drift.value})"
+        )
+        plan.events.append(Event("Normal", "LabelingStarted", message))
+        return plan
     if listing is None:
         return plan
     _from_listing(spec, new, model, listing, now, plan)

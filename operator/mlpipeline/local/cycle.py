@@ -4,13 +4,15 @@ server's drift (its POST /drift) every few seconds; when a trigger fires, the pi
 while the old model keeps serving, and a new model is then rolled out as a canary. What fired is
 kept in <workdir>/<pipeline>/retrain-status.json, so a restarted `--watch` fires nothing twice.
 With spec.labeling, new unlabeled files are labeled in rounds in the background by the serving
-model (`mlpipeline label`'s steps); a round's partition is new data for spec.retrain.onNewData."""
+model (`mlpipeline label`'s steps); a round's partition is new data for spec.retrain.onNewData.
+Drift with no new data since the latest run starts no run (it would train the same model): the
+engine asks for a labeling round over the drifted served records instead, or says so once."""
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,24 +75,32 @@ class LocalCycle:
         listing, _ = list_if_due(spec, recorded, now)
         threshold = spec.monitoring.drift.threshold
         drift = drift_of(stable_url, threshold) if stable_url and spec.retrain.on_drift else None
-        plan = triggers.decide(spec.retrain, recorded, False, now, drift, listing)
+        # a fingerprint of the data only when drift is to be acted on
+        fresh = self.runner.new_inputs() if triggers.drift_due(spec.retrain, recorded, drift, now) else None
+        rounds = LocalLabeling(self.runner, self.console).load() if spec.labeling else None
+        context = triggers.DriftContext.of(spec, rounds, self.runner.latest_run(), fresh)
+        if context.round_under_way is None and self._labeling and self._labeling.is_alive():
+            context = replace(context, round_under_way="(being started)")  # not recorded yet
+        plan = triggers.decide(spec.retrain, recorded, False, now, drift, listing, context)
         if plan.status is not None:
             self.state.parent.mkdir(parents=True, exist_ok=True)
             self.state.write_text(plan.status.model_dump_json(by_alias=True, indent=2))
         return plan
 
-    def label(self, stable: str) -> None:
+    def label(self, stable: str, drift: triggers.DriftLabels | None = None) -> None:
         """With spec.labeling: a labeling round over new source files, by the serving model, in the
-        background (it waits for people); its partition is new data for the next look."""
+        background (it waits for people); its partition is new data for the next look. ``drift``:
+        the round the drift trigger asked for instead, over the drifted served records."""
         labeling = self.runner.spec.labeling
         if labeling is None or (self._labeling and self._labeling.is_alive()):
             return
-        if time.monotonic() < self._next_listing:
+        if drift is None and time.monotonic() < self._next_listing:
             return
-        self._next_listing = time.monotonic() + parse_duration(labeling.interval)
+        if drift is None:
+            self._next_listing = time.monotonic() + parse_duration(labeling.interval)
         rounds = LocalLabeling(self.runner, self.console)
-        tag = model_tag(self.runner.name, stable)
-        self._labeling = threading.Thread(target=rounds.round, args=(tag, True), daemon=True)
+        tag = model_tag(self.runner.name, drift.version if drift else stable)
+        self._labeling = threading.Thread(target=rounds.round, args=(tag, True, drift), daemon=True)
         self._labeling.start()
 
     def check(self, stable_url: str, stable: str) -> bool:
@@ -98,10 +108,10 @@ class LocalCycle:
         if time.monotonic() < self._next:
             return False
         self._next = time.monotonic() + self.every
-        self.label(stable)
         plan = self.look(stable_url)
         for event in plan.events:
             self.console.print(f"[bold]{event.reason}[/] {event.message}", soft_wrap=True)
+        self.label(stable, plan.label)
         if plan.fired is None:
             return False
         self.console.print(f"[bold]retraining[/] ({plan.fired.kind}) while {stable} serves")

@@ -15,6 +15,7 @@ from rich.console import Console
 from mlpipeline.api.models import LabelingStatus, LabelRound, LabelRoundPhase
 from mlpipeline.engine import labeling
 from mlpipeline.engine.reconcile import JobObservation
+from mlpipeline.engine.triggers import DriftLabels
 from mlpipeline.listing import list_files
 from mlpipeline.local.runner import LocalRunner, StepOutcome
 from mlpipeline.protocol import version_of
@@ -45,10 +46,13 @@ class LocalLabeling:
         last = self.runner.root / "last-run.json"
         return str(json.loads(last.read_text())["model"]) if last.exists() else None
 
-    def round(self, model: str | None = None, background: bool = False) -> LabelRound | None:
+    def round(
+        self, model: str | None = None, background: bool = False, drift: DriftLabels | None = None
+    ) -> LabelRound | None:
         """Runs one round over the source files not labeled yet with ``model`` (default: the last
         run's); None when there are none. ``background``: from `run --watch` while the model
-        serves: files count once settled, and nothing is said when there is nothing to do."""
+        serves: files count once settled, and nothing is said when there is nothing to do.
+        ``drift``: instead, the round the drift trigger asked for, over the drifted served records."""
         spec = self.runner.spec
         assert spec.labeling is not None
         tag = model or self.model()
@@ -57,10 +61,18 @@ class LocalLabeling:
             return None
         # asked for now, label what is there; in the background, wait for files to settle
         wanted = spec.labeling if background else spec.labeling.model_copy(update={"settle": "0s"})
-        listing = list_files(spec.labeling.source, "spec.labeling.source")
+        listing = None if drift else list_files(spec.labeling.source, "spec.labeling.source")
         now = datetime.now(UTC)
         plan = labeling.decide(
-            wanted, self.load(), version_of(tag), listing, {}, now, retry_now=not background
+            wanted,
+            self.load(),
+            version_of(tag),
+            listing,
+            {},
+            now,
+            retry_now=not background,
+            drift=drift,
+            capture=self.runner.capture,
         )
         status = plan.status
         assert status is not None
@@ -70,6 +82,7 @@ class LocalLabeling:
                 self.console.print(status.message or f"nothing new to label in {spec.labeling.source}")
             self.save(status)
             return None
+        self.save(status)  # the round is under way from now on (the drift trigger reads it)
         self._tell(plan)
         while plan.create:
             step = plan.create[0]

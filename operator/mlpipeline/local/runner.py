@@ -22,6 +22,8 @@ from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, keyed, mode
 from mlpipeline.steps.estimators import model_module
 from mlpipeline.store import StepError
 
+LATEST = "latest-run"  # the id of the latest run started, whatever its outcome
+
 
 def resolve_data_uri(uri: str, manifest_dir: Path) -> str:
     """A plain relative path in ``spec.data.uri`` is relative to the manifest's folder."""
@@ -87,6 +89,11 @@ class LocalRunner:
         self.bentoml_home = workdir.resolve() / "bentoml"
         self.reuse = spec.steps.cache and not no_cache  # else every step runs, writing where it would
 
+    @property
+    def capture(self) -> str:
+        """Where the model servers write what they capture (serving/capture.py)."""
+        return str(self.root / "capture")
+
     def environment(self) -> dict[str, str]:
         return {**os.environ, "BENTOML_HOME": str(self.bentoml_home), "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -111,6 +118,7 @@ class LocalRunner:
             return outcome
         prints = fingerprints(self.spec, data_fp, self.name)
         version = run_id(self.spec, self.name, data_fp)
+        (self.root / LATEST).write_text(version)
         outs = {step: keyed(str(self.root / "steps" / step), prints[step]) for step in STEPS}
         cached = {step: store.finished(outs[step]) if self.reuse else None for step in STEPS}
         # Every step to run is forked at once, so later steps import their heavy modules meanwhile.
@@ -148,6 +156,20 @@ class LocalRunner:
             )
         )
         return outcome
+
+    def latest_run(self) -> str | None:
+        """The id of the latest run started here, whatever its outcome."""
+        path = self.root / LATEST
+        return (path.read_text().strip() or None) if path.exists() else None
+
+    def new_inputs(self) -> bool | None:
+        """Whether a run now would read other data (or spec) than the latest run: its id, made of
+        both, differs; None when the data cannot be read."""
+        try:
+            version = run_id(self.spec, self.name, store.fingerprint(self.spec.data.uri))
+        except StepError:
+            return None
+        return version != self.latest_run()
 
     def fork(self, step: str) -> StepProcess:
         """The step's process, forked ahead of its turn."""

@@ -60,8 +60,9 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         from mlpipeline.steps import label
 
         if step == "label":
+            served = (args.served_from, args.served_to) if args.served_from and args.served_to else None
             return label.propose(
-                spec, args.pipeline, args.model, args.model_uri, args.source, args.round, args.out
+                spec, args.pipeline, args.model, args.model_uri, args.source, args.round, args.out, served
             )
         return label.merge(spec, args.pipeline, args.proposal, args.out, args.started)
     from mlpipeline.steps import package
@@ -92,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
     labeling.add_argument("--model-uri", help="label: its export in the artifact store")
     labeling.add_argument("--source", action="append", default=[], help="label: an unlabeled file (repeat)")
     labeling.add_argument("--round", help="label: the round's id")
+    labeling.add_argument("--served-from", help="label: only captures made from this time (a drift round)")
+    labeling.add_argument("--served-to", help="label: ... to this time")
     labeling.add_argument("--proposal", help="merge: URI of the label step's output")
     labeling.add_argument(
         "--started", help="merge: the round's start (RFC 3339), where its deadline counts from"

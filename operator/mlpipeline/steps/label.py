@@ -26,7 +26,7 @@ from mlpipeline.labeling import tasks
 from mlpipeline.labeling.desk import desk_for
 from mlpipeline.labeling.merge import merge as merge_labels
 from mlpipeline.labeling.select import Pick, Selection, select
-from mlpipeline.protocol import parse_stamp
+from mlpipeline.protocol import is_pattern, parse_stamp
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 from mlpipeline.steps.ingest import data_format, read_data
@@ -43,20 +43,39 @@ def labeling_of(spec: MLPipelineSpec) -> LabelingSpec:
     return spec.labeling
 
 
-def read_source(uri: str) -> pd.DataFrame:
+def read_source(uri: str, served: tuple[str, str] | None = None) -> pd.DataFrame:
     """One source file: CSV or Parquet, or JSON Lines whose objects are records or captures
-    (``{"features": {...}, ...}``, as the model servers write them)."""
+    (``{"features": {...}, "at": ...}``, as the model servers write them); ``served``: only the
+    captures made from and to these times (RFC 3339)."""
     if uri.lower().endswith((".jsonl", ".ndjson", ".json")):
         try:
             lines = [json.loads(line) for line in artifacts.read_bytes(uri).splitlines() if line.strip()]
         except ValueError as exc:
             raise StepError(f"{uri}: not JSON Lines: {exc}") from None
+        if served:
+            start, end = (parse_stamp(t) for t in served)
+            lines = [line for line in lines if "at" in line and start <= parse_stamp(line["at"]) <= end]
         return pd.DataFrame.from_records([line.get("features", line) for line in lines])
     return read_data(uri, data_format(uri, None))
 
 
-def read_pool(sources: list[str], features: list[str]) -> pd.DataFrame:
-    frames = [read_source(uri) for uri in sources]
+def expand(sources: list[str]) -> list[str]:
+    """The files of the sources: a pattern (a drift round's capture hours) stands for the files it
+    matches, none for an hour nothing was captured in."""
+    files: list[str] = []
+    for uri in sources:
+        files += [p.uri for p in store.partitions(uri)] if is_pattern(uri) else [uri]
+    return files
+
+
+def read_pool(sources: list[str], features: list[str], served: tuple[str, str] | None = None) -> pd.DataFrame:
+    files = expand(sources)
+    frames = [frame for uri in files if not (frame := read_source(uri, served)).empty]
+    if served and not frames:
+        raise StepError(
+            f"no served record was captured from {served[0]} to {served[1]} in {', '.join(sources)} "
+            f"(spec.monitoring.capture.sampleRate)"
+        )
     pool = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=features)
     missing = [f for f in features if f not in pool.columns]
     if missing:
@@ -80,12 +99,14 @@ def propose(
     sources: list[str],
     round_id: str,
     out: str,
+    served: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``served``: a drift round's window (only the captures made from and to these times)."""
     from mlpipeline.serving.bundle import load_bundle
 
     labeling = labeling_of(spec)
     version, bundle = load_bundle(model_tag, model_uri)
-    pool = read_pool(sources, list(bundle.features))
+    pool = read_pool(sources, list(bundle.features), served)
     records = pool.to_dict("records")
     answers = bundle.predict(records)
     classes = [str(c) for c in bundle.classes]
