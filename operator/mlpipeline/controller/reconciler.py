@@ -72,6 +72,13 @@ def trigger_of(status: MLPipelineStatus, generation: int | None, fired: Firing |
     return "spec" if status.run.generation != generation else "rerun"
 
 
+def serving_version(spec: MLPipelineSpec, status: MLPipelineStatus, run: str) -> str | None:
+    """The version that serves, which a run's evaluate measures beside its model; None if none
+    serves or it is the run's own."""
+    stable = status.serving.stable if spec.serve.enabled and status.serving else None
+    return stable if stable != run else None
+
+
 def rerun_token(annotation: str | None, retrain: RetrainStatus | None) -> str | None:
     """What besides the spec makes a run new: the rerun annotation and the last trigger that fired."""
     parts = [p for p in (annotation, retrain.token if retrain else None) if p]
@@ -404,7 +411,7 @@ class Reconciler:
         announces that someone removed them). ``recorded``: the status before this reconciliation."""
         meta = body["metadata"]
         status = decision.status
-        plan, refused = self.serving.reconcile(body, spec, status.serving, run, now)
+        plan, refused = self.serving.reconcile(body, spec, status.serving, run, now, status.model)
         if refused:
             message = (
                 f"serving refused: {'; '.join(refused)}. The operator does not change or delete objects "
@@ -441,6 +448,7 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         on_ray = spec.train.distributed is not None and self._kuberay()
+        serving = serving_version(spec, decision.status, run)
         for step in decision.create:
             if step == "tune" and on_ray:
                 self._create(
@@ -462,6 +470,7 @@ class Reconciler:
                 run=run,
                 step=step,
                 settings=self.settings,
+                serving=serving if step == "evaluate" else None,
             )
             self._create(job)
         for job_name in decision.delete:

@@ -87,6 +87,8 @@ class StepInvocation:
     run: str
     version: str
     spec_uri: str | None = None
+    serving: str | None = None  # evaluate: the BentoML tag of the model that serves, if one does
+    serving_uri: str | None = None  # ... and its export, for a pod whose model store lacks it
 
     def args(self) -> list[str]:
         """Arguments of ``python -m mlpipeline.steps`` (Job container and local subprocess)."""
@@ -95,6 +97,10 @@ class StepInvocation:
             argv += ["--spec", self.spec_uri]
         for producer in INPUTS[self.step]:
             argv += [INPUT_FLAG[producer], self.inputs[producer]]
+        if self.step == "evaluate" and self.serving:
+            argv += ["--serving", self.serving]
+            if self.serving_uri:
+                argv += ["--serving-uri", self.serving_uri]
         if self.step == "package":
             argv += ["--pipeline", self.pipeline, "--run", self.run, "--version", self.version]
         return argv

@@ -13,6 +13,7 @@ from mlpipeline.engine.plan import STEPS, StepInvocation
 from mlpipeline.protocol import (
     ARTIFACTS_MOUNT,
     COMPONENT_LABEL,
+    MODEL_EXPORT,
     PERMANENT_EXIT_CODES,
     PIPELINE_LABEL,
     RUN_LABEL,
@@ -140,6 +141,14 @@ def step_outputs(
     return {step: step_output(base, namespace, pipeline, run, step) for step in STEPS}
 
 
+def serving_export(
+    settings: OperatorSettings, spec: MLPipelineSpec, namespace: str, pipeline: str, version: str
+) -> str:
+    """Where a packaged version's model export lies, which its model pods import."""
+    package = step_output(artifacts_base(spec, settings), namespace, pipeline, version, "package")
+    return f"{package}/{MODEL_EXPORT}"
+
+
 def _resources(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
     if step != "tune":
         return {"requests": dict(SMALL_STEP), "limits": {"memory": SMALL_STEP["memory"]}}
@@ -194,12 +203,16 @@ def build_step_job(
     args: list[str] | None = None,
     timeout: float | None = None,
     env: list[dict[str, Any]] | None = None,
+    serving: str | None = None,
 ) -> dict[str, Any]:
     """The Job that runs one step of one run (or of one labeling round, whose ``args`` and
-    ``timeout`` are given)."""
+    ``timeout`` are given). ``serving``: the version that serves, which evaluate measures beside
+    the new model."""
     if args is None:
         outputs = step_outputs(settings, spec, namespace, pipeline, run)
-        args = StepInvocation(step, outputs[step], outputs, pipeline, run, run).args()
+        export = serving_export(settings, spec, namespace, pipeline, serving) if serving else None
+        tag = model_tag(pipeline, serving) if serving else None
+        args = StepInvocation(step, outputs[step], outputs, pipeline, run, run, None, tag, export).args()
     step_labels = labels(pipeline, run, step)
     pod_labels = {**step_labels, **spec.steps.pod_labels}
     if spec.train.queue:
