@@ -93,8 +93,12 @@ def test_one_distribution_sampled_twice_exceeds_the_chance_shift_about_one_time_
     assert over / trials < 0.03, over / trials
 
 
-def baseline(score: float | None, candidate: float | None, metric: str = "accuracy") -> Baseline:
-    return Baseline(version="v1", metric=metric, rows=120, score=score, candidate_score=candidate)
+def baseline(
+    score: float | None, candidate: float | None, metric: str = "accuracy", error: float | None = None
+) -> Baseline:
+    return Baseline(
+        version="v1", metric=metric, rows=120, score=score, candidate_score=candidate, score_error=error
+    )
 
 
 def test_a_model_that_scored_worse_than_the_serving_one_fails_and_one_as_good_passes() -> None:
@@ -108,6 +112,9 @@ def test_a_model_that_scored_worse_than_the_serving_one_fails_and_one_as_good_pa
     assert score_check(baseline(10.0, 12.0, "rmse"), drop).verdict == "fail"  # type: ignore[union-attr]
     assert score_check(baseline(10.0, 8.0, "rmse"), drop).verdict == "pass"  # type: ignore[union-attr]
     assert score_check(baseline(None, 0.9), drop) is None
+    # one row of 30 worse is chance (its bootstrap error), ten rows of 100 are not
+    assert score_check(baseline(0.9667, 0.9333, error=0.033), drop).verdict == "pass"  # type: ignore[union-attr]
+    assert score_check(baseline(0.90, 0.80, error=0.03), drop).verdict == "fail"  # type: ignore[union-attr]
 
 
 def bundle(frame: pd.DataFrame, labels: pd.Series, classes: list[str]) -> ModelBundle:
@@ -140,6 +147,9 @@ def test_evaluate_compares_both_models_on_held_out_rows_the_serving_one_did_not_
     assert result["score"] > 0.9 and result["candidateScore"] < 0.5  # true labels: the swap is worse
     assert result["predictionShift"] < 0.05  # balanced rows: a swap barely moves the class shares
     assert Baseline.model_validate(result).candidate_score == result["candidateScore"]
+    # the difference is far beyond what chance makes on these rows: such a model fails
+    assert 0 < result["scoreError"] < (result["score"] - result["candidateScore"]) / 3
+    assert score_check(Baseline.model_validate(result), 0.02).verdict == "fail"  # type: ignore[union-attr]
 
 
 def test_row_keys_are_the_same_for_the_same_row_read_again_and_differ_for_another_label() -> None:

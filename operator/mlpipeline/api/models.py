@@ -660,7 +660,7 @@ class AnalysisSpec(Model):
         ge=0,
         description="How much worse than the stable version, in units of spec.evaluate.metric, the "
         "canary may have scored at evaluate on the held-out rows neither model trained on "
-        "(status.model.baseline).",
+        "(status.model.baseline), beyond the difference chance explains on those rows.",
     )
     failure_threshold: int = Field(
         default=2, ge=1, le=100, description="Consecutive failed analyses that roll back."
@@ -1149,6 +1149,11 @@ class Baseline(StatusModel):
     rows: int = Field(description="Held-out rows both models were scored on.")
     score: float | None = Field(default=None, description="The serving version's score on those rows.")
     candidate_score: float | None = Field(default=None, description="This model's score on those rows.")
+    score_error: float | None = Field(
+        default=None,
+        description="Standard error of candidateScore - score on those rows (paired bootstrap): the "
+        "difference chance makes on so few rows.",
+    )
     prediction_shift: float | None = Field(
         default=None,
         description="PSI of this model's predicted classes against the serving version's on those rows: "

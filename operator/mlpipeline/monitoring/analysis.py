@@ -6,6 +6,7 @@ judged against the shift evaluate expected, and a canary that scored worse there
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from mlpipeline.api.models import METRICS, AnalysisCheck, AnalysisSpec, Baseline, parse_duration
 from mlpipeline.monitoring.distance import chance_shift, prediction_shift
@@ -116,13 +117,15 @@ def shift_check(
     )
 
 
-def score_check(baseline: Baseline, max_drop: float) -> AnalysisCheck | None:
+def score_check(baseline: Baseline, max_drop: float, confidence: float = 0.99) -> AnalysisCheck | None:
     """Whether the canary scored at evaluate no worse than the stable version, on the same held-out
-    rows, than ``max_drop`` allows (in the units of the gate metric); None when not both scored."""
+    rows, than ``max_drop`` (in the units of the gate metric) and chance allow: a difference within
+    the one-sided ``confidence`` bound of its bootstrap error is chance. None when not both scored."""
     if baseline.score is None or baseline.candidate_score is None:
         return None
     lower_is_better = METRICS.get(baseline.metric) == "min"
-    bound = baseline.score + max_drop if lower_is_better else baseline.score - max_drop
+    allowed = max_drop + NormalDist().inv_cdf(confidence) * (baseline.score_error or 0.0)
+    bound = baseline.score + allowed if lower_is_better else baseline.score - allowed
     worse = baseline.candidate_score > bound if lower_is_better else baseline.candidate_score < bound
     return AnalysisCheck(
         name="offlineScore",

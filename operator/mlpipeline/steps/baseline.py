@@ -57,30 +57,58 @@ def compare(
         return result
     asked = records(unseen, list(schema["features"]))
     mine, theirs = candidate.predict(asked), serving.predict(asked)
-    truth = unseen[schema["label"]]
-    result["score"] = answers_score(metric, theirs, truth, schema)
-    result["candidateScore"] = answers_score(metric, mine, truth, schema)
+    target = targets(unseen[schema["label"]], schema)
+    ours, others = outputs(metric, mine, schema), outputs(metric, theirs, schema)
+    if ours is not None and others is not None:
+        result["score"] = score_outputs(metric, others, target)
+        result["candidateScore"] = score_outputs(metric, ours, target)
+        result["scoreError"] = difference_error(metric, ours, others, target)
     if schema["task"] == "classification":
         counts = [Counter(str(a["label"]) for a in answers) for answers in (theirs, mine)]
         result["predictionShift"] = prediction_shift(*counts)
     return result
 
 
-def answers_score(
-    metric: str, answers: list[dict[str, Any]], truth: pd.Series, schema: dict[str, Any]
-) -> float | None:
-    """The metric of a model's answers (as its server gives them) against the true labels, the
-    classes those of ``schema``; None when the answers lack the probabilities the metric needs."""
+def targets(truth: pd.Series, schema: dict[str, Any]) -> np.ndarray:
     if schema["task"] != "classification":
-        predicted = np.asarray([a["prediction"] for a in answers], dtype=float)
-        return score_predictions(metric, predicted, truth.to_numpy(dtype=float))
+        return np.asarray(truth, dtype=float)
+    index = {str(c): i for i, c in enumerate(schema["classes"])}
+    return np.asarray([index[str(v)] for v in truth], dtype=int)
+
+
+def outputs(metric: str, answers: list[dict[str, Any]], schema: dict[str, Any]) -> np.ndarray | None:
+    """What ``metric`` scores of a model's answers (as its server gives them): predictions, class
+    indices of ``schema``, or class probabilities; None when the answers lack the probabilities."""
+    if schema["task"] != "classification":
+        return np.asarray([a["prediction"] for a in answers], dtype=float)
     classes = [str(c) for c in schema["classes"]]
-    index = {c: i for i, c in enumerate(classes)}
-    target = np.asarray([index[str(v)] for v in truth], dtype=int)
     if metric in PROBABILITY_METRICS:
         if not all(a.get("probabilities") for a in answers):
             return None
-        proba = np.asarray([[a["probabilities"].get(c, 0.0) for c in classes] for a in answers])
-        return score_probabilities(metric, proba, list(range(len(classes))), target)
-    predicted = np.asarray([index.get(str(a["label"]), -1) for a in answers], dtype=int)
+        return np.asarray([[a["probabilities"].get(c, 0.0) for c in classes] for a in answers])
+    index = {c: i for i, c in enumerate(classes)}
+    return np.asarray([index.get(str(a["label"]), -1) for a in answers], dtype=int)
+
+
+def score_outputs(metric: str, predicted: np.ndarray, target: np.ndarray) -> float:
+    if metric in PROBABILITY_METRICS:
+        return score_probabilities(metric, predicted, list(range(predicted.shape[1])), target)
     return score_predictions(metric, predicted, target)
+
+
+def difference_error(
+    metric: str, ours: np.ndarray, others: np.ndarray, target: np.ndarray, draws: int = 200
+) -> float | None:
+    """The standard error of the candidate's score minus the serving model's, by bootstrap over
+    the compared rows (paired: both scored on each draw's rows): how much of a difference chance
+    makes on so few rows. None when too few draws can be scored (a class missing from most)."""
+    rng = np.random.default_rng(0)
+    differences = []
+    for _ in range(draws):
+        rows = rng.integers(0, len(target), len(target))
+        try:
+            mine = score_outputs(metric, ours[rows], target[rows])
+            differences.append(mine - score_outputs(metric, others[rows], target[rows]))
+        except ValueError:  # e.g. roc_auc of a draw holding a single class
+            continue
+    return float(np.std(differences, ddof=1)) if len(differences) >= draws // 2 else None
