@@ -17,7 +17,7 @@ from mlpipeline.controller.reconciler import serving_version
 from mlpipeline.engine.plan import STEPS, StepInvocation
 from mlpipeline.engine.reconcile import JobObservation, model_status
 from mlpipeline.kube.jobs import OperatorSettings, build_step_job
-from mlpipeline.monitoring.analysis import score_check, shift_check
+from mlpipeline.monitoring.analysis import analyse, score_check, shift_check
 from mlpipeline.monitoring.distance import chance_shift, prediction_shift
 from mlpipeline.serving.bundle import ModelBundle
 from mlpipeline.steps.baseline import compare, row_keys
@@ -205,3 +205,10 @@ def test_only_a_version_that_serves_and_is_not_the_run_itself_is_compared() -> N
     disabled = spec()
     disabled.serve.enabled = False
     assert serving_version(disabled, serving, "r2") is None
+
+
+def test_without_prometheus_a_worse_model_still_fails_and_another_stable_s_baseline_is_ignored() -> None:
+    worse = baseline(0.95, 0.70)  # measured beside v1
+    checks = {c.name: c for c in analyse(None, DEFAULTS, "v2", "v1", baseline=worse)}
+    assert checks["prometheus"].verdict == "nodata" and checks["offlineScore"].verdict == "fail"
+    assert [c.name for c in analyse(None, DEFAULTS, "v2", "v0", baseline=worse)] == ["prometheus"]

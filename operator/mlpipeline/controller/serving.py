@@ -59,18 +59,9 @@ class ServingReconciler:
     ) -> list[AnalysisCheck]:
         """The canary's checks; ``model``'s baseline counts when ``model`` is the canary."""
         assert status.canary is not None and status.stable is not None
-        source = self.prometheus(spec)
-        if source is None:
-            return [
-                AnalysisCheck(
-                    name="prometheus",
-                    query="no spec.serve.canary.analysis.prometheusUrl",
-                    threshold=0.0,
-                    verdict="nodata",
-                )
-            ]
         baseline = model.baseline if model and model.version == status.canary else None
         analysis = spec.serve.canary.analysis
+        source = self.prometheus(spec)
         return analyse(source, analysis, status.canary, status.stable, self.version_label, baseline)
 
     def reconcile(

@@ -51,7 +51,7 @@ class Queries:
 
 
 def analyse(
-    prometheus: Prometheus,
+    prometheus: Prometheus | None,
     spec: AnalysisSpec,
     canary: str,
     stable: str,
@@ -59,9 +59,15 @@ def analyse(
     baseline: Baseline | None = None,
 ) -> list[AnalysisCheck]:
     """One analysis: every check's query, value, threshold and verdict. ``baseline``: what evaluate
-    measured of the canary beside a serving version; it counts only when that version is ``stable``."""
+    measured of the canary beside a serving version; it counts only when that version is ``stable``.
+    Without Prometheus (None: none configured, or an error) the live checks have no data."""
     if baseline is not None and baseline.version != stable:
         baseline = None
+    score = score_check(baseline, spec.max_score_drop) if baseline else None
+    offline = [score] if score else []
+    if prometheus is None:
+        missing = "no spec.serve.canary.analysis.prometheusUrl"
+        return [AnalysisCheck(name="prometheus", query=missing, threshold=0.0, verdict="nodata"), *offline]
     window = spec.window
     can, sta = Queries(canary, window, version_label), Queries(stable, window, version_label)
     try:
@@ -84,9 +90,8 @@ def analyse(
             expected = baseline.prediction_shift if baseline else None
             results.append(shift_check(query, theirs, mine, spec.max_prediction_shift, expected))
     except PrometheusError as exc:
-        return [AnalysisCheck(name="prometheus", query=str(exc), threshold=0.0, verdict="nodata")]
-    score = score_check(baseline, spec.max_score_drop) if baseline else None
-    return results + ([score] if score else [])
+        return [AnalysisCheck(name="prometheus", query=str(exc), threshold=0.0, verdict="nodata"), *offline]
+    return results + offline
 
 
 def shift_check(
