@@ -100,6 +100,7 @@ def run_and_serve(
     --watch retrained (``serving`` goes on serving)."""
     from datetime import UTC, datetime
 
+    from mlpipeline.api.models import Baseline
     from mlpipeline.engine import serving as engine
     from mlpipeline.local import prometheus
     from mlpipeline.local.runner import summary_table
@@ -129,7 +130,9 @@ def run_and_serve(
                 "nothing was deployed[/]"
             )
             return 1
-        final = serving.roll_out(status, candidate, ingest)
+        compared = outcome.result("evaluate").get("baseline")
+        baseline = Baseline.model_validate(compared) if compared else None
+        final = serving.roll_out(status, candidate, ingest, baseline)
         if final is not None:
             save_serving(runner.root, final)
         if serving.stop.is_set():

@@ -14,9 +14,13 @@ from mlpipeline.local.server import ModelServer, free_port
 from tests.conftest import EXAMPLES, example, mlpipeline, write_manifest
 
 
-def train(tmp: Path, name: str, document: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(
+    tmp: Path, name: str, document: dict[str, Any] | None = None, data: Path | None = None
+) -> dict[str, Any]:
+    """``mlpipeline run --no-serve`` of the example ``name`` (or ``document``) on its data set (or
+    ``data``); the run's model tag, step outputs, workdir and output."""
     document = document or example(name)
-    document["spec"]["data"]["uri"] = str(EXAMPLES / "data" / f"{name}.csv")
+    document["spec"]["data"]["uri"] = str(data or EXAMPLES / "data" / f"{name}.csv")
     manifest = write_manifest(tmp / f"{name}.yaml", document)
     result = mlpipeline("run", "-f", str(manifest), "--workdir", str(tmp / "work"), "--no-serve")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,7 +1,8 @@
 """The cycle on this machine (`mlpipeline run --watch`): a model trained on the first month of the
 sensors example serves; month 7 lands, in which the load has shifted and the failure rule changed;
 traffic like month 7's raises the drift of exactly the load; the drift trigger retrains on every
-partition and the new model is rolled out as a canary and promoted — real Ray Tune, BentoML
+partition and the new model, better on held-out labels, is rolled out as a canary and promoted with
+the default checks, which expect the shift evaluate measured — real Ray Tune, BentoML
 servers, router and Prometheus. The schedule and new-data triggers likewise retrain on a month that
 landed and roll the new model out; a client of the announced port meanwhile gets every answer, and
 the canary's own load is never captured. Drift without a new month starts no run: it is said once,
@@ -44,7 +45,7 @@ def manifest(tmp: Path, retrain: dict[str, Any] | None = None, labeling: bool = 
     spec["serve"]["canary"] = {
         "steps": [50],
         "interval": "3s",
-        "analysis": {"interval": "1s", "window": "5s", "minRequests": 3, "maxPredictionShift": 10},
+        "analysis": {"interval": "1s", "window": "5s", "minRequests": 3},
     }
     spec["monitoring"] = {
         "capture": {"sampleRate": 1.0},
@@ -164,9 +165,20 @@ def test_drift_on_a_new_partition_retrains_and_rolls_out_the_new_model(tmp_path:
         retrain = watch.trigger("drift", timeout=120)
         assert retrain["action"] == "started" and retrain["value"].startswith("load="), retrain
         assert "temperature=" not in retrain["value"] and "vibration=" not in retrain["value"]
-        watch.promoted(timeout=400)
+        final = watch.promoted(timeout=400)
         captured = list((root / "capture").glob(f"version={first}/hour=*/*.jsonl"))
         assert captured, "the first model's servers captured nothing"
+    # The retrained model predicts differently, as it should: evaluate measured it beside the first
+    # on held-out rows neither trained on, better, and the canary (default checks) found the shift
+    # evaluate expected.
+    last = json.loads((root / "last-run.json").read_text())
+    assert last["model"].endswith(f":{final}")
+    baseline = json.loads((Path(last["steps"]["evaluate"]) / "result.json").read_text())["baseline"]
+    assert baseline["version"] == first and baseline["rows"] > 0, baseline
+    assert baseline["candidateScore"] > baseline["score"], baseline
+    checks = {c["name"]: c for c in json.loads(watch.serving.read_text())["checks"]}
+    assert checks["predictionShift"]["expected"] == baseline["predictionShift"] > 0, checks
+    assert checks["predictionShift"]["verdict"] == checks["offlineScore"]["verdict"] == "pass", checks
     output = watch.log.read_text()
     assert "RetrainTriggered" in output and "2 partitions" in output, output[-3000:]
 

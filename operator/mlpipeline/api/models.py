@@ -648,7 +648,19 @@ class AnalysisSpec(Model):
         default="250ms", pattern=DURATION_PATTERN, description="95th percentile request latency."
     )
     max_prediction_shift: float = Field(
-        default=0.2, ge=0, description="PSI of canary predictions against stable predictions."
+        default=0.2,
+        ge=0,
+        description="How far the prediction shift (PSI of the canary's predicted classes against the "
+        "stable's) may depart from the shift evaluate measured between the two models on held-out rows "
+        "(status.model.baseline.predictionShift; 0 without a baseline), beyond what chance explains at "
+        "the window's request counts.",
+    )
+    max_score_drop: float = Field(
+        default=0.02,
+        ge=0,
+        description="How much worse than the stable version, in units of spec.evaluate.metric, the "
+        "canary may have scored at evaluate on the held-out rows neither model trained on "
+        "(status.model.baseline), beyond the difference chance explains on those rows.",
     )
     failure_threshold: int = Field(
         default=2, ge=1, le=100, description="Consecutive failed analyses that roll back."
@@ -1183,6 +1195,27 @@ class Condition(StatusModel):
     last_transition_time: str | None = None
 
 
+class Baseline(StatusModel):
+    """The version that served when a model was evaluated, measured beside it on the same held-out
+    rows (those neither model trained on): what its canary is judged against."""
+
+    version: str = Field(description="The serving version compared with.")
+    metric: str = Field(description="The gate metric (spec.evaluate.metric).")
+    rows: int = Field(description="Held-out rows both models were scored on.")
+    score: float | None = Field(default=None, description="The serving version's score on those rows.")
+    candidate_score: float | None = Field(default=None, description="This model's score on those rows.")
+    score_error: float | None = Field(
+        default=None,
+        description="Standard error of candidateScore - score on those rows (paired bootstrap): the "
+        "difference chance makes on so few rows.",
+    )
+    prediction_shift: float | None = Field(
+        default=None,
+        description="PSI of this model's predicted classes against the serving version's on those rows: "
+        "the shift its canary is expected to show (classification only).",
+    )
+
+
 class ModelStatus(StatusModel):
     version: str | None = None
     metric: str | None = Field(default=None, description="The gate metric (spec.evaluate.metric).")
@@ -1192,6 +1225,9 @@ class ModelStatus(StatusModel):
         default=None,
         description="The run report (HTML in the artifact store): trials, learning curves, confusion "
         "matrix or residuals.",
+    )
+    baseline: Baseline | None = Field(
+        default=None, description="The serving version it was compared with at evaluate, if one served."
     )
 
 
@@ -1204,10 +1240,18 @@ class AnalysisCheck(StatusModel):
     threshold: float
     verdict: Literal["pass", "fail", "nodata"]
     stable: float | None = Field(default=None, description="The same measure on the stable version.")
+    expected: float | None = Field(
+        default=None,
+        description="predictionShift: the shift measured at evaluate; the value may depart from it by "
+        "at most the threshold.",
+    )
 
     def describe(self) -> str:
         value = "no data" if self.value is None else f"{self.value:.4g}"
-        return f"{self.name}={value} (threshold {self.threshold:g}): {self.verdict}"
+        if self.expected is not None:
+            bounds = f"expected {self.expected:.4g} ± {self.threshold:.4g}"
+            return f"{self.name}={value} ({bounds}): {self.verdict}"
+        return f"{self.name}={value} (threshold {self.threshold:.4g}): {self.verdict}"
 
 
 class ControlStatus(StatusModel):

@@ -86,6 +86,13 @@ def trigger_of(status: MLPipelineStatus, generation: int | None, fired: Firing |
     return "spec" if status.run.generation != generation else "rerun"
 
 
+def serving_version(spec: MLPipelineSpec, status: MLPipelineStatus, run: str) -> str | None:
+    """The version that serves, which a run's evaluate measures beside its model; None if none
+    serves or it is the run's own."""
+    stable = status.serving.stable if spec.serve.enabled and status.serving else None
+    return stable if stable != run else None
+
+
 def rerun_token(annotation: str | None, retrain: RetrainStatus | None) -> str | None:
     """What besides the spec makes a run new: the rerun annotation and the last trigger that fired."""
     parts = [p for p in (annotation, retrain.token if retrain else None) if p]
@@ -456,7 +463,7 @@ class Reconciler:
         announces that someone removed them). ``recorded``: the status before this reconciliation."""
         meta = body["metadata"]
         status = decision.status
-        plan, refused = self.serving.reconcile(body, spec, status.serving, run, now)
+        plan, refused = self.serving.reconcile(body, spec, status.serving, run, now, status.model)
         if refused:
             message = (
                 f"serving refused: {'; '.join(refused)}. The operator does not change or delete objects "
@@ -496,6 +503,7 @@ class Reconciler:
         recorded_run = decision.status.run
         keys = {s.name: s.key for s in recorded_run.steps if s.key} if recorded_run else {}
         reuse = recorded_run.reuse if recorded_run else True
+        serving = serving_version(spec, decision.status, run)
         for step in decision.create:
             if step == "tune" and on_ray:
                 self._create(
@@ -520,6 +528,7 @@ class Reconciler:
                 settings=self.settings,
                 keys=keys,
                 reuse=reuse,
+                serving=serving if step == "evaluate" else None,
             )
             self._create(job)
         for job_name in decision.delete:

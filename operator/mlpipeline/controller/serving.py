@@ -7,15 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from mlpipeline import policy
-from mlpipeline.api.models import AnalysisCheck, MLPipelineSpec, ServingStatus
+from mlpipeline.api.models import AnalysisCheck, MLPipelineSpec, ModelStatus, ServingStatus
 from mlpipeline.engine import serving
 from mlpipeline.engine.serving import GATEWAY_API, REPLICAS, ServingPlan
 from mlpipeline.kube.client import Kube
-from mlpipeline.kube.jobs import OperatorSettings, artifacts_base
+from mlpipeline.kube.jobs import OperatorSettings, serving_export
 from mlpipeline.kube.serving import HTTP_ROUTE_API, build_serving_objects, conflicts, owned_by
 from mlpipeline.monitoring.analysis import analyse
 from mlpipeline.monitoring.prometheus import Prometheus, client
-from mlpipeline.protocol import CONTROL_ANNOTATION, MODEL_EXPORT, model_object_name, step_output
+from mlpipeline.protocol import CONTROL_ANNOTATION, model_object_name
 
 
 class ServingReconciler:
@@ -39,8 +39,7 @@ class ServingReconciler:
         return GATEWAY_API if self.kube.has_api(HTTP_ROUTE_API) else REPLICAS
 
     def artifact(self, spec: MLPipelineSpec, namespace: str, pipeline: str, version: str) -> str:
-        package = step_output(artifacts_base(spec, self.settings), namespace, pipeline, version, "package")
-        return f"{package}/{MODEL_EXPORT}"
+        return serving_export(self.settings, spec, namespace, pipeline, version)
 
     def prometheus(self, spec: MLPipelineSpec) -> Prometheus | None:
         """The pipeline's Prometheus (canary analysis and drift): its own URL when the platform
@@ -55,19 +54,15 @@ class ServingReconciler:
             return None
         return client(endpoint.url) if endpoint else None
 
-    def _analyse(self, spec: MLPipelineSpec, status: ServingStatus) -> list[AnalysisCheck]:
+    def _analyse(
+        self, spec: MLPipelineSpec, status: ServingStatus, model: ModelStatus | None
+    ) -> list[AnalysisCheck]:
+        """The canary's checks; ``model``'s baseline counts when ``model`` is the canary."""
         assert status.canary is not None and status.stable is not None
+        baseline = model.baseline if model and model.version == status.canary else None
+        analysis = spec.serve.canary.analysis
         source = self.prometheus(spec)
-        if source is None:
-            return [
-                AnalysisCheck(
-                    name="prometheus",
-                    query="no spec.serve.canary.analysis.prometheusUrl",
-                    threshold=0.0,
-                    verdict="nodata",
-                )
-            ]
-        return analyse(source, spec.serve.canary.analysis, status.canary, status.stable, self.version_label)
+        return analyse(source, analysis, status.canary, status.stable, self.version_label, baseline)
 
     def reconcile(
         self,
@@ -76,14 +71,15 @@ class ServingReconciler:
         status: ServingStatus | None,
         version: str,
         now: datetime,
+        model: ModelStatus | None = None,
     ) -> tuple[ServingPlan, list[str]]:
         """The serving plan, applied; and the conflicts that kept it from being applied (objects of
-        the serving names that this pipeline does not control), if any."""
+        the serving names that this pipeline does not control), if any. ``model``: the packaged
+        model (status.model), whose baseline its canary is judged against."""
         meta = body["metadata"]
         control = (meta.get("annotations") or {}).get(CONTROL_ANNOTATION)
-        checks = (
-            self._analyse(spec, status) if status and serving.analysis_due(spec.serve, status, now) else None
-        )
+        due = status is not None and serving.analysis_due(spec.serve, status, now)
+        checks = self._analyse(spec, status, model) if status and due else None
         plan = serving.decide(
             spec.serve,
             status,

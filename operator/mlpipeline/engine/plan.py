@@ -101,6 +101,8 @@ class StepInvocation:
     # with the data's fingerprint, which it takes, and reuses an output already there when ``reuse``
     keyed: str | None = None
     reuse: bool = True
+    serving: str | None = None  # evaluate: the BentoML tag of the model that serves, if one does
+    serving_uri: str | None = None  # ... and its export, for a pod whose model store lacks it
 
     def args(self) -> list[str]:
         """Arguments of ``python -m mlpipeline.steps`` (Job container and local subprocess)."""
@@ -111,6 +113,10 @@ class StepInvocation:
             argv += ["--keyed", self.keyed] + ([] if self.reuse else ["--no-cache"])
         for producer in INPUTS[self.step]:
             argv += [INPUT_FLAG[producer], self.inputs[producer]]
+        if self.step == "evaluate" and self.serving:
+            argv += ["--serving", self.serving]
+            if self.serving_uri:
+                argv += ["--serving-uri", self.serving_uri]
         if self.step == "package":
             argv += ["--pipeline", self.pipeline, "--run", self.run, "--version", self.version]
         return argv

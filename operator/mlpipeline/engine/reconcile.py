@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from mlpipeline.api.models import (
+    Baseline,
     Condition,
     MLPipelineSpec,
     MLPipelineStatus,
@@ -258,16 +259,18 @@ def decide(
 def model_status(
     spec: MLPipelineSpec, run: str, artifact: str, evaluate: JobObservation | None
 ) -> ModelStatus:
-    """The packaged model of a finished run; its score is the gate metric on the test split, as the
-    evaluate step reported it."""
+    """The packaged model of a finished run; its score is the gate metric on the test split, and its
+    baseline the comparison with the model that served, as the evaluate step reported them."""
     result = (evaluate.result if evaluate else None) or {}
     score = (result.get("metrics") or {}).get(spec.evaluate.metric)
+    compared = result.get("baseline")
     return ModelStatus(
         version=run,
         metric=spec.evaluate.metric,
         score=float(score) if isinstance(score, int | float) else None,
         artifact=artifact,
         report=result.get("report") if isinstance(result.get("report"), str) else None,
+        baseline=Baseline.model_validate(compared) if isinstance(compared, dict) else None,
     )
 
 

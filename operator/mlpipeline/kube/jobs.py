@@ -16,6 +16,7 @@ from mlpipeline.engine.reuse import output_uri
 from mlpipeline.protocol import (
     ARTIFACTS_MOUNT,
     COMPONENT_LABEL,
+    MODEL_EXPORT,
     PERMANENT_EXIT_CODES,
     PIPELINE_LABEL,
     RUN_LABEL,
@@ -179,6 +180,14 @@ def step_invocation(
     return dataclasses.replace(invocation, out=f"{root}/ingest", keyed=ingest_spec_key(spec), reuse=reuse)
 
 
+def serving_export(
+    settings: OperatorSettings, spec: MLPipelineSpec, namespace: str, pipeline: str, version: str
+) -> str:
+    """Where a packaged version's model export lies, which its model pods import."""
+    package = step_output(artifacts_base(spec, settings), namespace, pipeline, version, "package")
+    return f"{package}/{MODEL_EXPORT}"
+
+
 def _resources(spec: MLPipelineSpec, step: str) -> dict[str, Any]:
     if step != "tune":
         return {"requests": dict(SMALL_STEP), "limits": {"memory": SMALL_STEP["memory"]}}
@@ -235,11 +244,20 @@ def build_step_job(
     env: list[dict[str, Any]] | None = None,
     keys: Mapping[str, str] | None = None,
     reuse: bool = True,
+    serving: str | None = None,
 ) -> dict[str, Any]:
     """The Job that runs one step of one run (or of one labeling round, whose ``args`` and
-    ``timeout`` are given); ``keys``: the steps' keys known so far (status.run.steps[*].key)."""
+    ``timeout`` are given); ``keys``: the steps' keys known so far (status.run.steps[*].key);
+    ``serving``: the version that serves, which evaluate measures beside the new model."""
     if args is None:
-        args = step_invocation(settings, spec, namespace, pipeline, run, step, keys, reuse).args()
+        invocation = step_invocation(settings, spec, namespace, pipeline, run, step, keys, reuse)
+        if serving:
+            invocation = dataclasses.replace(
+                invocation,
+                serving=model_tag(pipeline, serving),
+                serving_uri=serving_export(settings, spec, namespace, pipeline, serving),
+            )
+        args = invocation.args()
     step_labels = labels(pipeline, run, step)
     pod_labels = {**spec.steps.pod_labels, **step_labels}
     if spec.train.queue:

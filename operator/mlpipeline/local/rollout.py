@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlpipeline.api.models import ServeSpec, ServingPhase, ServingStatus
+from mlpipeline.api.models import Baseline, ServeSpec, ServingPhase, ServingStatus
 from mlpipeline.engine import serving
 from mlpipeline.engine.serving import CANARY, ROUTER, ServingPlan
 from mlpipeline.local.prometheus import LocalPrometheus
@@ -43,6 +43,7 @@ class LocalRollout:
     port: int
     canary_env: dict[str, str] = field(default_factory=dict)  # on top of env, for the canary only
     env: dict[str, str] = field(default_factory=dict)  # every server's
+    baseline: Baseline | None = None  # what evaluate measured of the canary beside the stable version
     report: Callable[[RolloutTick], None] | None = None
     servers: dict[str, ModelServer] = field(default_factory=dict)  # by version
     router: Router | None = None
@@ -131,7 +132,8 @@ class LocalRollout:
             checks = None
             if serving.analysis_due(self.spec, status, now):
                 assert status.canary is not None and status.stable is not None
-                checks = analyse(prometheus, self.spec.canary.analysis, status.canary, status.stable)
+                analysis = self.spec.canary.analysis
+                checks = analyse(prometheus, analysis, status.canary, status.stable, baseline=self.baseline)
             plan = serving.decide(self.spec, status, candidate, ROUTER, control(), checks, now)
             self.apply(plan)
             status = plan.status

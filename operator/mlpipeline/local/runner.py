@@ -17,6 +17,7 @@ from rich.table import Table
 from mlpipeline import store
 from mlpipeline.api.models import MLPipeline
 from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, run_id
+from mlpipeline.local.serve import load_serving
 from mlpipeline.local.stepserver import StepProcess
 from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, keyed, model_tag
 from mlpipeline.steps.estimators import model_module
@@ -123,10 +124,19 @@ class LocalRunner:
         cached = {step: store.finished(outs[step]) if self.reuse else None for step in STEPS}
         # Every step to run is forked at once, so later steps import their heavy modules meanwhile.
         ahead = {step: self.fork(step) for step in STEPS if cached[step] is None}
+        serving = load_serving(self.root)
+        stable = serving.stable if serving and serving.stable != version else None
         try:
             for step in STEPS:
                 invocation = StepInvocation(
-                    step, outs[step], outs, self.name, version, version, str(spec_path)
+                    step,
+                    outs[step],
+                    outs,
+                    self.name,
+                    version,
+                    version,
+                    str(spec_path),
+                    serving=model_tag(self.name, stable) if stable else None,
                 )
                 result = cached[step]
                 if result is not None:

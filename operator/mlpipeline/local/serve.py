@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from mlpipeline.api.models import ServeSpec, ServingStatus
+from mlpipeline.api.models import Baseline, ServeSpec, ServingStatus
 from mlpipeline.local.load import Load
 from mlpipeline.local.rollout import LocalRollout, RolloutTick
 from mlpipeline.local.server import free_port
@@ -144,16 +144,19 @@ class LocalServing:
         with self.console.status(f"starting the model server {tag} and the router…"):
             self.rollout.start()
 
-    def roll_out(self, status: ServingStatus, candidate: str, ingest_out: str) -> ServingStatus | None:
+    def roll_out(
+        self, status: ServingStatus, candidate: str, ingest_out: str, baseline: Baseline | None = None
+    ) -> ServingStatus | None:
         """Canary rollout of the tag ``candidate`` against the stable version in ``status`` (which
         starts serving first in a new command); the winner then serves. None when the rollout could
-        not go on (a server or Prometheus did not start): the stable version keeps serving alone."""
+        not go on (a server or Prometheus did not start): the stable version keeps serving alone.
+        ``baseline``: what evaluate measured of the candidate beside the stable version."""
         assert status.stable is not None
         stable = f"{model_of(candidate)}:{status.stable}"
         if self.rollout is None:
             self.serve(stable)
         assert self.rollout is not None
-        self.rollout.canary_tag = candidate
+        self.rollout.canary_tag, self.rollout.baseline = candidate, baseline
         plan = self.spec.canary
         self.console.print(
             f"[bold]Canary rollout[/] of {candidate} against {stable} at {self.url}: steps "

@@ -1,12 +1,15 @@
 """Canary analysis: PromQL that compares a canary version with the stable one on error rate, p95
-latency and the distribution of predictions (PSI), each against its threshold."""
+latency and the distribution of predictions (PSI), each against its threshold. With a baseline (what
+evaluate measured of the canary beside the stable version on held-out rows), the prediction shift is
+judged against the shift evaluate expected, and a canary that scored worse there fails."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
-from mlpipeline.api.models import AnalysisCheck, AnalysisSpec, parse_duration
-from mlpipeline.monitoring.distance import psi
+from mlpipeline.api.models import METRICS, AnalysisCheck, AnalysisSpec, Baseline, parse_duration
+from mlpipeline.monitoring.distance import chance_shift, prediction_shift
 from mlpipeline.monitoring.prometheus import Prometheus, PrometheusError
 
 REQUESTS = "bentoml_service_request_total"
@@ -47,15 +50,24 @@ class Queries:
         return f"sum by (predicted_class) (increase({PREDICTIONS}{{{selector}}}[{self.window}]))"
 
 
-def _distribution(counts: dict[str, float]) -> dict[str, float]:
-    total = sum(counts.values())
-    return {k: v / total for k, v in counts.items()} if total > 0 else {}
-
-
 def analyse(
-    prometheus: Prometheus, spec: AnalysisSpec, canary: str, stable: str, version_label: str = "version"
+    prometheus: Prometheus | None,
+    spec: AnalysisSpec,
+    canary: str,
+    stable: str,
+    version_label: str = "version",
+    baseline: Baseline | None = None,
 ) -> list[AnalysisCheck]:
-    """One analysis: every check's query, value, threshold and verdict."""
+    """One analysis: every check's query, value, threshold and verdict. ``baseline``: what evaluate
+    measured of the canary beside a serving version; it counts only when that version is ``stable``.
+    Without Prometheus (None: none configured, or an error) the live checks have no data."""
+    if baseline is not None and baseline.version != stable:
+        baseline = None
+    score = score_check(baseline, spec.max_score_drop) if baseline else None
+    offline = [score] if score else []
+    if prometheus is None:
+        missing = "no spec.serve.canary.analysis.prometheusUrl"
+        return [AnalysisCheck(name="prometheus", query=missing, threshold=0.0, verdict="nodata"), *offline]
     window = spec.window
     can, sta = Queries(canary, window, version_label), Queries(stable, window, version_label)
     try:
@@ -71,15 +83,63 @@ def analyse(
         results.append(
             _check("latencyP95", can.latency_p95, latency, limit, prometheus.scalar(sta.latency_p95))
         )
-        mine = _distribution(prometheus.by_label(can.predictions, "predicted_class")) if enough else {}
-        theirs = _distribution(prometheus.by_label(sta.predictions, "predicted_class")) if enough else {}
-        if not enough or mine or theirs:  # regression models count no classes: no shift check
-            shift = psi(theirs, mine) if mine and theirs else None
+        mine = prometheus.by_label(can.predictions, "predicted_class") if enough else {}
+        theirs = prometheus.by_label(sta.predictions, "predicted_class") if enough else {}
+        if not enough or any(mine.values()) or any(theirs.values()):  # regression counts no classes
             query = f"psi({sta.predictions}, {can.predictions})"
-            results.append(_check("predictionShift", query, shift, spec.max_prediction_shift))
+            expected = baseline.prediction_shift if baseline else None
+            results.append(shift_check(query, theirs, mine, spec.max_prediction_shift, expected))
     except PrometheusError as exc:
-        return [AnalysisCheck(name="prometheus", query=str(exc), threshold=0.0, verdict="nodata")]
-    return results
+        return [AnalysisCheck(name="prometheus", query=str(exc), threshold=0.0, verdict="nodata"), *offline]
+    return results + offline
+
+
+def shift_check(
+    query: str,
+    stable: dict[str, float],
+    canary: dict[str, float],
+    tolerance: float,
+    expected: float | None = None,
+) -> AnalysisCheck:
+    """The live prediction shift from the predictions counted per class, judged against the shift
+    evaluate ``expected`` (0 when none was measured): it may depart from it by ``tolerance``, plus
+    what chance explains at these counts."""
+    shift = prediction_shift(stable, canary)
+    if shift is None:
+        return AnalysisCheck(
+            name="predictionShift", query=query, threshold=tolerance, verdict="nodata", expected=expected
+        )
+    classes = len({k for k, v in stable.items() if v > 0} | {k for k, v in canary.items() if v > 0})
+    allowed = tolerance + chance_shift(classes, sum(stable.values()), sum(canary.values()))
+    verdict = "pass" if abs(shift - (expected or 0.0)) <= allowed else "fail"
+    return AnalysisCheck(
+        name="predictionShift",
+        query=query,
+        value=shift,
+        threshold=allowed,
+        verdict=verdict,
+        expected=expected,
+    )
+
+
+def score_check(baseline: Baseline, max_drop: float, confidence: float = 0.99) -> AnalysisCheck | None:
+    """Whether the canary scored at evaluate no worse than the stable version, on the same held-out
+    rows, than ``max_drop`` (in the units of the gate metric) and chance allow: a difference within
+    the one-sided ``confidence`` bound of its bootstrap error is chance. None when not both scored."""
+    if baseline.score is None or baseline.candidate_score is None:
+        return None
+    lower_is_better = METRICS.get(baseline.metric) == "min"
+    allowed = max_drop + NormalDist().inv_cdf(confidence) * (baseline.score_error or 0.0)
+    bound = baseline.score + allowed if lower_is_better else baseline.score - allowed
+    worse = baseline.candidate_score > bound if lower_is_better else baseline.candidate_score < bound
+    return AnalysisCheck(
+        name="offlineScore",
+        query=f"{baseline.metric} at evaluate on {baseline.rows} held-out rows neither version trained on",
+        value=baseline.candidate_score,
+        threshold=bound,
+        verdict="fail" if worse else "pass",
+        stable=baseline.score,
+    )
 
 
 def _check(

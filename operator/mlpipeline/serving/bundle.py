@@ -24,6 +24,9 @@ class ModelBundle:
     preprocessor: Any
     schema: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
+    # a key per training row (steps/baseline.row_keys): which held-out rows of a later run this
+    # model has seen; None in models packaged before it was kept
+    trained_on: np.ndarray | None = None
 
     @property
     def classes(self) -> list[Any]:

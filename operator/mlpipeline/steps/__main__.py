@@ -22,7 +22,7 @@ from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 
 # what a succeeded step tells the operator
-REPORTED = ("summary", "metrics", "version", "tag", "labeling", "report", "data", "cached")
+REPORTED = ("summary", "metrics", "version", "tag", "labeling", "report", "data", "cached", "baseline")
 
 
 def _spec(args: argparse.Namespace) -> MLPipelineSpec:
@@ -55,7 +55,9 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     if step == "evaluate":
         from mlpipeline.steps import evaluate
 
-        return evaluate.run(spec, args.data, args.preprocess, args.tune, args.out)
+        return evaluate.run(
+            spec, args.data, args.preprocess, args.tune, args.out, args.serving, args.serving_uri
+        )
     if step in ("label", "merge"):
         from mlpipeline.steps import label
 
@@ -88,6 +90,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", default="pipeline")
     p.add_argument("--run", default="local")
     p.add_argument("--version", default="0")
+    evaluate = p.add_argument_group("evaluate")
+    evaluate.add_argument(
+        "--serving", help="BentoML tag of the model that serves, measured beside the new one"
+    )
+    evaluate.add_argument("--serving-uri", help="its export in the artifact store")
     labeling = p.add_argument_group("labeling rounds (label, merge)")
     labeling.add_argument("--model", help="label: BentoML tag of the model that labels")
     labeling.add_argument("--model-uri", help="label: its export in the artifact store")

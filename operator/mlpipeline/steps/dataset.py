@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.preprocess import PREPROCESSOR, as_object_categories
@@ -34,10 +35,15 @@ class Dataset:
         features, target, _ = self.rows(data_uri, name)
         return features, target
 
+    @staticmethod
+    def frame(data_uri: str, name: str) -> pd.DataFrame:
+        """A split as ingest wrote it: features, label and provenance."""
+        return artifacts.read_table(artifacts.join(data_uri, f"{name}.parquet"))
+
     def rows(self, data_uri: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A split's features and target, and per row whether its label may score a model (False:
         the model labeled it itself in a labeling round; see steps/split.py)."""
-        frame = artifacts.read_table(artifacts.join(data_uri, f"{name}.parquet"))
+        frame = self.frame(data_uri, name)
         features = self.preprocessor.transform(as_object_categories(frame, self.schema["features"]))
         trusted = trusted_rows(frame)
         return np.asarray(features, dtype=float), self.target(frame[self.schema["label"]]), trusted

@@ -2,7 +2,8 @@
 the best trial's checkpoint), score it on the held-out split, and apply the gate. A failed gate
 ends the pipeline: nothing is packaged or deployed. Only labels people gave or the original data
 holds are scored: the labels a labeling round's model gave itself train, never score
-(steps/split.py; ingest keeps them out of the held-out split)."""
+(steps/split.py; ingest keeps them out of the held-out split). When a model serves, it is measured
+beside the new one on the same held-out rows (steps/baseline.py): what the canary expects."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from typing import Any
 
 from mlpipeline.api.models import CLASSIFICATION_METRICS, MLPipelineSpec
 from mlpipeline.protocol import METRICS_FILE
+from mlpipeline.serving.bundle import ModelBundle
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
+from mlpipeline.steps.baseline import against_serving
 from mlpipeline.steps.dataset import Dataset
 from mlpipeline.steps.estimators import build_estimator, visible_device
 from mlpipeline.steps.images import image_shape
 from mlpipeline.steps.metrics import score
-from mlpipeline.steps.report import REPORT, render
+from mlpipeline.steps.report import REPORT, compared, render
 
 MODEL = "model.joblib"
 
@@ -34,7 +37,17 @@ def gate_verdict(value: float, minimum: float | None, maximum: float | None, met
     return None
 
 
-def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, tune_uri: str, out: str) -> dict[str, Any]:
+def run(
+    spec: MLPipelineSpec,
+    data_uri: str,
+    preprocess_uri: str,
+    tune_uri: str,
+    out: str,
+    serving: str | None = None,
+    serving_uri: str | None = None,
+) -> dict[str, Any]:
+    """``serving``: the BentoML tag of the model that serves, if one does (imported from
+    ``serving_uri`` when the local model store lacks it)."""
     best = artifacts.read_json(artifacts.join(tune_uri, "best.json"))
     dataset = Dataset.load(data_uri, preprocess_uri)
     train_x, train_y, train_trusted = dataset.rows(data_uri, "train")
@@ -55,12 +68,18 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, tune_uri: str,
     if gate.metric not in metrics:
         raise StepError(f"spec.evaluate.metric {gate.metric!r} cannot be computed for this model")
     failure = gate_verdict(metrics[gate.metric], gate.min, gate.max, gate.metric)
+    baseline = None
+    if serving and not failure:
+        candidate = ModelBundle(estimator, dataset.preprocessor, dataset.schema)
+        held_out = dataset.frame(data_uri, "test")[test_trusted]
+        baseline = against_serving(serving, serving_uri, candidate, held_out, gate.metric)
     report = {
         "metrics": metrics,
         "gate": {"metric": gate.metric, "min": gate.min, "max": gate.max, "passed": failure is None},
         "params": best["config"],
         "testRows": len(test_y),
         "autoLabels": int((~train_trusted).sum()),  # rows labeled by the model itself: trained on only
+        "baseline": baseline,
     }
     artifacts.write_json(artifacts.join(out, METRICS_FILE), report)
     page = artifacts.join(out, REPORT)
@@ -71,5 +90,5 @@ def run(spec: MLPipelineSpec, data_uri: str, preprocess_uri: str, tune_uri: str,
     if failure:
         raise GateFailed(f"evaluation gate failed: {failure}; nothing is deployed (report: {page})")
     artifacts.write_object(artifacts.join(out, MODEL), estimator)
-    summary = f"test {gate.metric}={metrics[gate.metric]:.4f} passed the gate"
-    return {"summary": summary, "metrics": metrics, "report": page}
+    summary = f"test {gate.metric}={metrics[gate.metric]:.4f} passed the gate" + compared(baseline)
+    return {"summary": summary, "metrics": metrics, "report": page, "baseline": baseline}

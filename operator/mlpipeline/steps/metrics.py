@@ -1,4 +1,4 @@
-"""Scores of a fitted estimator, by metric name."""
+"""Scores of a fitted estimator, or of predictions already made, by metric name."""
 
 from __future__ import annotations
 
@@ -7,17 +7,29 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+PROBABILITY_METRICS = ("roc_auc", "log_loss")
+
 
 def score(metric: str, estimator: Any, features: Any, target: np.ndarray) -> float:
-    if metric in ("roc_auc", "log_loss"):
+    if metric in PROBABILITY_METRICS:
         proba = estimator.predict_proba(features)
         labels = list(getattr(estimator, "classes_", range(proba.shape[1])))
-        if metric == "log_loss":
-            return float(skm.log_loss(target, proba, labels=labels))
-        if proba.shape[1] == 2:
-            return float(skm.roc_auc_score(target, proba[:, 1]))
-        return float(skm.roc_auc_score(target, proba, multi_class="ovr", labels=labels))
-    predicted = estimator.predict(features)
+        return score_probabilities(metric, proba, labels, target)
+    return score_predictions(metric, estimator.predict(features), target)
+
+
+def score_probabilities(metric: str, proba: np.ndarray, labels: list[Any], target: np.ndarray) -> float:
+    """roc_auc or log_loss of class probabilities, one column per class of ``labels``."""
+    if metric == "log_loss":
+        return float(skm.log_loss(target, proba, labels=labels))
+    if metric != "roc_auc":
+        raise ValueError(f"{metric!r} is not scored on probabilities")
+    if proba.shape[1] == 2:
+        return float(skm.roc_auc_score(target, proba[:, 1]))
+    return float(skm.roc_auc_score(target, proba, multi_class="ovr", labels=labels))
+
+
+def score_predictions(metric: str, predicted: np.ndarray, target: np.ndarray) -> float:
     if metric == "accuracy":
         return float(skm.accuracy_score(target, predicted))
     if metric == "f1_macro":

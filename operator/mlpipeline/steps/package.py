@@ -12,6 +12,7 @@ import joblib
 
 from mlpipeline.protocol import METRICS_FILE, MODEL_EXPORT, model_tag
 from mlpipeline.steps import artifacts
+from mlpipeline.steps.baseline import row_keys
 from mlpipeline.steps.dataset import Dataset
 from mlpipeline.steps.evaluate import MODEL
 from mlpipeline.steps.report import REPORT
@@ -58,6 +59,7 @@ def run(
         preprocessor=dataset.preprocessor,
         schema=dataset.schema,
         metadata=metadata,
+        trained_on=row_keys(dataset.frame(data_uri, "train"), dataset.schema),
     )
     tag = model_tag(pipeline, version)
     with contextlib.suppress(bentoml.exceptions.NotFound):

@@ -136,7 +136,8 @@ tr:nth-child(even){{background:#f4f4f4}}img{{max-width:100%;margin:1em 0}}</styl
 <h1>Run report</h1>
 <p>Gate {verdict}: {html.escape(gate["metric"])} = {_number(report["metrics"].get(gate["metric"]))}
 (min {gate.get("min")}, max {gate.get("max")}), on {report["testRows"]} held-out rows{_auto(report)}.
-Best parameters: <code>{html.escape(json.dumps(report["params"], sort_keys=True))}</code></p>
+Best parameters: <code>{html.escape(json.dumps(report["params"], sort_keys=True))}</code>
+{html.escape(compared(report.get("baseline")))}</p>
 <ul>{metrics}</ul>
 {"".join(f for f in figures if f)}
 <h2>Trials</h2>
@@ -153,6 +154,17 @@ def _auto(report: dict[str, Any]) -> str:
     """Rows labeled by the model itself in labeling rounds: trained on, never scored."""
     count = int(report.get("autoLabels") or 0)
     return f" ({count} rows labeled by the model itself were trained on, never scored)" if count else ""
+
+
+def compared(baseline: dict[str, Any] | None) -> str:
+    """The comparison with the model that served (steps/baseline.py), in words; "" without one."""
+    if not baseline or not baseline.get("rows"):
+        return ""
+    scores = f"{_number(baseline.get('score'))} -> {_number(baseline.get('candidateScore'))}"
+    text = f"; beside the serving {baseline['version']} on {baseline['rows']} held-out rows neither "
+    text += f"trained on, {baseline['metric']} {scores}"
+    shift = baseline.get("predictionShift")
+    return text + (f", prediction shift {shift:.3g}" if shift is not None else "")
 
 
 def _number(value: Any) -> str:
