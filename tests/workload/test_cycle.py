@@ -92,7 +92,7 @@ def watching(
             watch.first = wait_for_file(
                 watch.serving, "the first model serving", lambda s: s.get("stable"), 300, process
             )
-            wait_for_file(watch.serving, "the server answering", lambda _: is_ready(watch.url), 60, process)
+            wait_for_file(watch.serving, "the server answering", lambda _: is_ready(watch.url), 240, process)
             yield watch
         finally:
             stop_group(process)
