@@ -29,6 +29,11 @@ $(DEEP): $(STAMP)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,deep]'
 	touch $@
 
+BENCH := $(VENV)/.installed-bench
+$(BENCH): $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,bench]'
+	touch $@
+
 install-deep: $(DEEP) ## add the deep-learning extra to .venv: PyTorch (with its CUDA libraries, ~5 GB) and XGBoost
 
 prometheus: ## install Debian's Prometheus (the canary analysis queries a real one)
@@ -108,7 +113,7 @@ bench-tune: $(DEEP) ## search algorithms (grid, random, Bayesian, each with and 
 bench-scale: control-plane $(STAMP) ## N pipelines on the kwok cluster against a bare client creating the same Jobs (PIPELINES=100)
 	$(BIN)/python -m bench.scale --pipelines $(or $(PIPELINES),100)
 
-bench-labeling: $(STAMP) ## accuracy against human labels spent: automated labeling vs a random sample vs everything (5 seeds)
+bench-labeling: $(BENCH) ## accuracy against human labels spent on 4 data sets: automated round vs a random sample of the same labels vs seed only vs everything (5 seeds, ~5 min)
 	$(BIN)/python -m bench.labeling
 
 run: $(STAMP) ## run the operator against the cluster in KUBECONFIG (default: the local one)

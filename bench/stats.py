@@ -48,3 +48,31 @@ def ratio(ours: Mapping[str, float] | None, baseline: Mapping[str, float] | None
     if not ours or not baseline or not baseline["median"]:
         return None
     return round(ours["median"] / baseline["median"], 3)
+
+
+def mean_spread(values: Sequence[float | None]) -> dict[str, float] | None:
+    """Mean, sample standard deviation, min and max of one figure across runs (runs without it left
+    out)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    sd = statistics.stdev(present) if len(present) > 1 else 0.0
+    return {
+        "mean": round(statistics.fmean(present), 4),
+        "sd": round(sd, 4),
+        "min": round(min(present), 4),
+        "max": round(max(present), 4),
+    }
+
+
+def paired_difference(ours: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
+    """The mean of ``ours - baseline`` over paired runs with its 95 % confidence interval (Student's
+    t): an interval that holds 0 is a difference the runs cannot tell from noise."""
+    from scipy.stats import t
+
+    differences = [a - b for a, b in zip(ours, baseline, strict=True)]
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return {"mean": round(mean, 4), "ci95": None}
+    half = float(t.ppf(0.975, len(differences) - 1)) * statistics.stdev(differences) / len(differences) ** 0.5
+    return {"mean": round(mean, 4), "ci95": [round(mean - half, 4), round(mean + half, 4)]}

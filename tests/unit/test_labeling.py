@@ -43,7 +43,11 @@ def probabilities(*yes: float) -> np.ndarray:
 
 
 def test_confident_records_are_labeled_by_the_model_and_the_least_sure_go_to_people() -> None:
-    chosen = select(probabilities(0.99, 0.02, 0.5, 0.6, 0.97, 0.8), CLASSES, spec(budget=2, maxClassShare=1))
+    chosen = select(
+        probabilities(0.99, 0.02, 0.5, 0.6, 0.97, 0.8),
+        CLASSES,
+        spec(budget=2, maxClassShare=1, selection="uncertain"),
+    )
     assert [(p.row, p.label) for p in chosen.auto] == [(0, "yes"), (1, "no"), (4, "yes")]
     assert [p.row for p in chosen.human] == [2, 3]  # margins 0 and 0.2; row 5's is 0.6
     assert not {p.row for p in chosen.human} & {p.row for p in chosen.auto}
@@ -59,14 +63,14 @@ def test_entropy_ranks_the_flattest_distribution_first() -> None:
     three = np.array([[0.5, 0.5, 0.0], [0.4, 0.3, 0.3], [0.9, 0.05, 0.05]])
     assert np.argsort(-uncertainty(three, "entropy"))[0] == 1  # type: ignore[arg-type]
     assert np.argsort(-uncertainty(three, "margin"))[0] == 0  # type: ignore[arg-type]
-    chosen = select(three, ["a", "b", "c"], spec(budget=1, uncertainty="entropy"))
+    chosen = select(three, ["a", "b", "c"], spec(budget=1, uncertainty="entropy", selection="uncertain"))
     assert [p.row for p in chosen.human] == [1]
 
 
 def test_a_confident_majority_class_is_capped_keeping_its_most_confident_records() -> None:
     yes = [0.999 - i * 0.001 for i in range(30)]  # 30 confident "yes"
     no = [0.01] * 5  # 5 confident "no"
-    chosen = select(probabilities(*yes, *no), CLASSES, spec(maxClassShare=0.8))
+    chosen = select(probabilities(*yes, *no), CLASSES, spec(maxClassShare=0.8, budget=0))
     labels = [p.label for p in chosen.auto]
     assert labels.count("no") == 5 and labels.count("yes") == 20  # 20 / 25 = 0.8
     kept_yes = [p.confidence for p in chosen.auto if p.label == "yes"]
@@ -83,11 +87,48 @@ def test_class_caps_hold_the_share_and_a_lone_confident_class_gets_nothing() -> 
 
 def test_the_audit_samples_the_automatic_labels_reproducibly() -> None:
     confident = probabilities(*([0.99] * 20 + [0.01] * 20))
-    first = select(confident, CLASSES, spec(audit={"fraction": 0.1}, maxClassShare=1), seed=3)
-    again = select(confident, CLASSES, spec(audit={"fraction": 0.1}, maxClassShare=1), seed=3)
+    first = select(confident, CLASSES, spec(audit={"fraction": 0.1}, maxClassShare=1, budget=0), seed=3)
+    again = select(confident, CLASSES, spec(audit={"fraction": 0.1}, maxClassShare=1, budget=0), seed=3)
     assert len(first.audit) == 4 and first.audit == again.audit
     assert {p.row for p in first.audit} <= {p.row for p in first.auto}
     assert select(confident, CLASSES, spec(audit={"fraction": 0})).audit == []
+
+
+def test_people_get_records_spread_over_the_data_not_a_clump_of_one_confusion() -> None:
+    rng = np.random.default_rng(0)
+    clump = rng.normal([0.0, 0.0], 0.01, size=(50, 2))  # 50 near-copies the model is least sure of
+    elsewhere = rng.normal([5.0, 5.0], 0.5, size=(10, 2))  # 10 it is a little surer of, far away
+    confident = rng.normal([-5.0, 5.0], 0.5, size=(40, 2))
+    space = np.vstack([clump, elsewhere, confident])
+    yes = [0.5] * 50 + [0.65] * 10 + [0.999] * 40
+    by_uncertainty = select(probabilities(*yes), CLASSES, spec(budget=3, selection="uncertain"), 0, space)
+    assert all(p.row < 50 for p in by_uncertainty.human)
+    diverse = select(probabilities(*yes), CLASSES, spec(budget=3), 0, space)
+    regions = [p.row // 50 + (p.row >= 60) for p in diverse.human]  # 0 clump, 1 elsewhere, 2 confident
+    assert sorted(regions) == [0, 1, 2]
+    more = select(probabilities(*yes), CLASSES, spec(budget=6, maxClassShare=1), 0, space)
+    assert sum(p.row < 50 for p in more.human) == 1  # one record of the clump is enough
+    assert sum(p.row >= 60 for p in more.human) == 1  # the confident region pulls little
+    asked = {p.row for p in more.human}
+    assert {p.row for p in more.auto} == set(range(60, 100)) - asked  # people's are not auto-labeled
+    assert select(probabilities(*yes), CLASSES, spec(budget=6, maxClassShare=1), 0, space) == more
+
+
+def test_diverse_selection_favours_uncertain_records_and_sends_everything_within_the_budget() -> None:
+    rng = np.random.default_rng(1)
+    space = rng.normal(size=(400, 3))
+    yes = 1 / (1 + np.exp(-3 * space[:, 0]))  # the model is unsure near the plane x = 0
+    chosen = select(probabilities(*yes), CLASSES, spec(budget=20), 0, space)
+    picked = [abs(space[p.row, 0]) for p in chosen.human]
+    assert len(picked) == 20 and np.mean(picked) < 0.5 * np.mean(np.abs(space[:, 0]))
+    everything = select(probabilities(*yes[:15]), CLASSES, spec(budget=20), 0, space[:15])
+    assert [p.row for p in everything.human] == list(range(15)) and everything.auto == []
+
+
+def test_no_audit_is_asked_for_when_automatic_labels_are_not_used() -> None:
+    confident = probabilities(*([0.99] * 20 + [0.01] * 20))
+    chosen = select(confident, CLASSES, spec(useAutoLabels=False, budget=0, maxClassShare=1))
+    assert chosen.audit == [] and len(chosen.auto) == 40
 
 
 def pool(n: int) -> pd.DataFrame:
@@ -107,6 +148,16 @@ def test_people_override_the_model_and_every_row_says_where_its_label_came_from(
     assert merged.frame["failed"].tolist() == ["yes", "no", "no", "yes"]
     assert merged.provenance == ["auto", "auto", "audit", "human"]
     assert merged.labeled_by_people == 2 and merged.audit_disagreement == 1.0 and merged.auto_labels_used
+
+
+def test_by_default_one_automatic_label_people_changed_in_a_small_audit_drops_the_rest() -> None:
+    auto = [Pick(i, "yes", 0.99) for i in range(40)]
+    audited = Selection(auto=auto, human=[], audit=auto[:10])
+    agreed = merge(pool(40), audited, {i: "yes" for i in range(10)}, "failed", spec())
+    assert agreed.auto_labels_used and agreed.provenance.count("auto") == 30
+    one_changed = merge(pool(40), audited, {0: "no", **{i: "yes" for i in range(1, 10)}}, "failed", spec())
+    assert not one_changed.auto_labels_used and one_changed.provenance == ["audit"] * 10
+    assert one_changed.frame["failed"].tolist()[0] == "no" and "10%" in (one_changed.reason or "")
 
 
 def test_too_much_audit_disagreement_leaves_the_automatic_labels_out() -> None:

@@ -13,6 +13,7 @@ from mlpipeline.serving.validation import (
     TooManyRecords,
     UnreadableRecords,
     clean_records,
+    within_request_limit,
 )
 
 FEATURES = {"petal_length": "numeric", "colour": "categorical"}
@@ -138,7 +139,8 @@ def test_a_category_or_number_longer_than_the_limit_is_refused() -> None:
 
 
 def test_more_records_than_a_request_may_carry_are_refused_as_a_whole() -> None:
-    refused = refusal([{"colour": "red"}] * (MAX_RECORDS + 1))
-    assert isinstance(refused, TooManyRecords)
-    assert f"past the {MAX_RECORDS} records one request may carry" in str(refused)
-    assert len(clean_records(FEATURES, [{"colour": "red"}] * MAX_RECORDS)) == MAX_RECORDS
+    with pytest.raises(TooManyRecords, match=f"past the {MAX_RECORDS} records one request may carry"):
+        within_request_limit([{"colour": "red"}] * (MAX_RECORDS + 1))
+    within_request_limit([{"colour": "red"}] * MAX_RECORDS)
+    # a labeling round reads its whole pool with clean_records: the bound is a request's only
+    assert len(clean_records(FEATURES, [{"colour": "red"}] * (MAX_RECORDS + 1))) == MAX_RECORDS + 1

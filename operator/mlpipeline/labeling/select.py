@@ -1,15 +1,19 @@
 """Which records of a round the model labels itself, which go to people, and which automatic labels
-people audit. Pure: the predicted probabilities and spec.labeling in, the picks out."""
+people audit. Pure: the predicted probabilities (and the records in the model's feature space) and
+spec.labeling in, the picks out."""
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
-from mlpipeline.api.models import LabelingSpec, Uncertainty
+from mlpipeline.api.models import LabelingSpec, PeopleSelection, Uncertainty
 
 AUTO, HUMAN, AUDIT = "auto", "human", "audit"
 
@@ -56,22 +60,74 @@ def class_caps(counts: dict[str, int], share: float) -> dict[str, int]:
             keep[c] = limit
 
 
-def select(probabilities: np.ndarray, classes: list[str], spec: LabelingSpec, seed: int = 0) -> Selection:
-    """``probabilities``: one row per record, one column per class of ``classes``."""
+MAX_CLUSTERED = 20_000  # records clustered at most (a seeded sample of larger rounds): seconds, not minutes
+WEIGHT_FLOOR = 1e-3  # a record the model is sure of still pulls a little: dense regions are not ignored
+
+
+def diverse(space: np.ndarray, unsure: np.ndarray, count: int, seed: int) -> list[int]:
+    """``count`` rows of ``space`` spread over the data and drawn to the uncertain: k-means with
+    ``count`` clusters, each record weighted by its uncertainty, and the record nearest each centre
+    (the diverse mini-batch of Zhdanov, 2019, over the whole round rather than its most uncertain)."""
+    if count <= 0:
+        return []
+    if count >= len(space):
+        return list(range(len(space)))
+    rows = np.arange(len(space))
+    if len(rows) > MAX_CLUSTERED:
+        rows = np.sort(np.random.default_rng(seed).choice(len(space), MAX_CLUSTERED, replace=False))
+    points = np.asarray(space[rows], dtype=float)
+    weights = unsure[rows] + WEIGHT_FLOOR
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct records than clusters
+        fitted = KMeans(n_clusters=count, n_init=1, random_state=seed).fit(points, sample_weight=weights)
+    chosen: list[int] = []
+    for cluster, centre in enumerate(fitted.cluster_centers_):
+        members = np.flatnonzero(fitted.labels_ == cluster)
+        if len(members):
+            nearest = members[((points[members] - centre) ** 2).sum(axis=1).argmin()]
+            chosen.append(int(rows[nearest]))
+    chosen = list(dict.fromkeys(chosen))  # identical records make identical centres
+    if len(chosen) < count:
+        taken = set(chosen)
+        rest = [int(r) for r in np.argsort(-unsure, kind="stable") if int(r) not in taken]
+        chosen += rest[: count - len(chosen)]
+    return chosen
+
+
+def for_people(
+    probabilities: np.ndarray, spec: LabelingSpec, space: np.ndarray | None, seed: int
+) -> list[int]:
+    """The rows people label: spec.labeling.selection's ``budget`` records."""
+    unsure = uncertainty(probabilities, spec.uncertainty)
+    if spec.selection == PeopleSelection.diverse:
+        return diverse(probabilities if space is None else space, unsure, spec.budget, seed)
+    unconfident = np.flatnonzero(probabilities.max(axis=1) < spec.min_confidence)
+    return [int(r) for r in unconfident[np.argsort(-unsure[unconfident], kind="stable")][: spec.budget]]
+
+
+def select(
+    probabilities: np.ndarray,
+    classes: list[str],
+    spec: LabelingSpec,
+    seed: int = 0,
+    space: np.ndarray | None = None,
+) -> Selection:
+    """``probabilities``: one row per record, one column per class of ``classes``; ``space``: the
+    same records as the model reads them (its preprocessed features), where diverse selection
+    clusters them (without it, in the space of the predicted probabilities)."""
     if len(probabilities) == 0:
         return Selection()
     best = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
     picks = [Pick(i, str(classes[best[i]]), float(confidence[i])) for i in range(len(probabilities))]
-    confident = [p for p in picks if p.confidence >= spec.min_confidence]
+    human = sorted(for_people(probabilities, spec, space, seed))
+    asked = set(human)
+    confident = [p for p in picks if p.confidence >= spec.min_confidence and p.row not in asked]
     by_class: dict[str, list[Pick]] = {}
     for pick in sorted(confident, key=lambda p: (-p.confidence, p.row)):
         by_class.setdefault(pick.label, []).append(pick)
     caps = class_caps({c: len(v) for c, v in by_class.items()}, spec.max_class_share)
     auto = sorted((p for c, v in by_class.items() for p in v[: caps[c]]), key=lambda p: p.row)
-    unsure = uncertainty(probabilities, spec.uncertainty)
-    rest = [p for p in picks if p.confidence < spec.min_confidence]
-    human = sorted(rest, key=lambda p: (-unsure[p.row], p.row))[: spec.budget]
-    audit_size = math.ceil(spec.audit.fraction * len(auto)) if auto else 0
+    audit_size = math.ceil(spec.audit.fraction * len(auto)) if auto and spec.use_auto_labels else 0
     audit = sorted(random.Random(seed).sample(auto, audit_size), key=lambda p: p.row)
-    return Selection(auto, sorted(human, key=lambda p: p.row), audit, len(confident) - len(auto))
+    return Selection(auto, [picks[r] for r in human], audit, len(confident) - len(auto))

@@ -50,7 +50,12 @@ from mlpipeline.serving.chaos import Chaos
 from mlpipeline.serving.limits import MAX_REQUEST_BYTES, BodyLimit
 from mlpipeline.serving.monitor import Monitor, MonitorSettings
 from mlpipeline.serving.oip_app import app as open_inference_protocol
-from mlpipeline.serving.validation import TooManyRecords, UnreadableRecords, clean_records
+from mlpipeline.serving.validation import (
+    TooManyRecords,
+    UnreadableRecords,
+    clean_records,
+    within_request_limit,
+)
 
 MAX_BATCH_SIZE = int(os.environ.get("MLP_MAX_BATCH_SIZE", "128"))
 MAX_LATENCY_MS = int(os.environ.get("MLP_MAX_LATENCY_MS", "1000"))
@@ -114,6 +119,7 @@ def read_records(value: Any, handler: ValidatorFunctionWrapHandler) -> list[dict
         rejected_requests_total.labels(model_version=service.version, reason="malformed", field="").inc()
         raise
     try:
+        within_request_limit(records)
         cleaned = clean_records(service.bundle.features, records)
     except UnreadableRecords as error:
         reason = "too_many_records" if isinstance(error, TooManyRecords) else "unreadable_value"

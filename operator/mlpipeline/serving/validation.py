@@ -120,9 +120,9 @@ def read_category(value: Any) -> str | int | float | bool:
     return bounded(value) if isinstance(value, str) else value
 
 
-def clean_records(features: Mapping[str, str], records: Sequence[Any]) -> list[dict[str, Any]]:
-    """The records as the model reads them: declared fields only, numbers as floats, missing values
-    as None. Raises UnreadableRecords naming up to MAX_PROBLEMS values that cannot be read."""
+def within_request_limit(records: Sequence[Any]) -> None:
+    """Raises TooManyRecords when one request carries more records than a server takes at once
+    (a request's bound, not a data set's: labeling reads whole rounds with clean_records)."""
     if len(records) > MAX_RECORDS:
         raise TooManyRecords(
             [
@@ -135,6 +135,11 @@ def clean_records(features: Mapping[str, str], records: Sequence[Any]) -> list[d
                 )
             ]
         )
+
+
+def clean_records(features: Mapping[str, str], records: Sequence[Any]) -> list[dict[str, Any]]:
+    """The records as the model reads them: declared fields only, numbers as floats, missing values
+    as None. Raises UnreadableRecords naming up to MAX_PROBLEMS values that cannot be read."""
     cleaned: list[dict[str, Any]] = []
     problems: list[Problem] = []
     for index, record in enumerate(records):

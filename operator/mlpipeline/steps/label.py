@@ -27,6 +27,7 @@ from mlpipeline.labeling.desk import desk_for
 from mlpipeline.labeling.merge import merge as merge_labels
 from mlpipeline.labeling.select import Pick, Selection, select
 from mlpipeline.protocol import is_pattern, parse_stamp
+from mlpipeline.serving.validation import clean_records
 from mlpipeline.steps import artifacts
 from mlpipeline.steps.artifacts import StepError
 from mlpipeline.steps.ingest import data_format, read_data
@@ -108,10 +109,14 @@ def propose(
     version, bundle = load_bundle(model_tag, model_uri)
     pool = read_pool(sources, list(bundle.features), served)
     records = pool.to_dict("records")
-    answers = bundle.predict(records)
+    rows = clean_records(bundle.features, records)
+    answers = bundle.predict_rows(rows)
     classes = [str(c) for c in bundle.classes]
     probabilities = np.array([[a["probabilities"].get(c, 0.0) for c in classes] for a in answers])
-    selection = select(probabilities.reshape(len(records), len(classes)), classes, labeling, spec.data.seed)
+    space = bundle.transform(rows) if rows else None  # where diverse selection spreads people's records
+    selection = select(
+        probabilities.reshape(len(records), len(classes)), classes, labeling, spec.data.seed, space
+    )
     desk = desk_for(labeling, pipeline, out)
     desk.post(tasks.tasks(records, selection.human, selection.audit, round_id, version), classes, version)
     artifacts.write_table(artifacts.join(out, POOL), pool)
