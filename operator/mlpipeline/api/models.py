@@ -773,6 +773,19 @@ class CaptureSpec(Model):
         description="Captured records a server holds awaiting a write; beyond it samples are dropped "
         '(counted in mlpipeline_capture_records_total{outcome="dropped"}), never requests.',
     )
+    max_bytes_per_hour: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        le=16 * 1024**3,
+        description="Bytes a server writes into one hour partition at most; beyond them samples are "
+        'dropped (counted in mlpipeline_capture_records_total{outcome="capped"}).',
+    )
+    retention: str = Field(
+        default="720h",
+        pattern=DURATION_PATTERN,
+        description="Hour partitions of the capture (every version's) older than this are deleted by "
+        "the model servers, once an hour.",
+    )
 
 
 class DriftSpec(Model):
@@ -807,6 +820,8 @@ class MonitoringSpec(Model):
             "MLP_PIPELINE": pipeline,
             "MLP_CAPTURE_RATE": str(self.capture.sample_rate),
             "MLP_CAPTURE_BUFFER": str(self.capture.buffer),
+            "MLP_CAPTURE_MAX_BYTES_PER_HOUR": str(self.capture.max_bytes_per_hour),
+            "MLP_CAPTURE_RETENTION": str(parse_duration(self.capture.retention)),
             "MLP_DRIFT_WINDOW": str(parse_duration(self.drift.window)),
             "MLP_DRIFT_MIN_SAMPLES": str(self.drift.min_samples),
             "MLP_DRIFT_THRESHOLD": str(self.drift.threshold),
