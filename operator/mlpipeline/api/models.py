@@ -1337,7 +1337,9 @@ class LabelRound(StatusModel):
     started_at: str | None = None
     deadline: str | None = Field(default=None, description="When the round stops waiting for people.")
     finished_at: str | None = None
-    sources: list[str] = Field(default_factory=list, description="The unlabeled files of the round.")
+    sources: list[str] = Field(
+        default_factory=list, description="The unlabeled files of the round: the oldest 100 that settled."
+    )
     records: int | None = None
     auto_labeled: int | None = Field(default=None, description="Labeled by the model (confident).")
     sent_to_people: int | None = Field(default=None, description="Uncertain records sent to people.")
@@ -1365,7 +1367,10 @@ class LabelingStatus(StatusModel):
     processed: str | None = Field(
         default=None, description="The newest source file a round took; later ones are new."
     )
-    pending: list[str] = Field(default_factory=list, description="Source files waiting for the next round.")
+    pending: list[str] = Field(
+        default_factory=list, description="Source files waiting for the next round: the oldest 20."
+    )
+    pending_count: int | None = Field(default=None, description="Source files waiting, all of them.")
     round: LabelRound | None = None
     message: str | None = None
 
