@@ -15,7 +15,7 @@ from mlpipeline.api.manifest import ManifestError, parse_manifest
 from mlpipeline.api.models import LabelingSpec, LabelingStatus, LabelRoundPhase, MLPipelineSpec
 from mlpipeline.engine import labeling
 from mlpipeline.engine.reconcile import JobObservation
-from mlpipeline.engine.triggers import Listing
+from mlpipeline.engine.triggers import PENDING_SHOWN, Listing
 from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job
 from mlpipeline.labeling import tasks
 from mlpipeline.labeling.merge import merge
@@ -366,7 +366,7 @@ def test_many_source_files_are_paged_over_rounds_and_keep_the_status_and_job_sma
         assert status.pending_count == len(names) - len(taken) - len(status.round.sources) or (
             status.pending_count is None and len(taken) + len(status.round.sources) == len(names)
         )
-        assert status.pending == names[len(taken) + len(status.round.sources) :][: labeling.PENDING_SHOWN]
+        assert status.pending == names[len(taken) + len(status.round.sources) :][:PENDING_SHOWN]
         taken += status.round.sources
         status.round.phase = LabelRoundPhase.merged  # people answered, the partition is written
     assert taken == names and rounds == len(names) // labeling.ROUND_FILES  # each file once, in order

@@ -1283,7 +1283,10 @@ class DataStatus(StatusModel):
     processed: str | None = Field(
         default=None, description="The newest partition a run was started for; later names are new."
     )
-    pending: list[str] = Field(default_factory=list, description="New partitions not yet trained on.")
+    pending: list[str] = Field(
+        default_factory=list, description="New partitions not yet trained on: the oldest 20."
+    )
+    pending_count: int | None = Field(default=None, description="New partitions not yet trained on, all.")
     message: str | None = Field(default=None, description="Why pending partitions wait, or a listing error.")
 
 

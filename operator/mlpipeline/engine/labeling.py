@@ -13,7 +13,7 @@ from mlpipeline.api.models import LabelingSpec, LabelingStatus, LabelRound, Labe
 from mlpipeline.engine.event import Event
 from mlpipeline.engine.plan import digest
 from mlpipeline.engine.reconcile import JobObservation, failure_message
-from mlpipeline.engine.triggers import Listing, settled_after
+from mlpipeline.engine.triggers import Listing, settled_after, shown
 from mlpipeline.protocol import RUN_ID_LENGTH, parse_stamp, stamp
 
 LABEL_STEPS = ("label", "merge")
@@ -36,7 +36,6 @@ ATTEMPTS = 3  # a failed round is tried again over the same files, this many tim
 ROUND_FILES = 100
 """Source files a round takes at most, the oldest by name; the rest wait for the next rounds. Keeps
 the round's status and its Job's arguments small (etcd's object limit, the kernel's E2BIG)."""
-PENDING_SHOWN = 20  # source files status.labeling.pending names; pendingCount counts them all
 
 
 def round_id(sources: list[str], model: str, attempt: int = 1) -> str:
@@ -199,7 +198,7 @@ def _from_listing(
         return plan
     names = [name for name, _ in listing.partitions]
     pending = [n for n in names if new.processed is None or n > new.processed]
-    _show_pending(new, pending)
+    new.pending, new.pending_count = shown(pending)
     settled = settled_after(listing, new.processed, parse_duration(spec.settle), now)
     if not settled:
         new.message = "new source files are settling" if pending else None
@@ -210,7 +209,7 @@ def _from_listing(
     taken = settled[:ROUND_FILES]
     new.round = start(spec, taken, model, now)
     new.processed, new.message = taken[-1], None
-    _show_pending(new, [n for n in pending if n > taken[-1]])
+    new.pending, new.pending_count = shown([n for n in pending if n > taken[-1]])
     later = f", {len(settled) - len(taken)} more for the next rounds" if len(settled) > len(taken) else ""
     plan.create.append("label")
     plan.events.append(
@@ -221,7 +220,3 @@ def _from_listing(
         )
     )
     return plan
-
-
-def _show_pending(new: LabelingStatus, pending: list[str]) -> None:
-    new.pending, new.pending_count = pending[:PENDING_SHOWN], len(pending) or None
