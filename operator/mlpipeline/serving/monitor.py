@@ -98,10 +98,7 @@ class Monitor:
 
     def tick(self, now: float | None = None) -> DriftReport:
         self.capture.flush()
-        now = now or time.time()
-        if self.settings.capture_uri and (self.expired_at is None or now - self.expired_at >= EXPIRE_EVERY):
-            self.expired_at = now
-            expire(self.settings.capture_uri, self.settings.retention, now)
+        self._expire(now or time.time())
         records, predictions = self.capture.window(self.settings.window)
         report = measure(self.profile, records, predictions, self.settings.min_samples)
         self.last, self.measured_at = report, stamp(datetime.now(UTC))
@@ -115,6 +112,16 @@ class Monitor:
             except Exception:
                 log.warning("cannot write the drift report to %s", self.settings.capture_uri)
         return report
+
+    def _expire(self, now: float) -> None:
+        """Deletes old captures at start, then hourly; never in the way of measuring drift."""
+        if not self.settings.capture_uri or (self.expired_at and now - self.expired_at < EXPIRE_EVERY):
+            return
+        self.expired_at = now
+        try:
+            expire(self.settings.capture_uri, self.settings.retention, now)
+        except Exception:
+            log.exception("cannot delete old captures under %s", self.settings.capture_uri)
 
     def summary(self) -> dict[str, Any]:
         """The last measurement, as /drift answers it."""
