@@ -109,6 +109,15 @@ def test_the_tune_step_runs_as_a_rayjob_with_gpu_workers_and_is_followed_to_its_
         )
         (head,) = kube_json("get", "pods", "-n", namespace, "-l", "ray.io/node-type=head")["items"]
         assert head["spec"].get("nodeName") not in GPU_NODES
+        # Its NetworkPolicy, made with it: it selects the head and the workers (the test cluster's
+        # CNI does not enforce it; tests/unit/test_rayjob.py proves what it lets through)
+        policy = kube_json("get", "networkpolicy", rayjob["metadata"]["name"], "-n", namespace)
+        assert policy["metadata"]["ownerReferences"][0]["kind"] == "MLPipeline"
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        assert selector["mlpipeline.dev/run"] == run
+        for pod in (head, *workers):
+            assert selector.items() <= pod["metadata"]["labels"].items()
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
         wait_for(
             "the RayJob running",
             lambda: (
@@ -135,5 +144,10 @@ def test_the_tune_step_runs_as_a_rayjob_with_gpu_workers_and_is_followed_to_its_
         )
         kubectl("delete", "mlpipeline", "iris", "-n", namespace)
         wait_for("the RayJob gone with its pipeline", lambda: rayjobs(namespace) == [], timeout=60)
+        wait_for(
+            "its NetworkPolicy gone with it",
+            lambda: kube_json("get", "networkpolicies", "-n", namespace)["items"] == [],
+            timeout=60,
+        )
     finally:
         delete_namespace(namespace)

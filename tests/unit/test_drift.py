@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+from mlpipeline.api.models import MonitoringSpec
 from mlpipeline.monitoring.drift import measure
 from mlpipeline.monitoring.drift_metrics import PREDICTION
 from mlpipeline.monitoring.profile import profile_frame
 from mlpipeline.monitoring.report import render
-from mlpipeline.serving.capture import Capture, Synthetic
+from mlpipeline.serving import capture as capture_module
+from mlpipeline.serving.capture import Capture, Synthetic, expire
+from mlpipeline.serving.monitor import Monitor, MonitorSettings
 
 RNG = np.random.default_rng(7)
 TRAIN = pd.DataFrame(
@@ -121,3 +126,76 @@ def test_capture_never_keeps_the_records_of_synthetic_requests(tmp_path: Path) -
     capture.offer(records, [{"label": "a"}] * 3)
     assert capture.flush() == 2
     assert capture.window(60)[0] == [{"x": 1.0}, {"x": 3.0}]
+
+
+def written_lines(root: Path) -> list[bytes]:
+    return [line for f in sorted(root.rglob("*.jsonl")) for line in f.read_bytes().splitlines(keepends=True)]
+
+
+def test_capture_writes_at_most_its_bytes_per_hour_and_counts_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of requests (or of huge records) fills no more of the store than the cap an hour."""
+    counted: dict[str, int] = {}
+
+    def count(outcome: str, n: int) -> None:
+        counted[outcome] = counted.get(outcome, 0) + n
+
+    clock = [datetime(2026, 3, 1, 10, 5, tzinfo=UTC).timestamp()]
+    monkeypatch.setattr(capture_module.time, "time", lambda: clock[0])
+    capture = Capture("v1", str(tmp_path), rate=1.0, max_bytes_per_hour=20_000, count=count)
+    records = [{"x": float(i), "note": "n" * 100} for i in range(1000)]
+    for _ in range(3):  # three flushes in the same hour
+        capture.offer(records, [{"label": "yes"}] * 1000)
+        capture.flush()
+    lines = written_lines(tmp_path)
+    assert 0 < sum(map(len, lines)) <= 20_000 and len(lines) > 50
+    assert counted == {"written": len(lines), "capped": 3000 - len(lines)}
+    assert all(json.loads(line)["features"]["note"] == "n" * 100 for line in lines)  # whole lines only
+    clock[0] += 3600  # the next hour has its own allowance
+    capture.offer(records[:10], [{"label": "yes"}] * 10)
+    assert capture.flush() == 10
+    assert len(list(tmp_path.glob("version=v1/hour=2026-03-01T11/*.jsonl"))) == 1
+
+
+def partition(root: Path, version: str, hour: str) -> Path:
+    path = root / f"version={version}" / f"hour={hour}"
+    path.mkdir(parents=True)
+    (path / "pod-a-1.jsonl").write_text('{"x": 1}\n')
+    return path
+
+
+def test_captures_older_than_the_retention_are_deleted_for_every_version(tmp_path: Path) -> None:
+    now = datetime(2026, 3, 10, 12, 30, tzinfo=UTC).timestamp()
+    old = [partition(tmp_path, "v1", "2026-03-01T08"), partition(tmp_path, "v2", "2026-03-03T11")]
+    kept = [partition(tmp_path, "v1", "2026-03-03T12"), partition(tmp_path, "v3", "2026-03-10T12")]
+    report = tmp_path / "report" / "version=v1" / "drift.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html>")
+    assert expire(str(tmp_path), retention=7 * 86400, now=now) == 2  # ended before 2026-03-03T12:30
+    assert not any(p.exists() for p in old) and all(p.exists() for p in kept) and report.exists()
+    assert expire(str(tmp_path / "nothing-yet"), retention=86400, now=now) == 0
+
+
+def test_the_monitor_deletes_old_captures_at_start_then_hourly(tmp_path: Path) -> None:
+    settings = MonitorSettings(capture_uri=str(tmp_path), retention=86400, min_samples=10)
+    monitor = Monitor(settings, "v1", PROFILE, count=lambda o, n: None, publish=lambda report: None)
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
+    first = partition(tmp_path, "v0", "2026-03-01T00")
+    monitor.tick(now)
+    assert not first.exists()
+    second = partition(tmp_path, "v0", "2026-03-02T00")
+    monitor.tick(now + 60)
+    assert second.exists()  # not listed on every tick
+    monitor.tick(now + 3600)
+    assert not second.exists()
+
+
+def test_the_capture_bounds_reach_the_server_by_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = MonitoringSpec.model_validate({"capture": {"maxBytesPerHour": 1_000_000, "retention": "48h"}})
+    for key, value in spec.server_env("iris", "s3://b/capture").items():
+        monkeypatch.setenv(key, value)
+    settings = MonitorSettings.from_env()
+    assert settings.max_bytes_per_hour == 1_000_000 and settings.retention == 48 * 3600
+    defaults = MonitoringSpec().capture
+    assert defaults.max_bytes_per_hour == 32 * 1024 * 1024 and defaults.retention == "720h"

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlpipeline.api.manifest import ManifestError, parse_manifest
-from mlpipeline.api.models import LabelingSpec, LabelRoundPhase, MLPipelineSpec
+from mlpipeline.api.models import LabelingSpec, LabelingStatus, LabelRoundPhase, MLPipelineSpec
 from mlpipeline.engine import labeling
 from mlpipeline.engine.reconcile import JobObservation
-from mlpipeline.engine.triggers import DriftLabels, Listing
+from mlpipeline.engine.triggers import PENDING_SHOWN, DriftLabels, Listing
 from mlpipeline.kube.jobs import OperatorSettings, build_labeling_job
 from mlpipeline.labeling import tasks
 from mlpipeline.labeling.merge import merge
@@ -459,3 +459,48 @@ def test_a_drift_round_reads_only_the_records_served_in_its_window(tmp_path: Pat
     assert pool["load"].tolist() == [2.0]
     with pytest.raises(StepError, match="no served record was captured from 2026-11-25T13:00:00Z"):
         read_pool(sources, ["load", "temp"], ("2026-11-25T13:00:00Z", "2026-11-25T14:00:00Z"))
+
+
+def test_many_source_files_are_paged_over_rounds_and_keep_the_status_and_job_small() -> None:
+    """A listing of 10,000 files (the operator's listing cap) used to go whole into one round: its
+    status and its Job's arguments grow past etcd's object limit and the kernel's E2BIG."""
+    names = [
+        f"s3://datasets/team-a/sensors/unlabeled/day={i // 100:04d}/part-{i:05d}.csv" for i in range(10_000)
+    ]
+    everything = listing(*names)
+    document = cycle_with_labeling()
+    document["spec"]["data"]["uri"] = "data/sensors/*.csv"
+    parsed: MLPipelineSpec = parse_manifest(document).spec
+    settings = OperatorSettings(image="img:1", artifacts_uri="s3://bucket/mlp")
+    status: LabelingStatus | None = None
+    taken: list[str] = []
+    rounds = 0
+    while True:
+        plan = labeling.decide(parsed.labeling, status, "v1", everything, {}, T0)
+        status = plan.status
+        assert status is not None
+        if not plan.create:
+            break
+        assert status.round is not None
+        rounds += 1
+        if rounds == 1:
+            assert "100 file(s) for model v1, 9900 more for the next rounds" in plan.events[0].message
+        assert len(status.model_dump_json(by_alias=True, exclude_none=True)) < 16_000  # in the status
+        job = build_labeling_job(
+            pipeline="sensors",
+            namespace="team",
+            uid="u",
+            spec=parsed,
+            current=status.round,
+            step="label",
+            settings=settings,
+            model_uri="s3://bucket/mlp/team/sensors/v1/package/model.bentomodel",
+        )
+        assert len(json.dumps(job)) < 32_000  # in etcd and in the pod's arguments
+        assert status.pending_count == len(names) - len(taken) - len(status.round.sources) or (
+            status.pending_count is None and len(taken) + len(status.round.sources) == len(names)
+        )
+        assert status.pending == names[len(taken) + len(status.round.sources) :][:PENDING_SHOWN]
+        taken += status.round.sources
+        status.round.phase = LabelRoundPhase.merged  # people answered, the partition is written
+    assert taken == names and rounds == len(names) // labeling.ROUND_FILES  # each file once, in order

@@ -17,6 +17,7 @@ from mlpipeline.api.models import (
 )
 from mlpipeline.controller.reconciler import trigger_of
 from mlpipeline.engine.triggers import (
+    PENDING_SHOWN,
     DriftContext,
     DriftLabels,
     Firing,
@@ -235,6 +236,18 @@ def test_new_data_during_a_run_waits_instead_of_being_dropped() -> None:
     assert busy.status.data.pending == ["m=02"] and "waiting" in (busy.status.data.message or "")
     free = decide(NEW_DATA, busy.status, False, T0, listing=listed("m=01", "m=02", rows=500))
     assert free.fired is not None
+
+
+def test_thousands_of_waiting_partitions_are_counted_not_all_listed_in_the_status() -> None:
+    base = decide(NEW_DATA, None, True, T0, listing=listed("m=0000")).status
+    names = [f"s3://datasets/team-a/sensors/day={i:04d}/part.parquet" for i in range(5000)]
+    busy = decide(NEW_DATA, base, True, T0, listing=listed("m=0000", *names))
+    assert busy.status is not None and busy.status.data is not None
+    assert busy.status.data.pending == names[:PENDING_SHOWN] and busy.status.data.pending_count == 5000
+    free = decide(NEW_DATA, busy.status, False, T0, listing=listed("m=0000", *names))
+    assert free.fired is not None and free.fired.value.startswith("5000 new partition(s)")
+    assert free.status is not None and free.status.data is not None
+    assert free.status.data.pending == [] and free.status.data.pending_count is None
 
 
 def test_on_new_data_needs_a_pattern_uri() -> None:

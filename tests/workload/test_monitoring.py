@@ -35,9 +35,9 @@ def start_server(customers_model: dict[str, Any], tmp_path: Path) -> Iterator[An
     numbers = itertools.count()
     with contextlib.ExitStack() as started:
 
-        def start(capture: Path) -> ModelServer:
+        def start(capture: Path, monitoring: MonitoringSpec = MONITORING) -> ModelServer:
             log = tmp_path / f"serve-{next(numbers)}.log"
-            env = MONITORING.server_env("customers", str(capture))
+            env = monitoring.server_env("customers", str(capture))
             return started.enter_context(model_server(customers_model, log, env))
 
         yield start
@@ -117,4 +117,33 @@ def test_a_store_that_cannot_be_written_drops_samples_not_requests(
     metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
     dropped = re.search(r'mlpipeline_capture_records_total\{[^}]*outcome="dropped"[^}]*\} (\S+)', metrics)
     assert dropped and float(dropped.group(1)) == len(records), metrics[-2000:]
+    assert drift_of(server)["samples"] == len(records)  # drift still measured on every sample
+
+
+def captured(server: ModelServer) -> dict[str, float]:
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    found = re.findall(r'mlpipeline_capture_records_total\{[^}]*outcome="(\w+)"[^}]*\} (\S+)', metrics)
+    return {outcome: float(value) for outcome, value in found}
+
+
+def test_a_flood_fills_no_more_of_the_store_than_the_hourly_byte_cap(
+    start_server: Any, customers_model: dict[str, Any], tmp_path: Path
+) -> None:
+    cap = 64 * 1024
+    monitoring = MONITORING.model_copy(
+        update={"capture": MONITORING.capture.model_copy(update={"buffer": 1000, "max_bytes_per_hour": cap})}
+    )
+    capture = tmp_path / "capture"
+    server = start_server(capture, monitoring)
+    records = traffic(customers_model) * 3
+    assert set(send(server, records)) == {200}
+    for _ in range(60):
+        counts = captured(server)
+        if counts.get("written", 0) + counts.get("capped", 0) == len(records):
+            break
+        time.sleep(0.5)
+    files = list(capture.glob("version=*/hour=*/*.jsonl"))
+    lines = [x for f in files for x in f.read_bytes().splitlines(keepends=True)]
+    assert 0 < sum(map(len, lines)) <= cap < len(records) * min(map(len, lines))  # the flood was larger
+    assert counts == {"written": len(lines), "capped": len(records) - len(lines)}, counts
     assert drift_of(server)["samples"] == len(records)  # drift still measured on every sample

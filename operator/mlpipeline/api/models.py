@@ -785,6 +785,19 @@ class CaptureSpec(Model):
         description="Captured records a server holds awaiting a write; beyond it samples are dropped "
         '(counted in mlpipeline_capture_records_total{outcome="dropped"}), never requests.',
     )
+    max_bytes_per_hour: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        le=16 * 1024**3,
+        description="Bytes a server writes into one hour partition at most; beyond them samples are "
+        'dropped (counted in mlpipeline_capture_records_total{outcome="capped"}).',
+    )
+    retention: str = Field(
+        default="720h",
+        pattern=DURATION_PATTERN,
+        description="Hour partitions of the capture (every version's) older than this are deleted by "
+        "the model servers, once an hour.",
+    )
 
 
 class DriftSpec(Model):
@@ -819,6 +832,8 @@ class MonitoringSpec(Model):
             "MLP_PIPELINE": pipeline,
             "MLP_CAPTURE_RATE": str(self.capture.sample_rate),
             "MLP_CAPTURE_BUFFER": str(self.capture.buffer),
+            "MLP_CAPTURE_MAX_BYTES_PER_HOUR": str(self.capture.max_bytes_per_hour),
+            "MLP_CAPTURE_RETENTION": str(parse_duration(self.capture.retention)),
             "MLP_DRIFT_WINDOW": str(parse_duration(self.drift.window)),
             "MLP_DRIFT_MIN_SAMPLES": str(self.drift.min_samples),
             "MLP_DRIFT_THRESHOLD": str(self.drift.threshold),
@@ -1331,7 +1346,10 @@ class DataStatus(StatusModel):
     processed: str | None = Field(
         default=None, description="The newest partition a run was started for; later names are new."
     )
-    pending: list[str] = Field(default_factory=list, description="New partitions not yet trained on.")
+    pending: list[str] = Field(
+        default_factory=list, description="New partitions not yet trained on: the oldest 20."
+    )
+    pending_count: int | None = Field(default=None, description="New partitions not yet trained on, all.")
     message: str | None = Field(default=None, description="Why pending partitions wait, or a listing error.")
 
 
@@ -1401,7 +1419,9 @@ class LabelRound(StatusModel):
     started_at: str | None = None
     deadline: str | None = Field(default=None, description="When the round stops waiting for people.")
     finished_at: str | None = None
-    sources: list[str] = Field(default_factory=list, description="The unlabeled files of the round.")
+    sources: list[str] = Field(
+        default_factory=list, description="The unlabeled files of the round: the oldest 100 that settled."
+    )
     served_from: str | None = Field(
         default=None,
         description="A round started by drift: only served records captured from this time (the "
@@ -1435,7 +1455,10 @@ class LabelingStatus(StatusModel):
     processed: str | None = Field(
         default=None, description="The newest source file a round took; later ones are new."
     )
-    pending: list[str] = Field(default_factory=list, description="Source files waiting for the next round.")
+    pending: list[str] = Field(
+        default_factory=list, description="Source files waiting for the next round: the oldest 20."
+    )
+    pending_count: int | None = Field(default=None, description="Source files waiting, all of them.")
     round: LabelRound | None = None
     message: str | None = None
 

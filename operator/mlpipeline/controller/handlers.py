@@ -22,7 +22,7 @@ from mlpipeline.kube.client import Kube
 from mlpipeline.kube.connection import load_connection
 from mlpipeline.kube.informer import PAGE as LIST_PAGE
 from mlpipeline.kube.informer import exact_namespace, pack
-from mlpipeline.kube.jobs import OperatorSettings, parse_list, parse_selector
+from mlpipeline.kube.jobs import OperatorSettings, parse_list, parse_peers, parse_selector
 
 log = logging.getLogger("mlpipeline.operator")
 _state: dict[str, Reconciler] = {}
@@ -43,6 +43,7 @@ def settings_from_env() -> OperatorSettings:
     prefixes = tuple(
         policy.check_prefix_template(p) for p in parse_list(os.environ.get("MLP_DATA_PREFIXES", ""))
     )
+    peers = os.environ.get("MLP_RAY_DASHBOARD_PEERS")
     return OperatorSettings(
         image=os.environ.get("MLP_STEP_IMAGE", defaults.image),
         artifacts_uri=os.environ.get("MLP_ARTIFACTS_URI", defaults.artifacts_uri),
@@ -53,6 +54,8 @@ def settings_from_env() -> OperatorSettings:
         data_prefixes=prefixes,
         list_max_entries=int(os.environ.get("MLP_LIST_MAX_ENTRIES", defaults.list_max_entries)),
         list_timeout=float(os.environ.get("MLP_LIST_TIMEOUT_SECONDS", defaults.list_timeout)),
+        network_policies=os.environ.get("MLP_NETWORK_POLICIES", "true").lower() == "true",
+        ray_dashboard_peers=parse_peers(peers) if peers is not None else defaults.ray_dashboard_peers,
     )
 
 

@@ -52,7 +52,16 @@ from mlpipeline.kube.jobs import (
 )
 from mlpipeline.kube.observe import observe_job
 from mlpipeline.kube.patch import merge_patch
-from mlpipeline.kube.rayjob import RAY_API, RAYJOB, build_tune_rayjob, is_active, observe_rayjob
+from mlpipeline.kube.rayjob import (
+    NETWORK_POLICY,
+    NETWORKING_API,
+    RAY_API,
+    RAYJOB,
+    build_ray_network_policy,
+    build_tune_rayjob,
+    is_active,
+    observe_rayjob,
+)
 from mlpipeline.listing import Scope, list_files, list_if_due, list_sources_if_due
 from mlpipeline.protocol import (
     RERUN_ANNOTATION,
@@ -392,6 +401,7 @@ class Reconciler:
     def _delete(self, namespace: str, name: str, rayjob: bool) -> None:
         if rayjob:
             self.kube.delete(RAY_API, RAYJOB, namespace, name)
+            self.kube.delete(NETWORKING_API, NETWORK_POLICY, namespace, name)  # its own, if any
         else:
             self.kube.delete("batch/v1", "Job", namespace, name)
 
@@ -506,17 +516,19 @@ class Reconciler:
         serving = serving_version(spec, decision.status, run)
         for step in decision.create:
             if step == "tune" and on_ray:
-                self._create(
-                    build_tune_rayjob(
-                        pipeline=name,
-                        namespace=namespace,
-                        uid=meta["uid"],
-                        spec=spec,
-                        run=run,
-                        settings=self.settings,
-                        keys=keys,
-                    )
+                rayjob = build_tune_rayjob(
+                    pipeline=name,
+                    namespace=namespace,
+                    uid=meta["uid"],
+                    spec=spec,
+                    run=run,
+                    settings=self.settings,
+                    keys=keys,
                 )
+                if self.settings.network_policies:  # first: the head never listens unguarded
+                    peers = list(self.settings.ray_dashboard_peers)
+                    self.kube.create(build_ray_network_policy(rayjob, peers))
+                self._create(rayjob)
                 continue
             job = build_step_job(
                 pipeline=name,

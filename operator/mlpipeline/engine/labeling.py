@@ -15,7 +15,7 @@ from mlpipeline.api.models import LabelingSpec, LabelingStatus, LabelRound, Labe
 from mlpipeline.engine.event import Event
 from mlpipeline.engine.plan import digest
 from mlpipeline.engine.reconcile import JobObservation, failure_message
-from mlpipeline.engine.triggers import DriftLabels, Listing, round_under_way, settled_after
+from mlpipeline.engine.triggers import DriftLabels, Listing, round_under_way, settled_after, shown
 from mlpipeline.protocol import RUN_ID_LENGTH, parse_stamp, stamp
 
 LABEL_STEPS = ("label", "merge")
@@ -35,6 +35,9 @@ COUNTED = {
 
 
 ATTEMPTS = 3  # a failed round is tried again over the same files, this many times in all
+ROUND_FILES = 100
+"""Source files a round takes at most, the oldest by name; the rest wait for the next rounds. Keeps
+the round's status and its Job's arguments small (etcd's object limit, the kernel's E2BIG)."""
 
 
 def round_id(sources: list[str], model: str, attempt: int = 1, served: tuple[str, str] | None = None) -> str:
@@ -243,19 +246,26 @@ def _from_listing(
         new.message = listing.error
         return plan
     names = [name for name, _ in listing.partitions]
-    new.pending = [n for n in names if new.processed is None or n > new.processed]
+    pending = [n for n in names if new.processed is None or n > new.processed]
+    new.pending, new.pending_count = shown(pending)
     settled = settled_after(listing, new.processed, parse_duration(spec.settle), now)
     if not settled:
-        new.message = "new source files are settling" if new.pending else None
+        new.message = "new source files are settling" if pending else None
         return plan
     if model is None:
         new.message = f"{len(settled)} source file(s) wait for a serving model"
         return plan
-    new.round = start(spec, settled, model, now)
-    new.processed, new.message = settled[-1], None
-    new.pending = [n for n in new.pending if n > settled[-1]]
+    taken = settled[:ROUND_FILES]
+    new.round = start(spec, taken, model, now)
+    new.processed, new.message = taken[-1], None
+    new.pending, new.pending_count = shown([n for n in pending if n > taken[-1]])
+    later = f", {len(settled) - len(taken)} more for the next rounds" if len(settled) > len(taken) else ""
     plan.create.append("label")
     plan.events.append(
-        Event("Normal", "LabelingStarted", f"round {new.round.id}: {len(settled)} file(s) for model {model}")
+        Event(
+            "Normal",
+            "LabelingStarted",
+            f"round {new.round.id}: {len(taken)} file(s) for model {model}{later}",
+        )
     )
     return plan

@@ -57,6 +57,9 @@ class Listing:
     note: str | None = None  # said in the status beside the trigger's message (a truncated listing)
 
 
+PENDING_SHOWN = 20
+
+
 def new_partitions(
     spec: RetrainSpec, status: RetrainStatus | None, listing: Listing, now: datetime
 ) -> list[str]:
@@ -333,9 +336,17 @@ def _answer(
     plan.events.append(Event("Normal", reason, message))
 
 
+def shown(pending: list[str]) -> tuple[list[str], int | None]:
+    """What a status lists of files waiting (the oldest PENDING_SHOWN), and how many wait in all:
+    a listing of thousands must not grow the status towards etcd's object limit."""
+    return pending[:PENDING_SHOWN], len(pending) or None
+
+
 def _new_data(plan: TriggerPlan, spec: RetrainSpec, busy: bool, now: datetime, listing: Listing) -> None:
     _read_new_data(plan, spec, busy, now, listing)
     data = plan.status.data if plan.status else None
+    if data is not None:
+        data.pending, data.pending_count = shown(data.pending)
     if listing.note and data is not None:
         data.message = f"{data.message}; {listing.note}" if data.message else listing.note
 

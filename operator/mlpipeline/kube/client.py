@@ -30,6 +30,7 @@ PLURALS = {
     "HTTPRoute": "httproutes",
     "Job": "jobs",
     "RayJob": "rayjobs",
+    "NetworkPolicy": "networkpolicies",
 }
 
 

@@ -41,6 +41,10 @@ POD_SECURITY = {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
 CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
+KUBERAY_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}}}
+"""Where KubeRay's operator runs, unless the chart says otherwise (networkPolicies.rayDashboardFrom)."""
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     image: str = "ghcr.io/mlpipeline/mlpipeline:0.1.0"
@@ -55,6 +59,10 @@ class OperatorSettings:
     data_prefixes: tuple[str, ...] = ()
     list_max_entries: int = 10_000  # files kept of one listing (the newest by name)
     list_timeout: float = 10.0  # seconds one listing (and its row counts) may take
+    # A NetworkPolicy per RayJob (kube/rayjob.py), and the peers besides its own pods that may reach
+    # its dashboard (KubeRay's operator): NetworkPolicy peers, as the chart renders them to JSON.
+    network_policies: bool = True
+    ray_dashboard_peers: tuple[dict[str, Any], ...] = (KUBERAY_PEER,)
 
 
 def parse_list(text: str) -> tuple[str, ...]:
@@ -68,6 +76,16 @@ def parse_selector(text: str) -> dict[str, str]:
     if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
         raise ValueError(f"invalid node selector {text!r}: use key=value,key2=value2")
     return {key.strip(): value.strip() for key, value in pairs}
+
+
+def parse_peers(text: str) -> tuple[dict[str, Any], ...]:
+    """A JSON list of NetworkPolicy peers (the form of MLP_RAY_DASHBOARD_PEERS); empty text: none."""
+    if not text.strip():
+        return ()
+    peers = json.loads(text)
+    if not isinstance(peers, list) or not all(isinstance(p, dict) and p for p in peers):
+        raise ValueError(f"invalid NetworkPolicy peers {text!r}: a JSON list of peers (namespaceSelector…)")
+    return tuple(peers)
 
 
 def labels(pipeline: str, run: str | None = None, step: str | None = None) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The tune step as a KubeRay RayJob (spec.train.distributed): a RayCluster of its own — a head that
 runs the tune step's driver and no trials, and a worker group sized from train.resources — created
-for the run and deleted by KubeRay when the job finishes. Pure builders and readers."""
+for the run and deleted by KubeRay when the job finishes — behind a NetworkPolicy of its own and, with
+a KubeRay and Ray that support it, Ray's token authentication. Pure builders and readers."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from mlpipeline.api.models import MLPipelineSpec, parse_duration
 from mlpipeline.engine.reconcile import JobObservation
 from mlpipeline.kube.jobs import GPU_RESOURCE, OperatorSettings, build_step_job, placement, pod_gpus, secure
 from mlpipeline.kube.observe import iso, pending_problem
-from mlpipeline.protocol import RUN_LABEL
+from mlpipeline.protocol import PIPELINE_LABEL, RUN_LABEL, STEP_LABEL
 
 RAY_API = "ray.io/v1"
 RAYJOB = "RayJob"
@@ -24,6 +25,11 @@ ACTIVE = {"", "New", "Initializing", "Running", "Waiting", "Retrying"}
 """Values of status.jobDeploymentStatus of a RayJob starting or running."""
 FINISHED = {"Complete", "Failed", "ValidationFailed"}
 """Its final values; any other (Suspended: held by a queue) may still run."""
+NETWORKING_API = "networking.k8s.io/v1"
+NETWORK_POLICY = "NetworkPolicy"
+DASHBOARD_PORT = 8265  # the dashboard and its Jobs API: where KubeRay submits and follows the job
+TOKEN_AUTH_SINCE = (2, 52)
+"""The first Ray with token authentication (RAY_AUTH_MODE=token); KubeRay sets it up from v1.5.1."""
 
 
 def submitter(step: dict[str, Any], light: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +46,14 @@ def submitter(step: dict[str, Any], light: dict[str, Any]) -> dict[str, Any]:
     if step["spec"].get("serviceAccountName"):
         pod_spec["serviceAccountName"] = step["spec"]["serviceAccountName"]
     return {"metadata": {"labels": dict(step["metadata"]["labels"])}, "spec": pod_spec}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split(".")[:2]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 def _ray_version() -> str:
@@ -100,6 +114,13 @@ def build_tune_rayjob(
             head_pod["spec"].pop(key, None)
         head_pod["spec"].update(light)
     worker_limits = {k: v for k, v in worker.items() if k != "cpu"}
+    ray_version = _ray_version()
+    cluster: dict[str, Any] = {"rayVersion": ray_version}
+    if _version(ray_version) >= TOKEN_AUTH_SINCE:
+        # KubeRay (v1.5.1 on) makes the token's Secret itself and gives it to the head, the workers
+        # and the submitter: the operator never touches a Secret. An older KubeRay drops the field
+        # (its CRD prunes it): the NetworkPolicy (build_ray_network_policy) is then the only guard.
+        cluster["authOptions"] = {"mode": "token"}
     return {
         "apiVersion": RAY_API,
         "kind": RAYJOB,
@@ -111,7 +132,7 @@ def build_tune_rayjob(
             "activeDeadlineSeconds": job["spec"]["activeDeadlineSeconds"],
             "submitterPodTemplate": submitter(step, light),
             "rayClusterSpec": {
-                "rayVersion": _ray_version(),
+                **cluster,
                 "headGroupSpec": {
                     "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
                     "template": head_pod,
@@ -127,6 +148,45 @@ def build_tune_rayjob(
                     }
                 ],
             },
+        },
+    }
+
+
+def ray_members(rayjob: dict[str, Any]) -> dict[str, str]:
+    """The labels of every pod of a RayJob — its head, workers and submitter carry the tune step's
+    (pipeline, run, step). KubeRay's own ray.io/cluster cannot select them ahead: it names the
+    RayCluster after the RayJob plus a random suffix."""
+    template = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]
+    labels = template["metadata"]["labels"]
+    return {key: labels[key] for key in (PIPELINE_LABEL, RUN_LABEL, STEP_LABEL)}
+
+
+def build_ray_network_policy(rayjob: dict[str, Any], dashboard_peers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Who may reach a RayJob's pods: each other, on any port (the head's GCS 6379, client 10001 and
+    dashboard 8265, and the raylets' and workers' ports, which Ray picks at random), and
+    ``dashboard_peers`` (NetworkPolicy peers: KubeRay's operator, which submits and follows the job
+    over HTTP; the chart's networkPolicies.rayDashboardFrom) on the dashboard's port only. Any other
+    pod, of this namespace or another, reaches none of them: without it, any pod could submit code
+    to the head that runs with the pipeline's store credentials. Named and owned like the RayJob,
+    created before it and deleted with it."""
+    meta = rayjob["metadata"]
+    members = ray_members(rayjob)
+    ingress: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": members}}]}]
+    if dashboard_peers:
+        ingress.append({"from": dashboard_peers, "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}]})
+    return {
+        "apiVersion": NETWORKING_API,
+        "kind": NETWORK_POLICY,
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": dict(meta["labels"]),
+            "ownerReferences": copy.deepcopy(meta["ownerReferences"]),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": members},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
         },
     }
 

@@ -24,6 +24,7 @@ NAMESPACED: list[Permission] = [
     *_grant("mlpipeline.dev", "mlpipelines/finalizers", "update"),
     *_grant("batch", "jobs", "list", "watch", "create", "delete"),
     *_grant("ray.io", "rayjobs", "list", "watch", "create", "delete"),  # spec.train.distributed
+    *_grant("networking.k8s.io", "networkpolicies", "create", "delete"),  # each RayJob's (rayjob.py)
     *_grant("", "pods", "list", "watch"),
     *_grant("", "events", "create"),
     # server-side apply creates (create) or updates (patch) the serving objects, each read first

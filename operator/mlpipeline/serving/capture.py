@@ -9,6 +9,9 @@ Written as JSON Lines, one file per flush, partitioned by version and hour so th
 only what it needs: ``<uri>/version=<v>/hour=<YYYY-MM-DDTHH>/<source>-<epoch ms>.jsonl``, each line
 ``{"at": <RFC 3339>, "version": v, "features": {...}, "prediction": ...}``.
 
+Bounded: a server writes at most ``max_bytes_per_hour`` per hour partition (what is beyond is counted
+``capped``), and ``expire`` deletes the hour partitions, of every version, older than the retention.
+
 Records of synthetic requests (``Synthetic``: mlpipeline's own load, see protocol.SYNTHETIC_HEADER)
 are never captured: they would pass held-out training rows off as served data.
 """
@@ -16,7 +19,9 @@ are never captured: they would pass held-out training rows off as served data.
 from __future__ import annotations
 
 import json
+import logging
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -28,7 +33,12 @@ from typing import Any
 from mlpipeline import store
 from mlpipeline.protocol import stamp
 
-Count = Callable[[str, int], None]  # outcome ("written" or "dropped"), how many
+log = logging.getLogger("mlpipeline.monitor")
+
+Count = Callable[[str, int], None]  # outcome ("written", "dropped" or "capped"), how many
+MAX_BYTES_PER_HOUR = 32 * 1024 * 1024  # per server: at a 0.1 sample rate, ~450 requests/s of 200 B
+RETENTION = 30 * 24 * 3600.0  # seconds an hour partition is kept
+HOUR = re.compile(r"/version=[^/]+/hour=(\d{4}-\d{2}-\d{2}T\d{2})$")
 
 
 class Synthetic(dict[str, Any]):
@@ -47,11 +57,13 @@ class Capture:
     source: str = "server"  # the pod, so that replicas never write the same file
     buffer: int = 10_000  # samples awaiting a write
     window_size: int = 50_000  # recent samples kept for drift
+    max_bytes_per_hour: int = MAX_BYTES_PER_HOUR  # written by this server into one hour partition
     count: Count = lambda outcome, n: None
     rng: random.Random = field(default_factory=random.Random)
     _pending: list[dict[str, Any]] = field(default_factory=list)
     _recent: deque[tuple[float, dict[str, Any], Any]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _written: dict[str, int] = field(default_factory=dict)  # bytes by hour partition
 
     def __post_init__(self) -> None:
         self._recent = deque(maxlen=self.window_size)
@@ -87,26 +99,63 @@ class Capture:
             batch, self._pending = self._pending, []
         if not batch or self.uri is None:
             return 0
-        first = datetime.fromtimestamp(batch[0]["at"], UTC)
-        name = (
-            f"version={self.version}/hour={first:%Y-%m-%dT%H}/{self.source}-{int(time.time() * 1000)}.jsonl"
-        )
-        lines = [
-            json.dumps(
-                {
-                    "at": stamp(datetime.fromtimestamp(s["at"], UTC)),
-                    "version": self.version,
-                    "features": s["features"],
-                    "prediction": s["prediction"],
-                },
-                default=str,
-            )
-            for s in batch
-        ]
-        try:
-            store.write_bytes(store.join(self.uri, name), ("\n".join(lines) + "\n").encode())
-        except Exception:  # an unreachable store drops samples, never fails the server
-            self.count("dropped", len(batch))
+        hour = f"{datetime.fromtimestamp(batch[0]['at'], UTC):%Y-%m-%dT%H}"
+        name = f"version={self.version}/hour={hour}/{self.source}-{int(time.time() * 1000)}.jsonl"
+        room = self.max_bytes_per_hour - self._written.get(hour, 0)
+        lines: list[bytes] = []
+        for sample in batch:
+            line = self._line(sample)
+            if len(line) > room:
+                break
+            lines.append(line)
+            room -= len(line)
+        if len(lines) < len(batch):
+            self.count("capped", len(batch) - len(lines))
+        if not lines:
             return 0
-        self.count("written", len(batch))
-        return len(batch)
+        data = b"".join(lines)
+        try:
+            store.write_bytes(store.join(self.uri, name), data)
+        except Exception:  # an unreachable store drops samples, never fails the server
+            self.count("dropped", len(lines))
+            return 0
+        self._written = {hour: self._written.get(hour, 0) + len(data)}  # earlier hours are done
+        self.count("written", len(lines))
+        return len(lines)
+
+    def _line(self, sample: dict[str, Any]) -> bytes:
+        record = {
+            "at": stamp(datetime.fromtimestamp(sample["at"], UTC)),
+            "version": self.version,
+            "features": sample["features"],
+            "prediction": sample["prediction"],
+        }
+        return (json.dumps(record, default=str) + "\n").encode()
+
+
+def expire(uri: str, retention: float, now: float | None = None) -> int:
+    """Deletes the hour partitions of every version under ``uri`` that ended more than ``retention``
+    seconds ago; returns how many. A failure is logged, never raised: the next call tries again."""
+    oldest = (now or time.time()) - retention
+    fs, root = store.filesystem(uri)
+    removed = 0
+    try:
+        partitions = fs.glob(f"{root.rstrip('/')}/version=*/hour=*")
+    except (OSError, ValueError) as exc:
+        log.warning("cannot list the captures under %s: %s", uri, exc)
+        return 0
+    for path in partitions:
+        match = HOUR.search("/" + str(path).lstrip("/"))
+        if not match:
+            continue
+        start = datetime.strptime(match.group(1), "%Y-%m-%dT%H").replace(tzinfo=UTC).timestamp()
+        if start + 3600 > oldest:
+            continue
+        try:
+            fs.rm(path, recursive=True)
+            removed += 1
+        except FileNotFoundError:  # another replica was first
+            pass
+        except OSError as exc:
+            log.warning("cannot delete the captures %s: %s", path, exc)
+    return removed

@@ -89,7 +89,8 @@ drift_samples = bentoml.metrics.Gauge(
 )
 captured_total = bentoml.metrics.Counter(
     name=CAPTURED,
-    documentation="Sampled records written to the artifact store, or dropped (buffer full, store down)",
+    documentation="Sampled records written to the artifact store, dropped (buffer full, store down) "
+    "or capped (the hourly byte cap reached)",
     labelnames=["pipeline", "model_version", "outcome"],
 )
 rejected_requests_total = bentoml.metrics.Counter(
