@@ -98,7 +98,7 @@ test: ## lint, then every tier: unit and workload beside the builds, cluster and
 
 bench: bench-serving bench-canary bench-cycle bench-labeling bench-tune bench-scale ## every benchmark (JSON on stdout)
 
-bench-serving: $(STAMP) ## adaptive batching against unbatched serving, 3 interleaved runs each: successful requests/s, p50/p99, errors
+bench-serving: $(STAMP) ## adaptive batching against unbatched serving and a plain Starlette app (3 interleaved runs each): successful requests/s, p50/p99, errors
 	$(BIN)/python -m bench.serving
 
 bench-canary: $(STAMP) prometheus ## seconds from a canary going bad to its rollback, share of failed requests (3 interleaved runs each)
