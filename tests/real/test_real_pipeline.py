@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -272,6 +273,7 @@ def test_served_data_that_drifts_is_captured_reported_and_retrains_the_model(ser
         "drift": {"interval": "5s", "window": "10m", "minSamples": 300, "threshold": 0.2},
     }
     spec["retrain"] = {"onDrift": {"sustained": "15s", "features": ["petal_length"]}}
+    before = (status_of(served.namespace).get("run") or {}).get("id")
     kubectl("apply", "-n", served.namespace, "-f", "-", stdin=yaml.safe_dump(served.manifest))
     wait_for(
         "the model servers re-applied with capture on",
@@ -290,8 +292,19 @@ def test_served_data_that_drifts_is_captured_reported_and_retrains_the_model(ser
         "the re-applied model Deployment Ready",
         timeout=300,
     )
-    # New data since the latest run (the rows written again): drift without any would start no run
-    # but say so once (issue 24.4, tests/workload/test_cycle.py); the operator may list this prefix.
+    # The spec change started a run (data.uri changed); once it finished, the rows are written again:
+    # new data since the latest run. Drift without any would start no run but say so once (issue
+    # 24.4, tests/workload/test_cycle.py); the operator may list this prefix.
+    wait_for(
+        "the run the spec change started, finished",
+        lambda: (
+            (r := failing_fast(status_of(served.namespace)).get("run") or {}).get("id") != before
+            and r.get("finishedAt")
+        ),
+        timeout=300,
+        interval=2,
+    )
+    time.sleep(1.5)  # the store's modification times have whole seconds
     served.store.fs().put(str(EXAMPLES / "data" / "iris.csv"), spec["data"]["uri"])
     load = Load(
         served.service_url(),

@@ -50,7 +50,8 @@ def test_a_rayjob_tunes_on_real_ray_pods_and_the_pipeline_packages_its_best(
     ran = {p["type"] for p in seen.values() if "Running" in p["phases"] and p["node"] == REAL_NODE}
     assert ran == {"head", "worker"}, seen
     fs = s3_store.fs()
-    [tune_out] = [path.rsplit("/", 1)[0] for path in fs.glob(f"{s3_store.prefix}/**/tune/trials.json")]
+    tune_outputs = fs.glob(f"{s3_store.prefix}/**/steps/tune-*/trials.json")  # keyed by content
+    [tune_out] = [path.rsplit("/", 1)[0] for path in tune_outputs]
     trials = json.loads(fs.cat(f"{tune_out}/trials.json"))
     assert len(trials) == 4 and all("error" not in t and t["folds"] == 3 for t in trials), trials
     result = json.loads(fs.cat(f"{tune_out}/result.json"))
