@@ -227,12 +227,18 @@ def watched(folder: Path, dataset: Dataset, months: Months, args: argparse.Names
     finally:
         stop_group(process)
     labeled = read_json(root / "labeling-status.json").get("round") or {}
+    failed_checks = [
+        f"{c.get('name')}={c.get('value')} (allowed {c.get('threshold')}, expected {c.get('expected')})"
+        for c in read_json(root / "serving-status.json").get("checks") or []
+        if c.get("verdict") == "fail"
+    ]
     candidate = str(read_json(root / "last-run.json").get("model") or "")
     accuracy_candidate = accuracy_automatic
     if candidate and not candidate.endswith((f":{serving}", f":{stale}")):
         accuracy_candidate = bundle_accuracy(folder / "work", candidate, months.held_out, label)
     return {
         "outcome": outcome,
+        "canaryChecksFailed": failed_checks,
         "accuracyStale": accuracy_stale,
         "accuracyAutomatic": accuracy_automatic,
         "accuracyRetrainedCandidate": accuracy_candidate,
