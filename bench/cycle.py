@@ -327,8 +327,11 @@ def main() -> None:
         for scenario in args.scenarios.split(",")
         for seed in range(args.seeds)
     ]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        runs = list(pool.map(lambda c: measured(*c, args), cycles))
+    if args.jobs > 1:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            runs = list(pool.map(lambda c: measured(*c, args), cycles))
+    else:  # in this thread, so that an interrupt stops the cycle's `--watch` on its way out
+        runs = [measured(*c, args) for c in cycles]
     results: dict[str, Any] = {}
     for (dataset, scenario, _), run in zip(cycles, runs, strict=True):
         entry = results.setdefault(dataset.name, {"data": dataset.description, "scenarios": {}})
