@@ -104,7 +104,7 @@ bench-serving: $(STAMP) ## adaptive batching against unbatched serving and a pla
 bench-canary: $(STAMP) prometheus ## seconds from a canary going bad to its rollback, share of failed requests (3 interleaved runs each)
 	$(BIN)/python -m bench.canary
 
-bench-cycle: $(STAMP) prometheus ## a drifting month lands: accuracy before/after the automatic retraining, seconds to serving
+bench-cycle: $(STAMP) prometheus ## two data sets x (inputs shifted, behaviour changed): stale vs automatically retrained vs by hand, human labels, refused requests
 	$(BIN)/python -m bench.cycle
 
 bench-tune: $(DEEP) ## search algorithms (grid, random, Bayesian, each with and without ASHA, 3 seeds) and a tune step's fixed cost

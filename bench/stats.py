@@ -1,4 +1,4 @@
-"""Repeated measurements: a nearest-rank percentile, the median and spread (min, max) of each
+"""Repeated measurements: a nearest-rank percentile, the median, mean and spread (min, max) of each
 figure across runs, and ratios of medians."""
 
 from __future__ import annotations
@@ -17,11 +17,16 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def spread(values: Sequence[float | None]) -> dict[str, float] | None:
-    """Median, min and max of one figure across runs (runs without it left out)."""
+    """Median, mean, min and max of one figure across runs (runs without it left out)."""
     present = [v for v in values if v is not None]
     if not present:
         return None
-    return {"median": round(statistics.median(present), 4), "min": min(present), "max": max(present)}
+    return {
+        "median": round(statistics.median(present), 4),
+        "mean": round(statistics.fmean(present), 4),
+        "min": min(present),
+        "max": max(present),
+    }
 
 
 def _number(value: Any) -> bool:

@@ -53,20 +53,31 @@ def customers(rows: int = 600, seed: int = 7) -> pd.DataFrame:
 DRIFT_MONTH = 7
 
 
-def sensor_month(index: int, rows: int = 400) -> pd.DataFrame:
+def sensor_month(
+    index: int,
+    rows: int = 400,
+    *,
+    load_shifted: bool | None = None,
+    rule_changed: bool | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One month of a machine's sensor readings and whether it failed. Until month 6 failures
     follow ``load + temperature > 0``; from month 7 the load runs higher (a feature shift) and a new
-    part fails on ``load - temperature > 1.5`` (a changed label rule)."""
-    rng = np.random.default_rng(1000 + index)
+    part fails on ``load - temperature > 1.5`` (a changed label rule). ``load_shifted`` and
+    ``rule_changed`` choose either change for any month (the benchmark's worlds); ``seed`` draws
+    another sample of the same world (0: the example's)."""
+    rng = np.random.default_rng(1000 + index + 100_000 * seed)
     drifted = index >= DRIFT_MONTH
+    shifted = drifted if load_shifted is None else load_shifted
+    changed = drifted if rule_changed is None else rule_changed
     frame = pd.DataFrame(
         {
-            "load": rng.normal(1.5 if drifted else 0.0, 1, rows),
+            "load": rng.normal(1.5 if shifted else 0.0, 1, rows),
             "temperature": rng.normal(0, 1, rows),
             "vibration": rng.normal(5, 2, rows),
         }
     )
-    rule = "load - temperature > 1.5" if drifted else "load + temperature > 0"
+    rule = "load - temperature > 1.5" if changed else "load + temperature > 0"
     frame["failed"] = np.where(frame.eval(rule), "yes", "no")
     return frame
 
