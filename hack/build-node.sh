@@ -16,6 +16,10 @@
 # Installs the Debian packages the node needs when they are missing: runc, containernetworking-plugins,
 # iptables (kube-proxy, the bridge plugin), umoci, gcc and libc6-dev (static pause).
 # Only the Go module proxy and the Debian archive are used.
+#   hack/build-node.sh [others|k8s|all]
+# k8s: kubelet and kube-proxy only (after the control plane's build they reuse most of its compiled
+# packages from Go's build cache); others: everything else, which shares nothing with it, so
+# `make test` builds it from the start beside the control plane. Default: all.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-1.37.2}
@@ -155,11 +159,18 @@ build_prometheus() {
 }
 
 start=$SECONDS
-timed "Debian packages" apt_packages
-timed "kubelet, kube-proxy" build_k8s "$BIN/k8s-node-v$K8S_VERSION" kubelet kube-proxy
-timed "containerd" build_containerd
-timed "pause image" build_pause
-timed "seaweedfs" build_seaweedfs
-timed "prometheus" build_prometheus
-timed "coredns" build_coredns
-log "done in $((SECONDS - start)) s: $BIN"
+part=${1:-all}
+if [[ $part == others || $part == all ]]; then
+  timed "Debian packages" apt_packages
+fi
+if [[ $part == k8s || $part == all ]]; then
+  timed "kubelet, kube-proxy" build_k8s "$BIN/k8s-node-v$K8S_VERSION" kubelet kube-proxy
+fi
+if [[ $part == others || $part == all ]]; then
+  timed "containerd" build_containerd
+  timed "pause image" build_pause
+  timed "seaweedfs" build_seaweedfs
+  timed "prometheus" build_prometheus
+  timed "coredns" build_coredns
+fi
+log "done ($part) in $((SECONDS - start)) s: $BIN"
