@@ -171,3 +171,23 @@ def test_editing_serving_reapplies_it_without_retraining(operator: Operator, nam
     assert status["run"]["id"] == run and status["phase"] == "Serving" and "canary" not in status["serving"]
     assert status["observedGeneration"] == 2
     assert len(jobs(namespace)) == 5  # no step ran again
+
+
+def test_a_version_no_replica_of_which_is_ready_is_not_shown_serving(operator: Operator, namespace: str) -> None:
+    """Argo CD and users read `phase: Serving` as "the model answers": a model whose pods cannot be
+    scheduled (a CPU request no node has) stays Deploying, not Ready, until one is ready."""
+    apply(namespace, manifest(serve={"replicas": 1, "cpu": "1000"}))
+    waiting = wait_for("Deploying", lambda: phase_is(namespace, "Deploying"), timeout=180)
+    version = waiting["run"]["id"]
+    assert f"deploying model {version}: none of its 1 replicas is ready yet" in waiting["message"]
+    time.sleep(5)  # several looks later (every 2 s), still not shown serving
+    held = pipeline(namespace)["status"]
+    assert held["phase"] == "Deploying"
+    ready = next(c for c in held["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    assert health(pipeline(namespace))[0] == "Progressing"
+
+    apply(namespace, manifest(serve={"replicas": 1, "cpu": "100m"}))
+    served = wait_for("Serving", lambda: phase_is(namespace, "Serving"), timeout=120)
+    assert served["run"]["id"] == version
+    assert (deployments(namespace)[version]["status"].get("readyReplicas") or 0) >= 1

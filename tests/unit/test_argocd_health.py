@@ -24,6 +24,7 @@ def pipeline(status: MLPipelineStatus | None, generation: int = 1) -> dict[str, 
     [
         ("Serving", ServingPhase.stable, "Healthy"),
         ("Serving", ServingPhase.promoted, "Healthy"),
+        ("Deploying", ServingPhase.stable, "Progressing"),  # no replica of the model ready yet
         ("Packaged", None, "Healthy"),  # serving off: the packaged model is the result
         ("Ingesting", None, "Progressing"),
         ("Tuning", ServingPhase.stable, "Progressing"),  # a retraining run while the old model serves

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from mlpipeline.api.models import AnalysisCheck, ServeSpec, ServingStatus
 from mlpipeline.engine.serving import (
+    ANSWER_POLL,
     CANARY,
+    DEPLOYING,
     ROLLED_BACK,
     SERVING,
     ServingPlan,
@@ -17,6 +19,7 @@ from mlpipeline.engine.serving import (
     analysis_due,
     decide,
     replica_split,
+    until_answering,
 )
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -273,3 +276,21 @@ def test_an_edited_serving_spec_is_reapplied_without_a_canary() -> None:
     plan = decide(wider, serving_v1(), "v1", "replicas", None, None, at(60))
     assert plan.phase == SERVING and plan.topology == Topology({"v1": 6}, "v1") and plan.status.canary is None
     assert decide(wider, plan.status, "v1", "replicas", None, None, at(61)).topology is None
+
+
+def test_a_stable_version_is_serving_only_once_a_replica_is_ready() -> None:
+    first = decide(SPEC, None, "v1", "replicas", None, None, T0)
+    assert first.phase == SERVING
+    waiting = until_answering(first, ready=0, wanted=4)
+    assert waiting.phase == DEPLOYING and waiting.requeue_after == ANSWER_POLL
+    assert waiting.message == "deploying model v1: none of its 4 replicas is ready yet"
+    assert waiting.topology == first.topology and waiting.events == first.events  # still applied, announced
+    assert until_answering(first, ready=1, wanted=4) is first
+    assert until_answering(first, ready=0, wanted=0) is first  # scaled to zero: nothing to wait for
+
+
+def test_a_canary_in_progress_is_not_held_by_its_readiness() -> None:
+    stable = ServingStatus(stable="v1", phase="Stable", provider="replicas")
+    started = decide(SPEC, stable, "v2", "replicas", None, None, T0)
+    assert started.phase == CANARY
+    assert until_answering(started, ready=0, wanted=4) is started  # the analysis judges the canary

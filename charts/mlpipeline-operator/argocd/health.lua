@@ -1,6 +1,7 @@
 -- Argo CD health of an MLPipeline (resource.customizations.health.mlpipeline.dev_MLPipeline).
 -- Healthy: a model serves (or, with serving off, the run packaged one).
--- Progressing: the operator has not seen the spec yet, a run is under way, a canary rolls out.
+-- Progressing: the operator has not seen the spec yet, a run is under way, no replica of the new
+-- model is ready yet (Deploying), a canary rolls out.
 -- Suspended: a canary paused by hand (mlpipeline.dev/canary: pause).
 -- Degraded: the run failed, or the last canary was rolled back (the stable version still serves).
 local health = {status = "Progressing", message = "Waiting for the operator"}

@@ -473,7 +473,9 @@ class Reconciler:
         announces that someone removed them). ``recorded``: the status before this reconciliation."""
         meta = body["metadata"]
         status = decision.status
-        plan, refused = self.serving.reconcile(body, spec, status.serving, run, now, status.model)
+        plan, refused = self.serving.reconcile(
+            body, spec, status.serving, run, now, status.model, recorded.phase
+        )
         if refused:
             message = (
                 f"serving refused: {'; '.join(refused)}. The operator does not change or delete objects "

@@ -72,10 +72,12 @@ class ServingReconciler:
         version: str,
         now: datetime,
         model: ModelStatus | None = None,
+        shown: str | None = None,
     ) -> tuple[ServingPlan, list[str]]:
         """The serving plan, applied; and the conflicts that kept it from being applied (objects of
         the serving names that this pipeline does not control), if any. ``model``: the packaged
-        model (status.model), whose baseline its canary is judged against."""
+        model (status.model), whose baseline its canary is judged against; ``shown``: the pipeline's
+        phase before this reconciliation (a stable version shown Serving is not looked at again)."""
         meta = body["metadata"]
         control = (meta.get("annotations") or {}).get(CONTROL_ANNOTATION)
         due = status is not None and serving.analysis_due(spec.serve, status, now)
@@ -90,7 +92,15 @@ class ServingReconciler:
             now,
             spec.monitoring.model_dump(mode="json"),
         )
-        return plan, self.apply(body, spec, plan)
+        refused = self.apply(body, spec, plan)
+        proven = shown == serving.SERVING and status is not None and status.stable == plan.status.stable
+        if refused or proven or plan.phase != serving.SERVING or plan.status.stable is None:
+            return plan, refused
+        meta = body["metadata"]
+        name = model_object_name(meta["name"], plan.status.stable)
+        deployment = self.kube.get("apps/v1", "Deployment", meta["namespace"], name) or {}
+        ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
+        return serving.until_answering(plan, ready, spec.serve.replicas), refused
 
     def apply(self, body: dict[str, Any], spec: MLPipelineSpec, plan: ServingPlan) -> list[str]:
         """Applies the plan's objects and removes its versions' — only where no object of those names

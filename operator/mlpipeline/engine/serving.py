@@ -6,7 +6,7 @@ cluster; server processes and a router on a laptop)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,8 @@ ACTIONS = (PAUSE, RESUME, PROMOTE, ABORT)
 GATEWAY_API, REPLICAS, ROUTER = "gatewayAPI", "replicas", "router"
 
 SERVING, CANARY, ROLLED_BACK = "Serving", "Canary", "RolledBack"  # the pipeline's phase
+DEPLOYING = "Deploying"  # the pipeline's phase until a replica of its first stable version is ready
+ANSWER_POLL = 2.0  # seconds between looks at a Deployment whose replicas are not ready yet
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,17 @@ def decide(
             plan.topology = topology(spec, plan.status)
         plan.status = plan.status.model_copy(update={"applied": applied})
     return plan
+
+
+def until_answering(plan: ServingPlan, ready: int, wanted: int) -> ServingPlan:
+    """Phase Serving only once the stable version answers: with ``ready`` replicas of it passing
+    their readiness probe (which asks the model server) out of the ``wanted``, none yet means
+    Deploying, looked at again soon. A version scaled to zero replicas is not waited for."""
+    if plan.phase != SERVING or wanted == 0 or ready > 0:
+        return plan
+    message = f"deploying model {plan.status.stable}: none of its {wanted} replicas is ready yet"
+    wait = ANSWER_POLL if plan.requeue_after is None else min(plan.requeue_after, ANSWER_POLL)
+    return replace(plan, phase=DEPLOYING, message=message, requeue_after=wait)
 
 
 def _decide(
