@@ -173,7 +173,9 @@ def test_editing_serving_reapplies_it_without_retraining(operator: Operator, nam
     assert len(jobs(namespace)) == 5  # no step ran again
 
 
-def test_a_version_no_replica_of_which_is_ready_is_not_shown_serving(operator: Operator, namespace: str) -> None:
+def test_a_version_no_replica_of_which_is_ready_is_not_shown_serving(
+    operator: Operator, namespace: str
+) -> None:
     """Argo CD and users read `phase: Serving` as "the model answers": a model whose pods cannot be
     scheduled (a CPU request no node has) stays Deploying, not Ready, until one is ready."""
     apply(namespace, manifest(serve={"replicas": 1, "cpu": "1000"}))
