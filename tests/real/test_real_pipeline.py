@@ -70,6 +70,8 @@ POD_SCRAPE = """  - job_name: kubernetes-pods
         regex: __meta_kubernetes_pod_label_(.+)
       - source_labels: [__meta_kubernetes_pod_name]
         target_label: pod
+      - source_labels: [__meta_kubernetes_namespace]
+        target_label: namespace
 """
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}

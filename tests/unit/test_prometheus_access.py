@@ -228,3 +228,35 @@ def test_the_chart_values_reach_the_operator_by_env_and_bad_ones_stop_it(
     monkeypatch.setenv("MLP_DATA_PREFIXES", "s3://*/")
     with pytest.raises(ValueError, match="dataPrefixes"):
         settings_from_env()
+
+
+def test_every_canary_and_drift_query_keeps_to_the_pipeline_s_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pods of another namespace labeled like this pipeline's (the same version label: the same
+    manifest applied there) must not feed its verdicts: every query matches the namespace label the
+    scrape attaches, which a pod cannot set itself (issue 25)."""
+    from mlpipeline.controller.handlers import settings_from_env
+    from mlpipeline.monitoring.prometheus import namespace_scope
+
+    asked: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["query"])
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": []}})
+
+    prometheus = answering(record)
+    scope = namespace_scope(settings_from_env().prometheus_namespace_label, "team-a")
+    spec = parse_spec(example("iris")["spec"]).serve.canary.analysis.model_copy(update={"min_requests": 0})
+    analyse(prometheus, spec, "v2", "v1", scope=scope)
+    drift_metrics.read(prometheus, "iris", "v1", 0.2, 100, "2026-01-01T00:00:00Z", scope)
+    assert len(asked) >= 8
+    selectors = [q for q in asked if "{" in q]
+    assert selectors and all('namespace="team-a",' in q for q in selectors), asked
+    assert all(q.count("{") == q.count('namespace="team-a",') for q in asked), asked
+
+    monkeypatch.setenv("MLP_PROMETHEUS_NAMESPACE_LABEL", "kubernetes_namespace")
+    assert settings_from_env().prometheus_namespace_label == "kubernetes_namespace"
+    monkeypatch.setenv("MLP_PROMETHEUS_NAMESPACE_LABEL", 'x"}or vector(1)#')
+    with pytest.raises(ValueError, match=r"prometheus\.namespaceLabel"):
+        settings_from_env()

@@ -23,6 +23,7 @@ from mlpipeline.kube.connection import load_connection
 from mlpipeline.kube.informer import PAGE as LIST_PAGE
 from mlpipeline.kube.informer import exact_namespace, pack
 from mlpipeline.kube.jobs import OperatorSettings, parse_list, parse_peers, parse_selector
+from mlpipeline.monitoring.prometheus import LABEL_NAME
 
 log = logging.getLogger("mlpipeline.operator")
 _state: dict[str, Reconciler] = {}
@@ -44,6 +45,10 @@ def settings_from_env() -> OperatorSettings:
         policy.check_prefix_template(p) for p in parse_list(os.environ.get("MLP_DATA_PREFIXES", ""))
     )
     peers = os.environ.get("MLP_RAY_DASHBOARD_PEERS")
+    namespace_label = os.environ.get("MLP_PROMETHEUS_NAMESPACE_LABEL", defaults.prometheus_namespace_label)
+    if namespace_label and not LABEL_NAME.fullmatch(namespace_label):
+        variable = "prometheus.namespaceLabel (MLP_PROMETHEUS_NAMESPACE_LABEL)"
+        raise ValueError(f"{variable}: {namespace_label!r} is not a Prometheus label name")
     return OperatorSettings(
         image=os.environ.get("MLP_STEP_IMAGE", defaults.image),
         artifacts_uri=os.environ.get("MLP_ARTIFACTS_URI", defaults.artifacts_uri),
@@ -51,6 +56,7 @@ def settings_from_env() -> OperatorSettings:
         node_selector=parse_selector(os.environ.get("MLP_POD_NODE_SELECTOR", "")),
         prometheus_url=prometheus_url,
         prometheus_allowed=allowed,
+        prometheus_namespace_label=namespace_label,
         data_prefixes=prefixes,
         list_max_entries=int(os.environ.get("MLP_LIST_MAX_ENTRIES", defaults.list_max_entries)),
         list_timeout=float(os.environ.get("MLP_LIST_TIMEOUT_SECONDS", defaults.list_timeout)),

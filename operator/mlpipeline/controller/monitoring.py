@@ -9,7 +9,7 @@ from datetime import datetime
 from mlpipeline.api.models import MLPipelineSpec, MonitoringStatus, ServingStatus, parse_duration
 from mlpipeline.kube.jobs import OperatorSettings, artifacts_base
 from mlpipeline.monitoring import drift_metrics
-from mlpipeline.monitoring.prometheus import Prometheus
+from mlpipeline.monitoring.prometheus import Prometheus, namespace_scope
 from mlpipeline.protocol import capture_uri, drift_report_uri, parse_stamp, stamp
 
 
@@ -46,7 +46,10 @@ class MonitoringReader:
             )
             return MonitoringStatus(model_version=stable, measured_at=stamp(now), message=message), interval
         drift = spec.monitoring.drift
-        reading = drift_metrics.read(source, pipeline, stable, drift.threshold, drift.min_samples, stamp(now))
+        scope = namespace_scope(self.settings.prometheus_namespace_label, namespace)
+        reading = drift_metrics.read(
+            source, pipeline, stable, drift.threshold, drift.min_samples, stamp(now), scope
+        )
         captured = capture_uri(artifacts_base(spec, self.settings), namespace, pipeline)
         reading.report = drift_report_uri(captured, stable)
         return reading, interval

@@ -14,7 +14,7 @@ from mlpipeline.kube.client import Kube
 from mlpipeline.kube.jobs import OperatorSettings, serving_export
 from mlpipeline.kube.serving import HTTP_ROUTE_API, build_serving_objects, conflicts, owned_by
 from mlpipeline.monitoring.analysis import analyse
-from mlpipeline.monitoring.prometheus import Prometheus, client
+from mlpipeline.monitoring.prometheus import Prometheus, client, namespace_scope
 from mlpipeline.protocol import CONTROL_ANNOTATION, model_object_name
 
 
@@ -55,14 +55,16 @@ class ServingReconciler:
         return client(endpoint.url) if endpoint else None
 
     def _analyse(
-        self, spec: MLPipelineSpec, status: ServingStatus, model: ModelStatus | None
+        self, spec: MLPipelineSpec, namespace: str, status: ServingStatus, model: ModelStatus | None
     ) -> list[AnalysisCheck]:
-        """The canary's checks; ``model``'s baseline counts when ``model`` is the canary."""
+        """The canary's checks, on the series of the pipeline's namespace; ``model``'s baseline
+        counts when ``model`` is the canary."""
         assert status.canary is not None and status.stable is not None
         baseline = model.baseline if model and model.version == status.canary else None
         analysis = spec.serve.canary.analysis
         source = self.prometheus(spec)
-        return analyse(source, analysis, status.canary, status.stable, self.version_label, baseline)
+        scope = namespace_scope(self.settings.prometheus_namespace_label, namespace)
+        return analyse(source, analysis, status.canary, status.stable, self.version_label, baseline, scope)
 
     def reconcile(
         self,
@@ -81,7 +83,7 @@ class ServingReconciler:
         meta = body["metadata"]
         control = (meta.get("annotations") or {}).get(CONTROL_ANNOTATION)
         due = status is not None and serving.analysis_due(spec.serve, status, now)
-        checks = self._analyse(spec, status, model) if status and due else None
+        checks = self._analyse(spec, meta["namespace"], status, model) if status and due else None
         plan = serving.decide(
             spec.serve,
             status,
@@ -96,7 +98,6 @@ class ServingReconciler:
         proven = shown == serving.SERVING and status is not None and status.stable == plan.status.stable
         if refused or proven or plan.phase != serving.SERVING or plan.status.stable is None:
             return plan, refused
-        meta = body["metadata"]
         name = model_object_name(meta["name"], plan.status.stable)
         deployment = self.kube.get("apps/v1", "Deployment", meta["namespace"], name) or {}
         ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)

@@ -56,6 +56,9 @@ class OperatorSettings:
     # may list data under with its own credentials; empty: <artifacts_uri>/{namespace}/ when s3://.
     prometheus_url: str | None = None
     prometheus_allowed: tuple[str, ...] = ()
+    # The label the scrape attaches from a pod's namespace: every canary and drift query matches the
+    # pipeline's namespace on it, so that another namespace's pods cannot feed a verdict.
+    prometheus_namespace_label: str = "namespace"
     data_prefixes: tuple[str, ...] = ()
     list_max_entries: int = 10_000  # files kept of one listing (the newest by name)
     list_timeout: float = 10.0  # seconds one listing (and its row counts) may take

@@ -19,16 +19,18 @@ PREDICTIONS = "mlpipeline_predictions_total"
 
 @dataclass(frozen=True)
 class Queries:
-    """PromQL for one version; ``version_label`` is the label the scrape attaches to each server."""
+    """PromQL for one version; ``version_label`` is the label the scrape attaches to each server,
+    ``scope`` the matchers that keep the queries to the pipeline's namespace (namespace_scope)."""
 
     version: str
     window: str
     version_label: str = "version"
     endpoint: str = "/predict"
+    scope: str = ""
 
     @property
     def selector(self) -> str:
-        return f'{self.version_label}="{self.version}",endpoint="{self.endpoint}"'
+        return f'{self.scope}{self.version_label}="{self.version}",endpoint="{self.endpoint}"'
 
     @property
     def requests(self) -> str:
@@ -46,7 +48,7 @@ class Queries:
 
     @property
     def predictions(self) -> str:
-        selector = f'{self.version_label}="{self.version}"'
+        selector = f'{self.scope}{self.version_label}="{self.version}"'
         return f"sum by (predicted_class) (increase({PREDICTIONS}{{{selector}}}[{self.window}]))"
 
 
@@ -57,9 +59,11 @@ def analyse(
     stable: str,
     version_label: str = "version",
     baseline: Baseline | None = None,
+    scope: str = "",
 ) -> list[AnalysisCheck]:
     """One analysis: every check's query, value, threshold and verdict. ``baseline``: what evaluate
     measured of the canary beside a serving version; it counts only when that version is ``stable``.
+    ``scope``: matchers every query carries (the pipeline's namespace in a cluster).
     Without Prometheus (None: none configured, or an error) the live checks have no data."""
     if baseline is not None and baseline.version != stable:
         baseline = None
@@ -69,7 +73,8 @@ def analyse(
         missing = "no spec.serve.canary.analysis.prometheusUrl"
         return [AnalysisCheck(name="prometheus", query=missing, threshold=0.0, verdict="nodata"), *offline]
     window = spec.window
-    can, sta = Queries(canary, window, version_label), Queries(stable, window, version_label)
+    can = Queries(canary, window, version_label, scope=scope)
+    sta = Queries(stable, window, version_label, scope=scope)
     try:
         requests = prometheus.scalar(can.requests) or 0.0
         enough = requests >= spec.min_requests

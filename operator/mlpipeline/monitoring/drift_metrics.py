@@ -32,11 +32,18 @@ def reading(
 
 
 def read(
-    prometheus: Prometheus, pipeline: str, version: str, threshold: float, min_samples: int, now: str
+    prometheus: Prometheus,
+    pipeline: str,
+    version: str,
+    threshold: float,
+    min_samples: int,
+    now: str,
+    scope: str = "",
 ) -> MonitoringStatus:
     """The worst value over the version's servers for each feature (a replica that sees drift is
-    enough), the samples summed over them."""
-    selector = f'pipeline="{pipeline}",model_version="{version}"'
+    enough), the samples summed over them. ``scope``: matchers every query carries (the pipeline's
+    namespace in a cluster)."""
+    selector = f'{scope}pipeline="{pipeline}",model_version="{version}"'
     try:
         samples = prometheus.scalar(f"sum({DRIFT_SAMPLES}{{{selector}}})")
         values: dict[str, float | None] = dict(

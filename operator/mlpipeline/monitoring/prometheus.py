@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import time
 from typing import Any
 
@@ -23,6 +24,16 @@ ERROR_TYPES = {"timeout", "canceled", "execution", "bad_data", "internal", "unav
 
 class PrometheusError(Exception):
     pass
+
+
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def namespace_scope(label: str, namespace: str) -> str:
+    """The matcher that keeps a query to one namespace's series (``label`` is the target label the
+    scrape attaches from the pod's namespace, which a pod cannot set itself); empty when ``label``
+    is (a Prometheus scraping only one namespace, or the laptop's)."""
+    return f'{label}="{namespace}",' if label else ""
 
 
 @functools.lru_cache(maxsize=32)
