@@ -69,10 +69,11 @@ crds-check: $(STAMP) ## fail when crds/ is stale
 examples: $(STAMP) ## regenerate the example data sets
 	$(BIN)/python examples/make_data.py examples/data
 
-lint: $(DEEP) ## ruff and mypy
+lint: $(DEEP) ## ruff, mypy and the import contracts (pyproject.toml's [tool.importlinter])
 	$(BIN)/ruff check operator tests bench examples
 	$(BIN)/ruff format --check operator tests bench examples
 	$(BIN)/mypy operator/mlpipeline
+	$(BIN)/lint-imports
 
 fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format operator tests bench examples

@@ -158,9 +158,12 @@ EOF
 }
 
 # The runtime dependencies' inputs: a change of the code alone does not rebuild their layer.
-deps_key() {
-  { base_key; "$UV" --version; echo "extras=${MLP_IMAGE_EXTRAS:-}"; echo deps-v1
-    for f in pyproject.toml "$RECIPE/install.sh" "$SELF"; do printf '%s\0' "$f"; cat "$f"; done
+deps_key() {  # of what the layer installs: pyproject's dependencies, not its tools' settings
+  { base_key; "$UV" --version; echo "extras=${MLP_IMAGE_EXTRAS:-}"; echo deps-v2
+    "$PYTHON" -c 'import json, sys, tomllib; d = tomllib.load(open("pyproject.toml", "rb"))
+p = d["project"]; extras = {k: v for k, v in p.get("optional-dependencies", {}).items() if k != "dev"}
+json.dump([d.get("build-system"), p.get("requires-python"), p.get("dependencies"), extras], sys.stdout, sort_keys=True)'
+    for f in "$RECIPE/install.sh" "$SELF"; do printf '%s\0' "$f"; cat "$f"; done
   } | sha
 }
 

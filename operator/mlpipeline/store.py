@@ -18,6 +18,7 @@ import fsspec
 import fsspec.asyn
 from fsspec.utils import glob_translate
 
+from mlpipeline import parquet_footer
 from mlpipeline.protocol import RESULT_FILE, is_pattern
 
 
@@ -210,14 +211,13 @@ def bounded_partitions(uri: str, keep: int, seconds: float) -> tuple[list[Partit
 
 
 def count_rows(uri: str, deadline: float | None = None) -> int:
-    """Rows of a CSV (lines after the header, read in chunks) or Parquet file (its footer); past
+    """Rows of a CSV (lines after the header, read in chunks) or Parquet file (its footer, read
+    without a Parquet library: parquet_footer.py); past
     ``deadline`` (time.monotonic()), a StepError."""
     try:
         if uri.lower().endswith((".parquet", ".pq")):
-            import pyarrow.parquet as pq  # only when a Parquet partition is counted
-
             with fsspec.open(uri, "rb") as handle:
-                return int(pq.ParquetFile(handle).metadata.num_rows)
+                return parquet_footer.row_count(handle)
         lines, last = 0, b"\n"
         with fsspec.open(uri, "rb", compression="infer") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):

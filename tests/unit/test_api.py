@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 from mlpipeline.api.manifest import ManifestError, load_manifest, parse_manifest
-from mlpipeline.api.models import parse_duration
+from mlpipeline.api.models import TrainSpec, parse_duration
+from pydantic import ValidationError
 
 from tests.conftest import EXAMPLES, example, mlpipeline, write_manifest
 
@@ -214,3 +215,18 @@ def test_inline_trials_refuse_what_only_ray_does() -> None:
     parse_manifest(doc)
     doc["spec"]["train"]["distributed"] = {"workers": 2}
     assert "train.distributed needs executor ray or auto" in errors_of(doc)["spec.train"]
+
+
+def test_the_api_s_built_in_model_names_are_the_ones_the_steps_build() -> None:
+    """The API validates spec.train.model without loading the data plane; steps/estimators.py builds
+    the models: the two lists must agree, task by task and in order (the error lists them)."""
+    from mlpipeline.api.models import BUILTIN_MODELS
+    from mlpipeline.steps.estimators import builtin_models
+
+    for task, names in BUILTIN_MODELS.items():
+        assert list(names) == builtin_models(task), task
+    with pytest.raises(ValidationError, match="built-in: ridge, random_forest"):
+        space = {"alpha": {"choice": [1.0]}}
+        TrainSpec.model_validate(
+            {"task": "regression", "model": "logistic_regression", "tune": {"searchSpace": space}}
+        )

@@ -276,6 +276,19 @@ class Mode(StrEnum):
     min = "min"
 
 
+BUILTIN_MODELS: dict[str, tuple[str, ...]] = {
+    "classification": (
+        "logistic_regression",
+        "random_forest",
+        "gradient_boosting",
+        "xgboost",
+        "torch_mlp",
+        "torch_cnn",
+    ),
+    "regression": ("ridge", "random_forest", "gradient_boosting", "xgboost", "torch_mlp"),
+}
+"""The built-in model names per task (spec.train.model); steps/estimators.py builds each (a unit
+test keeps the two in agreement)."""
 CLASSIFICATION_METRICS = {"accuracy": "max", "f1_macro": "max", "roc_auc": "max", "log_loss": "min"}
 REGRESSION_METRICS = {"r2": "max", "rmse": "min", "mae": "min"}
 METRICS = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}
@@ -515,9 +528,7 @@ class TrainSpec(Model):
             raise ValueError(INLINE_LOCAL)
         if ":" in self.model:
             return self
-        from mlpipeline.steps.estimators import builtin_models  # the registry is the truth
-
-        known = builtin_models(self.task)
+        known = BUILTIN_MODELS[self.task]
         if self.model not in known:
             raise ValueError(
                 f"unknown model {self.model!r} for {self.task}; built-in: {', '.join(known)}, "
