@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from mlpipeline.controller import memory, metrics
 from mlpipeline.controller.cache import ClusterCache
 from mlpipeline.controller.monitoring import MonitoringReader
 from mlpipeline.controller.serving import ServingReconciler
+from mlpipeline.controller.wakeups import Wakeups
 from mlpipeline.engine import labeling, triggers
 from mlpipeline.engine.event import Event
 from mlpipeline.engine.history import runs_to_prune
@@ -133,7 +135,7 @@ class Reconciler:
         self.dirty: set[tuple[str, str]] = set()  # ... and changed again meanwhile
         self.since_release = 0  # reconciliations since freed memory was last handed back
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
-        self.wakeups: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
+        self.wakeups = Wakeups(self._woken)
         self.failures: dict[tuple[str, str], int] = {}  # failed reconciliations in a row
         self.deleting: dict[tuple[str, str], set[str]] = {}  # Jobs of earlier runs, by pipeline
         self.phases = metrics.PhaseBook()
@@ -145,9 +147,7 @@ class Reconciler:
         metrics.forget_serving(namespace, name)
         self.failures.pop((namespace, name), None)
         self.deleting.pop((namespace, name), None)
-        pending = self.wakeups.pop((namespace, name), None)
-        if pending:
-            pending[1].cancel()
+        self.wakeups.cancel((namespace, name))
 
     def enqueue(self, namespace: str, name: str) -> None:
         """Asks for a reconciliation by the pool and returns at once: the event handlers wait for
@@ -211,17 +211,11 @@ class Reconciler:
         """Reconcile again after a deadline that no event would announce (a pod stuck pending, a
         canary analysis, a scheduled time). The earliest pending deadline wins: every
         reconciliation asks again for the ones it still needs."""
-        key = (namespace, name)
-        due = time.monotonic() + seconds
-        previous = self.wakeups.get(key)
-        if previous and time.monotonic() < previous[0] <= due:
-            return
-        if previous:
-            previous[1].cancel()
-        timer = threading.Timer(seconds, self.enqueue, args=(namespace, name))
-        timer.daemon = True
-        self.wakeups[key] = (due, timer)
-        timer.start()
+        self.wakeups.after((namespace, name), seconds)
+
+    def _woken(self, key: Hashable) -> None:
+        assert isinstance(key, tuple)
+        self.enqueue(str(key[0]), str(key[1]))
 
     def _reconcile(self, namespace: str, name: str) -> str:
         body = self.cache.pipeline(namespace, name)
