@@ -298,7 +298,7 @@ def test_the_operator_creates_the_policy_before_the_rayjob_and_deletes_it_with_i
     reconciling = ray_reconciler(kube, settings)
     s = spec(workers=1)
     old = MLPipelineStatus.model_validate(BODY["status"])
-    decision = Decision(status=MLPipelineStatus(phase="Training"), create=["tune"], delete=["iris-r0-tune"])
+    decision = Decision(status=MLPipelineStatus(phase="Tuning"), create=["tune"], delete=["iris-r0-tune"])
     assert reconciling._apply(BODY, s, "r1", decision, old, dict(BODY["status"]))
     posts = [(path, body) for method, path, body in kube.requests if method == "POST"]
     created = [(path.rsplit("/", 1)[-1], body["metadata"]["name"]) for path, body in posts]

@@ -70,7 +70,7 @@ BODY: dict[str, Any] = {
     "apiVersion": "mlpipeline.dev/v1alpha1",
     "kind": "MLPipeline",
     "metadata": {"name": "iris", "namespace": "team-a", "uid": "u-1", "resourceVersion": "7"},
-    "status": {"phase": "Training"},
+    "status": {"phase": "Tuning"},
 }
 
 

@@ -1172,6 +1172,22 @@ class StatusModel(Model):
     model_config = ConfigDict(extra="ignore")
 
 
+class PipelinePhase(StrEnum):
+    """Where a pipeline is in its cycle (status.phase): a run's step, then what serves its model."""
+
+    ingesting = "Ingesting"
+    preprocessing = "Preprocessing"
+    tuning = "Tuning"
+    evaluating = "Evaluating"
+    packaging = "Packaging"
+    packaged = "Packaged"  # the run's model packaged (the end, with serving off)
+    deploying = "Deploying"  # the first stable version's replicas starting (cluster)
+    serving = "Serving"
+    canary = "Canary"
+    rolled_back = "RolledBack"
+    failed = "Failed"
+
+
 class StepPhase(StrEnum):
     pending = "Pending"
     running = "Running"
@@ -1477,7 +1493,7 @@ class LabelingStatus(StatusModel):
 class MLPipelineStatus(StatusModel):
     model_config = ConfigDict(extra="allow")
 
-    phase: str | None = Field(default=None, description="Where the pipeline is in its cycle.")
+    phase: PipelinePhase | None = Field(default=None, description="Where the pipeline is in its cycle.")
     message: str | None = None
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)

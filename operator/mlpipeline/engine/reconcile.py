@@ -16,6 +16,7 @@ from mlpipeline.api.models import (
     MLPipelineSpec,
     MLPipelineStatus,
     ModelStatus,
+    PipelinePhase,
     RunStatus,
     StepOutput,
     StepPhase,
@@ -28,14 +29,14 @@ from mlpipeline.engine.plan import STEPS
 from mlpipeline.protocol import EXIT_MESSAGES, job_name, stamp
 
 STEP_PHASES = {
-    "ingest": "Ingesting",
-    "preprocess": "Preprocessing",
-    "tune": "Tuning",
-    "evaluate": "Evaluating",
-    "package": "Packaging",
+    "ingest": PipelinePhase.ingesting,
+    "preprocess": PipelinePhase.preprocessing,
+    "tune": PipelinePhase.tuning,
+    "evaluate": PipelinePhase.evaluating,
+    "package": PipelinePhase.packaging,
 }
-DONE_PHASE = "Packaged"
-FAILED_PHASE = "Failed"
+DONE_PHASE = PipelinePhase.packaged
+FAILED_PHASE = PipelinePhase.failed
 
 
 @dataclass(frozen=True)
@@ -274,9 +275,9 @@ def model_status(
     )
 
 
-READY_PHASES = {DONE_PHASE, "Serving", "Canary"}
-SETTLED_PHASES = {DONE_PHASE, FAILED_PHASE, "Serving", "RolledBack"}
-DEGRADED_PHASES = {FAILED_PHASE, "RolledBack"}
+READY_PHASES = {DONE_PHASE, PipelinePhase.serving, PipelinePhase.canary}
+SETTLED_PHASES = {DONE_PHASE, FAILED_PHASE, PipelinePhase.serving, PipelinePhase.rolled_back}
+DEGRADED_PHASES = {FAILED_PHASE, PipelinePhase.rolled_back}
 
 
 def conditions(phase: str, message: str, now: str, old: list[Condition]) -> list[Condition]:
@@ -288,7 +289,7 @@ def conditions(phase: str, message: str, now: str, old: list[Condition]) -> list
     ]
 
 
-def _settled(record: StepStatus, step: str) -> tuple[str, str]:
+def _settled(record: StepStatus, step: str) -> tuple[PipelinePhase, str]:
     """A step whose Job is gone (deleted after a pending timeout) keeps its recorded outcome."""
     if record.phase == StepPhase.failed:
         return FAILED_PHASE, f"{step} failed: {record.message or ''}"

@@ -13,6 +13,7 @@ from typing import Any
 from mlpipeline.api.models import (
     AnalysisCheck,
     ControlStatus,
+    PipelinePhase,
     ServeSpec,
     ServingPhase,
     ServingStatus,
@@ -27,8 +28,8 @@ PAUSE, RESUME, PROMOTE, ABORT = "pause", "resume", "promote", "abort"
 ACTIONS = (PAUSE, RESUME, PROMOTE, ABORT)
 GATEWAY_API, REPLICAS, ROUTER = "gatewayAPI", "replicas", "router"
 
-SERVING, CANARY, ROLLED_BACK = "Serving", "Canary", "RolledBack"  # the pipeline's phase
-DEPLOYING = "Deploying"  # the pipeline's phase until a replica of its first stable version is ready
+SERVING, CANARY, ROLLED_BACK = PipelinePhase.serving, PipelinePhase.canary, PipelinePhase.rolled_back
+DEPLOYING = PipelinePhase.deploying
 ANSWER_POLL = 2.0  # seconds between looks at a Deployment whose replicas are not ready yet
 
 
@@ -45,7 +46,7 @@ class Topology:
 @dataclass
 class ServingPlan:
     status: ServingStatus
-    phase: str  # the pipeline's phase: Serving, Canary or RolledBack
+    phase: PipelinePhase  # Serving, Canary or RolledBack (Deploying: until_answering)
     message: str
     topology: Topology | None = None  # None: what runs stays as it is
     remove: list[str] = field(default_factory=list)  # versions whose servers go
