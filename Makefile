@@ -50,10 +50,11 @@ label-studio: $(STAMP) ## install Label Studio (people label there) in a venv of
 control-plane: ## build (once, cached) kube-apiserver, controller-manager, scheduler, etcd, kwok, helm
 	hack/build-control-plane.sh
 
-cluster: control-plane node-binaries image ## start the local cluster: kwok's fake nodes and the real node real-0 with the image
+cluster: control-plane node-binaries image ## start the local cluster: kwok's fake nodes, the real node real-0 with the image, the example data
 	hack/cluster.sh up
 	hack/node.sh up
 	. .cluster/image/image.env && hack/node.sh import "$$IMAGE_ARCHIVE" "$$IMAGE_REPO"
+	hack/example-data.sh default
 
 cluster-down: ## stop the real node, then the local cluster (nothing left mounted or running)
 	hack/cluster.sh down
@@ -117,8 +118,8 @@ bench-scale: control-plane $(STAMP) ## N pipelines on the kwok cluster against a
 bench-labeling: $(BENCH) ## accuracy against human labels spent on 4 data sets: automated round vs a random sample of the same labels vs seed only vs everything (5 seeds, ~5 min)
 	$(BIN)/python -m bench.labeling
 
-run: $(STAMP) ## run the operator against the cluster in KUBECONFIG (default: the local one)
-	$(BIN)/mlpipeline operator
+run: $(STAMP) ## run the operator against the cluster in KUBECONFIG (default: the local one, its store, image and real node; ARGS="--namespace x")
+	hack/local-operator.sh $(ARGS)
 
 clean: ## remove the venv and local state (keeps the binary cache)
 	-hack/cluster.sh down
