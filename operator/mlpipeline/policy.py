@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 NAMESPACE_PLACEHOLDER = "{namespace}"
 PROMETHEUS_VALUES = "prometheus.allowedUrls"  # the chart values that allow a Prometheus
 DATA_VALUES = "dataPrefixes"  # the chart value that allows listings
+IMAGE_VALUES = "pipelines.allowedImages"  # the chart value that allows step and model images
+CODE_VALUES = "pipelines.customCode"  # the chart value that allows `module:function` models
 LISTED_SCHEMES = ("s3", "file")  # file:// only where the platform names a file:// prefix itself
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE = re.compile(r"[\s\\%]|[\x00-\x1f\x7f]")  # whitespace, backslashes, percent-encoding, controls
@@ -186,6 +188,40 @@ def listing_refusal(uri: str, field: str, prefixes: list[str]) -> str | None:
             f"{field}: the operator does not list {uri}: it is not under this namespace's data "
             f"prefixes {where}"
         )
+    return None
+
+
+def check_image_prefix(prefix: str) -> str:
+    """An allowed-images entry: a whole image reference, or a prefix ending at a path segment
+    (``registry.example/team-a/``): ``registry.example/team`` would also allow ``.../team-evil``."""
+    if not prefix or _UNSAFE.search(prefix):
+        raise ValueError(f"{IMAGE_VALUES}: {prefix!r} is not an image reference or a prefix of one")
+    return prefix
+
+
+def image_allowed(image: str, allowed: list[str]) -> bool:
+    """Whether ``image`` is one of ``allowed`` or under one that ends with ``/`` (none: any image)."""
+    return not allowed or any(image == a or (a.endswith("/") and image.startswith(a)) for a in allowed)
+
+
+def code_refusal(
+    image: str | None, model: str, allowed_images: list[str], custom_code: bool
+) -> tuple[str, str] | None:
+    """Why the platform's chart values do not let a pipeline run this image (spec.train.image; the
+    operator's own image is always allowed) or its own model code (spec.train.model
+    ``module:function``), as (status message, Event reason), or None."""
+    if image is not None and not image_allowed(image, allowed_images):
+        message = (
+            f"spec.train.image {image!r} is not allowed in this cluster: the platform's {IMAGE_VALUES} "
+            f"lists {', '.join(allowed_images)}; leave train.image unset for the operator's image"
+        )
+        return message, "ImageNotAllowed"
+    if ":" in model and not custom_code:
+        message = (
+            f"spec.train.model {model!r} is code of your own, which this cluster does not run "
+            f"({CODE_VALUES}=false): use a built-in model"
+        )
+        return message, "CustomCodeNotAllowed"
     return None
 
 

@@ -260,3 +260,46 @@ def test_every_canary_and_drift_query_keeps_to_the_pipeline_s_namespace(
     monkeypatch.setenv("MLP_PROMETHEUS_NAMESPACE_LABEL", 'x"}or vector(1)#')
     with pytest.raises(ValueError, match=r"prometheus\.namespaceLabel"):
         settings_from_env()
+
+
+@pytest.mark.parametrize(
+    ("image", "model", "reason"),
+    [
+        ("registry.example/team-a-evil/miner:1", "random_forest", "ImageNotAllowed"),  # merely starts alike
+        ("registry.example/team-a", "random_forest", "ImageNotAllowed"),  # the prefix is a folder
+        ("docker.io/library/python:3.11", "random_forest", "ImageNotAllowed"),
+        (None, "os:system", "CustomCodeNotAllowed"),
+        ("registry.example/team-a/trainer:2", "pkg.models:build", "CustomCodeNotAllowed"),
+        ("registry.example/team-a/trainer:2", "random_forest", None),
+        ("registry.example/tools/exact:1", "random_forest", None),  # a whole reference, listed as is
+        (None, "random_forest", None),  # the operator's own image is always allowed
+    ],
+)
+def test_the_platform_decides_which_images_and_code_pipelines_run(
+    image: str | None, model: str, reason: str | None
+) -> None:
+    allowed = ["registry.example/team-a/", "registry.example/tools/exact:1"]
+    refused = policy.code_refusal(image, model, allowed, custom_code=False)
+    assert (refused[1] if refused else None) == reason
+    if refused:
+        assert policy.IMAGE_VALUES in refused[0] or policy.CODE_VALUES in refused[0]
+    assert policy.code_refusal(image, model, [], custom_code=True) is None  # the defaults: anything
+
+
+def test_image_and_code_settings_reach_the_operator_and_bad_ones_stop_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlpipeline.controller.handlers import settings_from_env
+
+    monkeypatch.setenv("MLP_ALLOWED_IMAGES", "registry.example/team-a/, ghcr.io/org/img:1")
+    monkeypatch.setenv("MLP_CUSTOM_CODE", "false")
+    settings = settings_from_env()
+    assert settings.allowed_images == ("registry.example/team-a/", "ghcr.io/org/img:1")
+    assert settings.custom_code is False
+    monkeypatch.setenv("MLP_CUSTOM_CODE", "maybe")
+    with pytest.raises(ValueError, match=r"pipelines\.customCode"):
+        settings_from_env()
+    monkeypatch.setenv("MLP_CUSTOM_CODE", "true")
+    monkeypatch.setenv("MLP_ALLOWED_IMAGES", "registry.example/a b/")
+    with pytest.raises(ValueError, match=r"pipelines\.allowedImages"):
+        settings_from_env()

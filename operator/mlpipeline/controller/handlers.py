@@ -45,6 +45,10 @@ def settings_from_env() -> OperatorSettings:
         policy.check_prefix_template(p) for p in parse_list(os.environ.get("MLP_DATA_PREFIXES", ""))
     )
     peers = os.environ.get("MLP_RAY_DASHBOARD_PEERS")
+    images = tuple(policy.check_image_prefix(i) for i in parse_list(os.environ.get("MLP_ALLOWED_IMAGES", "")))
+    custom_code = os.environ.get("MLP_CUSTOM_CODE", "true").lower()
+    if custom_code not in ("true", "false"):
+        raise ValueError(f"pipelines.customCode (MLP_CUSTOM_CODE): {custom_code!r} is neither true nor false")
     namespace_label = os.environ.get("MLP_PROMETHEUS_NAMESPACE_LABEL", defaults.prometheus_namespace_label)
     if namespace_label and not LABEL_NAME.fullmatch(namespace_label):
         variable = "prometheus.namespaceLabel (MLP_PROMETHEUS_NAMESPACE_LABEL)"
@@ -57,6 +61,8 @@ def settings_from_env() -> OperatorSettings:
         prometheus_url=prometheus_url,
         prometheus_allowed=allowed,
         prometheus_namespace_label=namespace_label,
+        allowed_images=images,
+        custom_code=custom_code == "true",
         data_prefixes=prefixes,
         list_max_entries=int(os.environ.get("MLP_LIST_MAX_ENTRIES", defaults.list_max_entries)),
         list_timeout=float(os.environ.get("MLP_LIST_TIMEOUT_SECONDS", defaults.list_timeout)),

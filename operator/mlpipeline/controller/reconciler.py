@@ -341,7 +341,14 @@ class Reconciler:
 
     def _not_allowed(self, spec: MLPipelineSpec, namespace: str) -> tuple[str, str] | None:
         """A pipeline that would have the operator query a Prometheus, or list data, that the
-        platform did not allow is refused before anything is reached: (message, Event reason)."""
+        platform did not allow, or run an image or code it did not allow, is refused before anything
+        is reached or created: (message, Event reason)."""
+        settings = self.settings
+        code = policy.code_refusal(
+            spec.train.image, spec.train.model, list(settings.allowed_images), settings.custom_code
+        )
+        if code:
+            return code
         return policy.pipeline_refusal(
             prometheus_url=spec.serve.canary.analysis.prometheus_url,
             retrain_data_uri=spec.data.uri if spec.retrain.on_new_data else None,

@@ -59,6 +59,10 @@ class OperatorSettings:
     # The label the scrape attaches from a pod's namespace: every canary and drift query matches the
     # pipeline's namespace on it, so that another namespace's pods cannot feed a verdict.
     prometheus_namespace_label: str = "namespace"
+    # What a pipeline may run besides the operator's own image and built-in models (policy.py):
+    # image references or prefixes ending in "/" (empty: any), and `module:function` model code.
+    allowed_images: tuple[str, ...] = ()
+    custom_code: bool = True
     data_prefixes: tuple[str, ...] = ()
     list_max_entries: int = 10_000  # files kept of one listing (the newest by name)
     list_timeout: float = 10.0  # seconds one listing (and its row counts) may take
