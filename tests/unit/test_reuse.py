@@ -100,6 +100,20 @@ def test_going_back_to_an_earlier_gate_reuses_its_evaluation_too() -> None:
     assert {s["name"]: s["job"] for s in third["run"]["steps"]}["evaluate"] == "iris-run0000001-evaluate"
 
 
+def test_evaluate_is_not_reused_once_another_version_serves() -> None:
+    """A reused evaluate would carry a baseline measured against the version that served back then;
+    the canary would fall back to expecting no shift against the one that serves now. Its key covers
+    the serving version, the run's identity does not."""
+    first, _, _ = complete(iris(), "run0000001")
+    served = first | {"serving": {"stable": "run0000001", "phase": "Stable"}}
+    second, created, _ = complete(iris(), "run0000002", served)
+    assert created == ["ingest", "evaluate", "package"]  # measured beside run0000001 this time
+    assert cached(second) == ["preprocess", "tune"]
+    third, created, _ = complete(iris(), "run0000003", second | {"serving": served["serving"]})
+    assert created == ["ingest", "package"]  # the same version serves: its measurement is reused
+    assert {s["name"]: s["job"] for s in third["run"]["steps"]}["evaluate"] == "iris-run0000002-evaluate"
+
+
 def test_new_data_reruns_every_step() -> None:
     first, _, _ = complete(iris(), "run0000001")
     second, created, _ = complete(iris(), "run0000002", first, data="d2")

@@ -41,6 +41,7 @@ from mlpipeline.engine.reconcile import (
     conditions,
     decide,
     model_status,
+    serving_version,
 )
 from mlpipeline.engine.triggers import Firing
 from mlpipeline.kube.client import Kube
@@ -95,13 +96,6 @@ def trigger_of(status: MLPipelineStatus, generation: int | None, fired: Firing |
     if fired:
         return fired.kind
     return "spec" if status.run.generation != generation else "rerun"
-
-
-def serving_version(spec: MLPipelineSpec, status: MLPipelineStatus, run: str) -> str | None:
-    """The version that serves, which a run's evaluate measures beside its model; None if none
-    serves or it is the run's own."""
-    stable = status.serving.stable if spec.serve.enabled and status.serving else None
-    return stable if stable != run else None
 
 
 def rerun_token(annotation: str | None, retrain: RetrainStatus | None) -> str | None:

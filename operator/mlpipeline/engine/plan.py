@@ -78,6 +78,16 @@ def fingerprints(spec: MLPipelineSpec, data_fingerprint: str, pipeline: str) -> 
     return out
 
 
+def with_serving(keys: dict[str, str], serving: str | None) -> dict[str, str]:
+    """The keys under which step outputs are reused: evaluate's also covers the version that
+    serves, which it measures beside its model (status.model.baseline, what the canary expects), so
+    that a baseline measured against another version is not reused. The run's identity (run_id)
+    does not depend on it."""
+    if not serving or "evaluate" not in keys:
+        return keys
+    return keys | {"evaluate": digest({"evaluate": keys["evaluate"], "serving": serving})}
+
+
 def run_id(spec: MLPipelineSpec, pipeline: str, data_fingerprint: str = "", rerun: str | None = None) -> str:
     """A run's identity, the same for both executors: what training reads (the data section and its
     content, preprocess, train, evaluate, the code version) plus the rerun token. Serving and canary

@@ -110,16 +110,26 @@ def _new_run(
     )
 
 
-def _learn_keys(spec: MLPipelineSpec, pipeline: str, run: RunStatus, ingest: JobObservation) -> None:
-    """Once ingest has reported the data's fingerprint, every step's key."""
+def _learn_keys(
+    spec: MLPipelineSpec, pipeline: str, run: RunStatus, ingest: JobObservation, serving: str | None
+) -> None:
+    """Once ingest has reported the data's fingerprint, every step's key, set once for the run:
+    the Jobs it creates later read and write where these keys say, whatever serves by then."""
     reported = (ingest.result or {}).get("data")
     if run.data is None and isinstance(reported, str) and reported:
         run.data = reported
-    keys = reuse.step_keys(spec, pipeline, run)
+    keys = reuse.step_keys(spec, pipeline, run, serving)
     for record in run.steps:
-        record.key = keys.get(record.name, record.key)
+        record.key = record.key or keys.get(record.name)
         if record.name == STEPS[0]:
             record.cached = bool((ingest.result or {}).get("cached"))  # ingest found its output itself
+
+
+def serving_version(spec: MLPipelineSpec, status: MLPipelineStatus, run: str) -> str | None:
+    """The version that serves, which a run's evaluate measures beside its model; None if none
+    serves or it is the run's own."""
+    stable = status.serving.stable if spec.serve.enabled and status.serving else None
+    return stable if stable != run else None
 
 
 def _reusable(
@@ -203,7 +213,7 @@ def decide(
                 None,
             )
             if step == STEPS[0]:
-                _learn_keys(spec, pipeline, run, job)
+                _learn_keys(spec, pipeline, run, job, serving_version(spec, new, current_run))
             if before != StepPhase.succeeded:
                 decision.events.append(Event("Normal", "StepSucceeded", f"{step} succeeded ({job.name})"))
                 if store and record.key and step in reuse.REUSED:

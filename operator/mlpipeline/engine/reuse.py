@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mlpipeline.api.models import MLPipelineSpec, RunStatus, StepOutput
-from mlpipeline.engine.plan import fingerprints
+from mlpipeline.engine.plan import fingerprints, with_serving
 from mlpipeline.protocol import FORCE_RERUN, keyed
 
 REUSED = ("preprocess", "tune", "evaluate")
@@ -31,10 +31,12 @@ def reuses(spec: MLPipelineSpec, rerun: str | None, previous: RunStatus | None) 
     return spec.steps.cache and not forced
 
 
-def step_keys(spec: MLPipelineSpec, pipeline: str, run: RunStatus) -> dict[str, str]:
+def step_keys(
+    spec: MLPipelineSpec, pipeline: str, run: RunStatus, serving: str | None = None
+) -> dict[str, str]:
     """The key of every step once ingest has taken the data's fingerprint; empty before (or when
-    the ingest image reported none)."""
-    return fingerprints(spec, run.data, pipeline) if run.data else {}
+    the ingest image reported none). ``serving``: the version that serves (plan.with_serving)."""
+    return with_serving(fingerprints(spec, run.data, pipeline), serving) if run.data else {}
 
 
 def find(outputs: Sequence[StepOutput], step: str, key: str, root: str) -> StepOutput | None:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from mlpipeline import store
 from mlpipeline.api.models import MLPipeline
-from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, run_id
+from mlpipeline.engine.plan import STEPS, StepInvocation, fingerprints, run_id, with_serving
 from mlpipeline.local.serve import load_serving
 from mlpipeline.local.stepserver import StepProcess
 from mlpipeline.protocol import EXIT_FAILED, EXIT_GATE, RESULT_FILE, keyed, model_tag
@@ -117,15 +117,15 @@ class LocalRunner:
             self.show(outcome.steps[-1])
             outcome.exit_code = EXIT_FAILED
             return outcome
-        prints = fingerprints(self.spec, data_fp, self.name)
         version = run_id(self.spec, self.name, data_fp)
         (self.root / LATEST).write_text(version)
+        serving = load_serving(self.root)
+        stable = serving.stable if serving and serving.stable != version else None
+        prints = with_serving(fingerprints(self.spec, data_fp, self.name), stable)
         outs = {step: keyed(str(self.root / "steps" / step), prints[step]) for step in STEPS}
         cached = {step: store.finished(outs[step]) if self.reuse else None for step in STEPS}
         # Every step to run is forked at once, so later steps import their heavy modules meanwhile.
         ahead = {step: self.fork(step) for step in STEPS if cached[step] is None}
-        serving = load_serving(self.root)
-        stable = serving.stable if serving and serving.stable != version else None
         try:
             for step in STEPS:
                 invocation = StepInvocation(
