@@ -155,3 +155,33 @@ def test_the_operator_may_read_the_serving_objects_it_checks() -> None:
         ("gateway.networking.k8s.io", "httproutes"),
     ):
         assert Permission("get", group, resource) in NAMESPACED
+
+
+def test_the_first_version_is_deploying_until_its_deployment_has_a_ready_replica() -> None:
+    """Phase Serving (Ready, Argo CD's Healthy) only once the model answers: the reconciler reads
+    the stable version's Deployment until a replica passed its readiness probe (issue 24.5)."""
+    ours = {"uid": "d", "ownerReferences": [owner_reference("iris", UID)]}
+    deployment: dict[str, Any] = {"kind": "Deployment", "metadata": ours, "status": {}}
+    kube = Recording({("Deployment", "iris-model-v1"): deployment})
+    reconciler = Reconciler(kube, OperatorSettings(artifacts_uri="s3://b/a"), ClusterCache(), serving(kube))
+    woken: list[float] = []
+    reconciler.wake_later = lambda namespace, name, seconds: woken.append(seconds)  # type: ignore[method-assign]
+    now = datetime.now(UTC)
+    first = Decision(status=MLPipelineStatus(phase="Packaged"))
+    reconciler._serve(BODY, SPEC, "v1", first, now, MLPipelineStatus(phase="Packaged"))
+    assert first.status.phase == "Deploying" and first.status.serving and first.status.serving.stable == "v1"
+    assert first.status.message == "deploying model v1: none of its 1 replicas is ready yet"
+    assert woken and woken[-1] < 5  # looked at again soon: no event announces a ready replica
+    ready = next(c for c in first.status.conditions if c.type == "Ready")
+    assert ready.status == "False"
+
+    deployment["status"] = {"readyReplicas": 1}
+    second = Decision(status=first.status.model_copy(deep=True))
+    reconciler._serve(BODY, SPEC, "v1", second, now, first.status)
+    assert second.status.phase == "Serving" and second.status.message == "serving model v1"
+
+    gets: list[str] = []
+    kube.get = lambda api_version, kind, namespace, name: gets.append(name)  # type: ignore[method-assign,assignment,func-returns-value]
+    third = Decision(status=second.status.model_copy(deep=True))
+    reconciler._serve(BODY, SPEC, "v1", third, now, second.status)
+    assert third.status.phase == "Serving" and "iris-model-v1" not in gets  # shown Serving: not read again
