@@ -7,11 +7,11 @@ spec.labeling.source: the labeling round labels what the serving model is sure o
 (here: the known truth) for the rest and the audit; its partition is new data, so onNewData retrains
 and the canary (default checks) promotes or rolls back the new model — nothing is done by hand.
 
-    python -m bench.cycle [--seeds 1] [--datasets sensors,digits] [--last-partitions 2] [--jobs 1]
+    python -m bench.cycle [--seeds 1] [--datasets sensors,digits] [--last-partitions 0] [--jobs 1]
 
-The pipeline trains on the newest --last-partitions partitions (default 2: the newest old month and
-the round's partition, a window in which a changed rule can be learned; 0: every partition). Scored
-on held-out labeled rows of the new month, in the same run:
+The pipeline trains on every partition, as spec.data.uri's pattern does by default (--last-partitions
+N: the newest N only, spec.data.lastPartitions). Scored on held-out labeled rows of the new month, in
+the same run:
   * stale: the model serving before the month landed;
   * automatic: the model serving after the cycle (promoted, or the stale one if rolled back; the
     retrained candidate's own score is reported beside it);
@@ -316,8 +316,8 @@ def main() -> None:
     parser.add_argument(
         "--last-partitions",
         type=int,
-        default=2,
-        help="spec.data.lastPartitions: the newest old month and the round's partition (0: every partition)",
+        default=0,
+        help="spec.data.lastPartitions: train on the newest N partitions only (0, the default: every one)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="cycles run at the same time")
     args = parser.parse_args()
