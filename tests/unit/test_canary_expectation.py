@@ -152,6 +152,34 @@ def test_evaluate_compares_both_models_on_held_out_rows_the_serving_one_did_not_
     assert score_check(Baseline.model_validate(result), 0.02).verdict == "fail"  # type: ignore[union-attr]
 
 
+def test_the_expected_shift_is_measured_on_the_newest_partition_where_live_traffic_comes_from() -> None:
+    """bench/cycle rolled back a better model (digits, a month of fainter ink): on the held-out rows,
+    mostly of older months, both models agreed, so evaluate expected no shift; live traffic of the new
+    month showed a large one. Measured on the newest partition's rows (no label needed), the
+    expectation is what live traffic of that month shows."""
+    data = iris()
+    features = [c for c in data.columns if c != "species"]
+    classes = sorted(data["species"].unique())
+    old, held = train_test_split(data, test_size=0.3, random_state=0, stratify=data["species"])
+    serving = bundle(old[features], old["species"], classes)
+    newest = data.assign(petal_length=data["petal_length"] + 2.0, petal_width=data["petal_width"] + 0.8)
+    both = pd.concat([old, newest], ignore_index=True)
+    candidate = bundle(both[features], both["species"], classes)  # retrained on the moved inputs
+    on_held = compare(candidate, serving, "v1", held, "accuracy")
+    on_newest = compare(candidate, serving, "v1", held, "accuracy", newest)
+    assert on_newest["predictionShift"] > max(0.5, 3 * on_held["predictionShift"])
+    assert on_newest["shiftRows"] == len(newest) and on_held["shiftRows"] == on_held["rows"]
+    assert on_newest["score"] == on_held["score"]  # scores stay on the held-out rows people labeled
+    assert Baseline.model_validate(on_newest).shift_rows == len(newest)
+    live = [
+        Counter(str(a["label"]) for a in m.predict(newest[features].to_dict("records")))
+        for m in (serving, candidate)
+    ]
+    stable, canary = ({k: float(v) for k, v in c.items()} for c in live)
+    assert shift_check("q", stable, canary, 0.2, on_newest["predictionShift"]).verdict == "pass"
+    assert shift_check("q", stable, canary, 0.2, on_held["predictionShift"]).verdict == "fail"  # as before
+
+
 def test_row_keys_are_the_same_for_the_same_row_read_again_and_differ_for_another_label() -> None:
     data = iris().head(5)
     schema = {"features": {c: "numeric" for c in data.columns if c != "species"}, "label": "species"}

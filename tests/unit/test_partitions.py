@@ -31,13 +31,13 @@ def test_a_pattern_reads_every_partition_or_the_newest_n(tmp_path: Path) -> None
     for name, rows in (("2026-03", 6), ("2026-01", 2), ("2026-02", 4)):
         month(tmp_path, name, rows)
     pattern = f"{tmp_path}/month=*/part.csv"
-    frame, read = read_partitions(spec_for(pattern))
+    frame, read, _ = read_partitions(spec_for(pattern))
     assert len(frame) == 12 and [Path(p).parent.name for p in read] == [
         "month=2026-01",
         "month=2026-02",
         "month=2026-03",
     ]
-    frame, read = read_partitions(spec_for(pattern, lastPartitions=2))
+    frame, read, _ = read_partitions(spec_for(pattern, lastPartitions=2))
     assert len(frame) == 10 and Path(read[0]).parent.name == "month=2026-02"
 
 

@@ -1269,9 +1269,12 @@ class Baseline(StatusModel):
     )
     prediction_shift: float | None = Field(
         default=None,
-        description="PSI of this model's predicted classes against the serving version's on those rows: "
-        "the shift its canary is expected to show (classification only).",
+        description="PSI of this model's predicted classes against the serving version's: the shift its "
+        "canary is expected to show (classification only). Measured on every row of the newest "
+        "partition when spec.data.uri read several (what live traffic looks like now), else on those "
+        "held-out rows.",
     )
+    shift_rows: int | None = Field(default=None, description="Rows predictionShift was measured on.")
 
 
 class ModelStatus(StatusModel):

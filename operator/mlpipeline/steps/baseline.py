@@ -32,23 +32,36 @@ def records(frame: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
 
 
 def against_serving(
-    tag: str, uri: str | None, candidate: ModelBundle, frame: pd.DataFrame, metric: str
+    tag: str,
+    uri: str | None,
+    candidate: ModelBundle,
+    frame: pd.DataFrame,
+    metric: str,
+    newest: pd.DataFrame | None = None,
 ) -> dict[str, Any] | None:
     """``compare`` with the serving model ``tag`` (imported from ``uri`` when the local model store
     lacks it); None, with a warning, when it cannot be loaded or cannot answer these rows."""
     try:
         version, serving = load_bundle(tag, uri)
-        return compare(candidate, serving, version, frame, metric)
+        return compare(candidate, serving, version, frame, metric, newest)
     except Exception as exc:  # the comparison informs the canary: it never fails the gate
         print(f"warning: not compared with the serving model {tag}: {exc}", file=sys.stderr)
         return None
 
 
 def compare(
-    candidate: ModelBundle, serving: ModelBundle, version: str, frame: pd.DataFrame, metric: str
+    candidate: ModelBundle,
+    serving: ModelBundle,
+    version: str,
+    frame: pd.DataFrame,
+    metric: str,
+    newest: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Both models on the rows of ``frame`` (held-out rows that may score) that ``serving`` did not
-    train on: the shape of status.model.baseline."""
+    train on: the shape of status.model.baseline. The prediction shift the canary is to expect is
+    measured on ``newest`` when given (every row of the newest partition: what live traffic looks
+    like now, where the two models may disagree far more than on older rows; no label is needed),
+    else on those held-out rows."""
     schema = candidate.schema
     seen = serving.trained_on
     unseen = frame[~np.isin(row_keys(frame, schema), seen)] if seen is not None else frame
@@ -64,8 +77,12 @@ def compare(
         result["candidateScore"] = score_outputs(metric, ours, target)
         result["scoreError"] = difference_error(metric, ours, others, target)
     if schema["task"] == "classification":
+        if newest is not None and not newest.empty:
+            on = records(newest, list(schema["features"]))
+            theirs, mine = serving.predict(on), candidate.predict(on)
         counts = [Counter(str(a["label"]) for a in answers) for answers in (theirs, mine)]
         result["predictionShift"] = prediction_shift(*counts)
+        result["shiftRows"] = len(theirs)
     return result
 
 

@@ -3,7 +3,8 @@ the best trial's checkpoint), score it on the held-out split, and apply the gate
 ends the pipeline: nothing is packaged or deployed. Only labels people gave or the original data
 holds are scored: the labels a labeling round's model gave itself train, never score
 (steps/split.py; ingest keeps them out of the held-out split). When a model serves, it is measured
-beside the new one on the same held-out rows (steps/baseline.py): what the canary expects."""
+beside the new one on the same held-out rows, and the shift between their predictions on the newest
+partition's rows (steps/baseline.py): what the canary expects."""
 
 from __future__ import annotations
 
@@ -72,7 +73,9 @@ def run(
     if serving and not failure:
         candidate = ModelBundle(estimator, dataset.preprocessor, dataset.schema)
         held_out = dataset.frame(data_uri, "test")[test_trusted]
-        baseline = against_serving(serving, serving_uri, candidate, held_out, gate.metric)
+        newest = dataset.schema.get("newest")  # several partitions were read: the newest one's rows
+        recent = dataset.frame(data_uri, newest) if newest else None
+        baseline = against_serving(serving, serving_uri, candidate, held_out, gate.metric, recent)
     report = {
         "metrics": metrics,
         "gate": {"metric": gate.metric, "min": gate.min, "max": gate.max, "passed": failure is None},

@@ -113,15 +113,17 @@ def validate(frame: pd.DataFrame, spec: MLPipelineSpec) -> dict[str, str]:
     return kinds
 
 
-def read_partitions(spec: MLPipelineSpec) -> tuple[pd.DataFrame, list[str]]:
-    """The data behind spec.data.uri: one file, or the window of partitions a pattern matches."""
+def read_partitions(spec: MLPipelineSpec) -> tuple[pd.DataFrame, list[str], int]:
+    """The data behind spec.data.uri: one file, or the window of partitions a pattern matches, in
+    order; the partitions read; and how many rows the newest gave (the frame's last ones)."""
     uri = spec.data.uri
     if spec.data.format == "images":
-        return images.folder_table(uri, spec.data.label), [uri]
+        table = images.folder_table(uri, spec.data.label)
+        return table, [uri], len(table)
     if not is_pattern(uri):
         frame = read_data(uri, data_format(uri, spec.data.format))
         images.resolve(frame, image_columns(spec, frame), uri)
-        return frame, [uri]
+        return frame, [uri], len(frame)
     found = [p.uri for p in store.partitions(uri)]
     if not found:
         raise StepError(f"spec.data.uri: no partition matches {uri}")
@@ -134,7 +136,10 @@ def read_partitions(spec: MLPipelineSpec) -> tuple[pd.DataFrame, list[str]]:
     for name, cols in zip(window[1:], columns[1:], strict=True):
         if set(cols) != set(columns[0]):
             raise StepError(f"{name}: columns {sorted(cols)} differ from {window[0]}'s {sorted(columns[0])}")
-    return pd.concat(frames, ignore_index=True), window
+    return pd.concat(frames, ignore_index=True), window, len(frames[-1])
+
+
+NEWEST = "newest.parquet"  # the newest partition's rows, when several were read
 
 
 def image_columns(spec: MLPipelineSpec, frame: pd.DataFrame) -> list[str]:
@@ -168,7 +173,7 @@ def holdout(spec: MLPipelineSpec, labels: pd.Series, trusted: np.ndarray) -> tup
 
 
 def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
-    frame, read = read_partitions(spec)
+    frame, read, newest_rows = read_partitions(spec)
     frame.columns = [str(c) for c in frame.columns]
     try:
         trusted = trusted_rows(frame)
@@ -193,6 +198,9 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     profile = profile_frame(train, kinds, label, "categorical" if classification else "numeric")
     artifacts.write_table(artifacts.join(out, "train.parquet"), train)
     artifacts.write_table(artifacts.join(out, "test.parquet"), test)
+    if len(read) > 1:  # what the newest data looks like: evaluate expects the canary's shift on it
+        artifacts.write_table(artifacts.join(out, NEWEST), frame.iloc[len(frame) - newest_rows :])
+        schema["newest"] = NEWEST.removesuffix(".parquet")  # the split's name, as "train" and "test"
     artifacts.write_json(artifacts.join(out, "schema.json"), schema)
     artifacts.write_json(artifacts.join(out, "profile.json"), profile)
     summary = f"{len(frame)} rows, {len(kinds)} features"
