@@ -11,11 +11,19 @@ export KUBECONFIG=${KUBECONFIG:-$ROOT/.cluster/kubeconfig}
 store=$("$ROOT/hack/node.sh" store-env)
 # shellcheck disable=SC1090
 . <(echo "$store")
-"$KUBECTL" create namespace "$NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+"$KUBECTL" get namespace "$NAMESPACE" >/dev/null 2>&1 || "$KUBECTL" create namespace "$NAMESPACE" >/dev/null
 "$KUBECTL" create secret generic artifacts -n "$NAMESPACE" --dry-run=client -o yaml \
   --from-literal=AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
   --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" | "$KUBECTL" apply -f - >/dev/null
-key=$NAMESPACE/data/iris.csv
-curl -fsS --max-time 30 --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-  -X PUT --data-binary "@$ROOT/examples/data/iris.csv" "$AWS_ENDPOINT_URL/$MLP_STORE_BUCKET/$key" -o /dev/null
-echo "[example-data] namespace $NAMESPACE: Secret artifacts; s3://$MLP_STORE_BUCKET/$key" >&2
+target=s3://$MLP_STORE_BUCKET/$NAMESPACE/data/iris.csv
+# written as the step pods write to the store (mlpipeline.store), with the store's keys
+AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+  "$ROOT/.venv/bin/python" - "$ROOT/examples/data/iris.csv" "$target" <<'PY'
+import sys
+from pathlib import Path
+
+from mlpipeline import store
+
+store.write_bytes(sys.argv[2], Path(sys.argv[1]).read_bytes())
+PY
+echo "[example-data] namespace $NAMESPACE: Secret artifacts; $target" >&2

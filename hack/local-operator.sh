@@ -18,7 +18,7 @@ if [[ -z ${KUBECONFIG:-} && -f $LOCAL ]]; then
   store=$("$ROOT/hack/node.sh" store-env 2>/dev/null) || {
     echo "the local cluster's real node and S3 store are not up: run make cluster" >&2; exit 1; }
   while IFS='=' read -r key value; do
-    [[ -n $key && -z ${!key:-} ]] && export "$key=$value"
+    if [[ -n $key && -z ${!key:-} ]]; then export "$key=$value"; fi
   done <<<"$store"
   export MLP_ARTIFACTS_URI=${MLP_ARTIFACTS_URI:-s3://$MLP_STORE_BUCKET}
   export MLP_DATA_PREFIXES=${MLP_DATA_PREFIXES:-s3://$MLP_STORE_BUCKET/{namespace\}/}
