@@ -95,7 +95,10 @@ class _Reader:
             if size == 15:
                 size = self.varint()
             for _ in range(size):
-                self.byte() if element in (TRUE, FALSE) else self.skip(element, depth + 1)
+                if element in (TRUE, FALSE):
+                    self.byte()  # in a list a boolean takes a byte of its own
+                else:
+                    self.skip(element, depth + 1)
         elif kind == MAP:
             size = self.varint()
             if size:

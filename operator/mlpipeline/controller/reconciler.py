@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -129,7 +128,7 @@ class Reconciler:
         self.dirty: set[tuple[str, str]] = set()  # ... and changed again meanwhile
         self.since_release = 0  # reconciliations since freed memory was last handed back
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
-        self.wakeups = Wakeups(self._woken)
+        self.wakeups: Wakeups[tuple[str, str]] = Wakeups(lambda key: self.enqueue(*key))
         self.failures: dict[tuple[str, str], int] = {}  # failed reconciliations in a row
         self.deleting: dict[tuple[str, str], set[str]] = {}  # Jobs of earlier runs, by pipeline
         self.phases = metrics.PhaseBook()
@@ -206,10 +205,6 @@ class Reconciler:
         canary analysis, a scheduled time). The earliest pending deadline wins: every
         reconciliation asks again for the ones it still needs."""
         self.wakeups.after((namespace, name), seconds)
-
-    def _woken(self, key: Hashable) -> None:
-        assert isinstance(key, tuple)
-        self.enqueue(str(key[0]), str(key[1]))
 
     def _reconcile(self, namespace: str, name: str) -> str:
         body = self.cache.pipeline(namespace, name)

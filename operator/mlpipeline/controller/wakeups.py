@@ -12,21 +12,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
 
 
-class Wakeups:
-    def __init__(self, fire: Callable[[Hashable], None], clock: Callable[[], float] = time.monotonic):
+class Wakeups(Generic[K]):
+    def __init__(self, fire: Callable[[K], None], clock: Callable[[], float] = time.monotonic):
         self._fire = fire
         self._clock = clock
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, float] = {}  # each key's one pending deadline
+        self._heap: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}  # each key's one pending deadline
         self._order = itertools.count()  # ties in time fire in the order asked
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def after(self, key: Hashable, seconds: float) -> None:
+    def after(self, key: K, seconds: float) -> None:
         """``fire(key)`` in ``seconds``, unless an earlier deadline of ``key`` is pending."""
         with self._changed:
             due = self._clock() + seconds
@@ -40,7 +42,7 @@ class Wakeups:
                 self._thread.start()
             self._changed.notify()
 
-    def cancel(self, key: Hashable) -> None:
+    def cancel(self, key: K) -> None:
         with self._changed:
             self._due.pop(key, None)  # its heap entry is skipped when it comes up
 
@@ -48,7 +50,7 @@ class Wakeups:
         with self._changed:
             return len(self._due)
 
-    def _next(self) -> Hashable:
+    def _next(self) -> K:
         """Blocks until a key's deadline has come; that key, its deadline cleared."""
         with self._changed:
             while True:

@@ -21,6 +21,7 @@ from mlpipeline.steps.estimators import build_estimator, visible_device
 from mlpipeline.steps.images import image_shape
 from mlpipeline.steps.metrics import score
 from mlpipeline.steps.report import REPORT, compared, render
+from mlpipeline.steps.split import NEWEST
 
 MODEL = "model.joblib"
 
@@ -73,7 +74,7 @@ def run(
     if serving and not failure:
         candidate = ModelBundle(estimator, dataset.preprocessor, dataset.schema)
         held_out = dataset.frame(data_uri, "test")[test_trusted]
-        newest = dataset.schema.get("newest")  # several partitions were read: the newest one's rows
+        newest = dataset.schema.get(NEWEST)  # several partitions were read: the newest one's rows
         recent = dataset.frame(data_uri, newest) if newest else None
         baseline = against_serving(serving, serving_uri, candidate, held_out, gate.metric, recent)
     report = {

@@ -16,7 +16,7 @@ from mlpipeline.monitoring.profile import profile_frame
 from mlpipeline.protocol import is_pattern, keyed
 from mlpipeline.steps import artifacts, images
 from mlpipeline.steps.artifacts import StepError
-from mlpipeline.steps.split import PROVENANCE, scored_splits, trusted_rows
+from mlpipeline.steps.split import NEWEST, PROVENANCE, scored_splits, trusted_rows
 
 
 def data_format(uri: str, declared: str | None) -> str:
@@ -139,9 +139,6 @@ def read_partitions(spec: MLPipelineSpec) -> tuple[pd.DataFrame, list[str], int]
     return pd.concat(frames, ignore_index=True), window, len(frames[-1])
 
 
-NEWEST = "newest.parquet"  # the newest partition's rows, when several were read
-
-
 def image_columns(spec: MLPipelineSpec, frame: pd.DataFrame) -> list[str]:
     declared = [c for c, kind in spec.data.columns.items() if kind == "image"]
     return [c for c in declared if c in frame.columns]
@@ -199,8 +196,9 @@ def run(spec: MLPipelineSpec, out: str) -> dict[str, Any]:
     artifacts.write_table(artifacts.join(out, "train.parquet"), train)
     artifacts.write_table(artifacts.join(out, "test.parquet"), test)
     if len(read) > 1:  # what the newest data looks like: evaluate expects the canary's shift on it
-        artifacts.write_table(artifacts.join(out, NEWEST), frame.iloc[len(frame) - newest_rows :])
-        schema["newest"] = NEWEST.removesuffix(".parquet")  # the split's name, as "train" and "test"
+        newest = frame.iloc[len(frame) - newest_rows :]
+        artifacts.write_table(artifacts.join(out, f"{NEWEST}.parquet"), newest)
+        schema[NEWEST] = NEWEST  # the split's name, as "train" and "test"
     artifacts.write_json(artifacts.join(out, "schema.json"), schema)
     artifacts.write_json(artifacts.join(out, "profile.json"), profile)
     summary = f"{len(frame)} rows, {len(kinds)} features"

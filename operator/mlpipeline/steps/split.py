@@ -16,6 +16,7 @@ import pandas as pd
 from mlpipeline.labeling.select import AUDIT, AUTO, HUMAN
 
 PROVENANCE = "mlp_provenance"
+NEWEST = "newest"  # the split of the newest partition's rows ingest writes when it read several
 """The column of a labeling round's partition that says who labeled each row."""
 
 
